@@ -1,0 +1,1 @@
+"""Library code (motion, rendering, neural models); importable and tested without ComfyUI."""

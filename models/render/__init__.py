@@ -1,0 +1,1 @@
+"""Skeleton renderers: a perspective 3D view and the OpenPose 18-keypoint layout."""

@@ -1,0 +1,1 @@
+"""Motion databases and text retrieval."""
