@@ -1,0 +1,177 @@
+"""Load Motion and Save Motion."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from ..models.motion import MotionError
+from ..models.motion.motiondiff_compat import from_motion_data, to_motion_data
+from . import comfy_env
+
+FILE_PREFIX = "file/"
+
+
+def _resolve_user_path(path: str) -> Path:
+    """A path typed into the node: absolute, or relative to ComfyUI's input folder."""
+    from ..models.motion.files import SUPPORTED_EXTENSIONS
+
+    raw = path.strip().strip('"')
+    candidate = Path(raw).expanduser()
+    if not candidate.is_absolute():
+        candidate = comfy_env.input_directory() / candidate
+    if candidate.suffix.lower() not in SUPPORTED_EXTENSIONS:
+        raise MotionError(f"path: {raw!r} is not a motion file; expected one of {', '.join(SUPPORTED_EXTENSIONS)}")
+    if not candidate.is_file():
+        raise MotionError(f"path: no file at {candidate}")
+    return candidate
+
+
+def _load_file(file: Path, fps: float | None, input_name: str):
+    from ..models.motion.files import load_motion_file
+
+    try:
+        return load_motion_file(file, fps=fps)
+    except MotionError as exc:
+        raise MotionError(f"{input_name}: {exc}") from exc
+
+
+def _clip_choices() -> list[str]:
+    from ..models.motion import library
+
+    return library.list_clips() + [FILE_PREFIX + f for f in comfy_env.motion_files()]
+
+
+class LoadMotion:
+    DESCRIPTION = ("Loads a motion: a clip from the built-in motion-capture library, a motion file in "
+                   "models/motionrag/motions, or any .npz / .npy (HumanML3D) / .bvh file given by path.")
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = ("MOTION_DATA", "STRING", "INT")
+    RETURN_NAMES = ("motion", "caption", "frames")
+    OUTPUT_TOOLTIPS = ("The motion (22-joint skeleton, metres, Y up); also accepted by ComfyUI-MotionDiff nodes.",
+                       "The clip's caption.", "Number of frames.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        from ..models.motion import library
+
+        return {
+            "required": {
+                "clip": (_clip_choices(), {
+                    "default": library.DEFAULT_CLIP,
+                    "tooltip": "Built-in clip (M_ = mirrored copy) or a file from models/motionrag/motions.",
+                }),
+            },
+            "optional": {
+                "path": ("STRING", {
+                    "default": "",
+                    "tooltip": "Optional .npz/.npy/.bvh file, absolute or relative to ComfyUI's input folder. "
+                               "Overrides 'clip' when not empty.",
+                }),
+                "fps_override": ("FLOAT", {
+                    "default": 0.0, "min": 0.0, "max": 240.0, "step": 1.0,
+                    "tooltip": "Frame rate of a file that does not record one (HumanML3D .npy is 20). 0 keeps the file's.",
+                }),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, path=""):
+        if path and path.strip():
+            try:
+                _resolve_user_path(path)
+            except MotionError as exc:
+                return str(exc)
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, clip, path="", fps_override=0.0):
+        # Re-run when the file on disk changes; built-in clips never change.
+        target = None
+        if path and path.strip():
+            try:
+                target = _resolve_user_path(path)
+            except MotionError:
+                return float("nan")
+        elif clip.startswith(FILE_PREFIX):
+            target = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
+        if target is None:
+            return f"{clip}|{fps_override}"
+        stat = target.stat()
+        return f"{target}|{stat.st_mtime_ns}|{stat.st_size}|{fps_override}"
+
+    def load(self, clip, path="", fps_override=0.0):
+        from ..models.motion import library
+
+        fps = fps_override if fps_override and fps_override > 0 else None
+        if path and path.strip():
+            motion = _load_file(_resolve_user_path(path), fps, "path")
+        elif clip.startswith(FILE_PREFIX):
+            found = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
+            if found is None:
+                raise MotionError(f"clip: {clip!r} is no longer in models/motionrag/motions")
+            motion = _load_file(found, fps, "clip")
+        else:
+            motion = library.load_clip(clip)
+            if fps:
+                motion = motion.resampled(fps)
+        return (to_motion_data(motion), motion.caption, motion.num_frames)
+
+
+SAVE_FORMATS = {
+    "npz": "npz",
+    "bvh": "bvh",
+    "humanml3d_vecs_npy": "npy",
+    "humanml3d_joints_npy": "npy",
+}
+
+
+class SaveMotion:
+    DESCRIPTION = ("Saves a motion into ComfyUI's output folder: our compact .npz, BVH (imports into Blender), "
+                   "or HumanML3D .npy (263-d new_joint_vecs, or new_joints positions).")
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "save"
+    OUTPUT_NODE = True
+    RETURN_TYPES = ("STRING",)
+    RETURN_NAMES = ("path",)
+    OUTPUT_TOOLTIPS = ("Absolute path of the written file.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "motion": ("MOTION_DATA", {"tooltip": "The motion to save."}),
+                "filename_prefix": ("STRING", {
+                    "default": "MotionRAG/motion",
+                    "tooltip": "File name prefix inside the output folder; may include subfolders.",
+                }),
+                "format": (list(SAVE_FORMATS), {"default": "npz", "tooltip": "File format."}),
+            },
+        }
+
+    def save(self, motion, filename_prefix, format):
+        from ..models.motion import bvh, files
+
+        if format not in SAVE_FORMATS:
+            raise MotionError(f"format: {format!r} is not one of {', '.join(SAVE_FORMATS)}")
+        m = from_motion_data(motion)
+        path, subfolder = comfy_env.save_path(filename_prefix, SAVE_FORMATS[format])
+        if format == "npz":
+            files.save_npz(m, path)
+        elif format == "bvh":
+            bvh.save_bvh(m, path)
+        elif format == "humanml3d_vecs_npy":
+            files.save_humanml3d_npy(m, path, kind="features")
+        else:
+            files.save_humanml3d_npy(m, path, kind="joints")
+        entry = {"filename": path.name, "subfolder": subfolder, "type": "output"}
+        return {"ui": {"text": [str(path)], "motion_files": [entry]}, "result": (str(path),)}
+
+
+NODE_CLASS_MAPPINGS = {
+    "MotionRAGLoadMotion": LoadMotion,
+    "MotionRAGSaveMotion": SaveMotion,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "MotionRAGLoadMotion": "Load Motion (MotionRAG)",
+    "MotionRAGSaveMotion": "Save Motion (MotionRAG)",
+}
