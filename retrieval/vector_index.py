@@ -1,0 +1,137 @@
+"""The faiss index over caption embeddings, and how its kind is chosen.
+
+All vectors are L2-normalised, so inner product is cosine similarity. Kinds:
+  flat  IndexFlatIP, exact; the default up to IVF_THRESHOLD captions
+  ivf   IndexIVFFlat (inner product, spherical k-means), approximate; chosen above that
+  hnsw  IndexHNSWFlat (inner product), approximate; only when asked for
+"""
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .db_format import fsync_file
+from .errors import DatabaseCorruptError, RetrievalError
+
+INDEX_TYPES = ("flat", "ivf", "hnsw")
+IVF_THRESHOLD = 200_000      # captions; below it the exact scan is fast enough (a few ms per query)
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+IVF_TRAIN_PER_LIST = 64      # training vectors per inverted list (faiss warns below 39)
+
+
+def choose_index_type(n_captions: int, requested: str = "auto", ivf_threshold: int = IVF_THRESHOLD) -> str:
+    if requested == "auto":
+        return "ivf" if n_captions > ivf_threshold else "flat"
+    if requested not in INDEX_TYPES:
+        raise RetrievalError(f"index type {requested!r}: expected 'auto' or one of {', '.join(INDEX_TYPES)}")
+    return requested
+
+
+def ivf_lists(n: int) -> int:
+    # About 4*sqrt(n) lists, but never so many that a list would train on fewer than 39 vectors.
+    return max(1, min(int(4 * math.sqrt(max(n, 1))), n // 39))
+
+
+def default_params(index_type: str, n: int) -> dict:
+    if index_type == "ivf":
+        nlist = ivf_lists(n)
+        return {"nlist": nlist, "nprobe": max(1, min(nlist, int(round(nlist / 16))))}
+    if index_type == "hnsw":
+        return {"M": HNSW_M, "ef_construction": HNSW_EF_CONSTRUCTION, "ef_search": HNSW_EF_SEARCH}
+    return {}
+
+
+def new_index(index_type: str, dim: int, vectors: np.ndarray, params: dict):
+    """An index of `index_type` holding `vectors` (IVF is trained on them)."""
+    import faiss
+
+    if index_type == "flat":
+        index = faiss.IndexFlatIP(dim)
+    elif index_type == "hnsw":
+        index = faiss.IndexHNSWFlat(dim, int(params["M"]), faiss.METRIC_INNER_PRODUCT)
+        index.hnsw.efConstruction = int(params["ef_construction"])
+    elif index_type == "ivf":
+        if len(vectors) < 1:
+            raise RetrievalError("an IVF index needs at least one caption to train on")
+        quantizer = faiss.IndexFlatIP(dim)
+        index = faiss.IndexIVFFlat(quantizer, dim, int(params["nlist"]), faiss.METRIC_INNER_PRODUCT)
+        index.cp.spherical = True     # centroids on the unit sphere, like the data
+        rng = np.random.default_rng(0)
+        n_train = min(len(vectors), int(params["nlist"]) * IVF_TRAIN_PER_LIST)
+        sample = vectors if n_train == len(vectors) else vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
+        index.train(np.ascontiguousarray(sample, dtype=np.float32))
+    else:
+        raise RetrievalError(f"index type {index_type!r}: expected one of {', '.join(INDEX_TYPES)}")
+    if len(vectors):
+        index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def apply_search_params(index, index_type: str, params: dict, *, nprobe: int | None = None,
+                        ef_search: int | None = None) -> None:
+    import faiss
+
+    if index_type == "ivf":
+        faiss.extract_index_ivf(index).nprobe = int(nprobe or params.get("nprobe", 1))
+    elif index_type == "hnsw":
+        index.hnsw.efSearch = int(ef_search or params.get("ef_search", HNSW_EF_SEARCH))
+
+
+def all_vectors(index) -> np.ndarray:
+    """Every stored vector in id order (to rebuild the index as another kind)."""
+    import faiss
+
+    ivf = faiss.try_extract_index_ivf(index)
+    if ivf is not None:
+        ivf.make_direct_map()
+    return index.reconstruct_n(0, index.ntotal)
+
+
+def write_index(index, path: Path) -> None:
+    import faiss
+
+    faiss.write_index(index, str(path))
+    fsync_file(path)
+
+
+def read_index(path: Path, *, expected: int, dim: int, index_type: str, what: str, mmap: bool = True):
+    """Load an index and check it against the manifest. With mmap (for reading), flat codes
+    stay in the page cache instead of being copied; an index to be extended needs mmap=False."""
+    import faiss
+
+    try:
+        size = os.path.getsize(path)
+    except OSError:
+        raise DatabaseCorruptError(f"{what}: index file {path.name} is missing") from None
+    if size == 0:
+        raise DatabaseCorruptError(f"{what}: index file {path.name} is empty")
+    try:
+        flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if (mmap and index_type == "flat") else 0
+        index = faiss.read_index(str(path), flags)
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
+        raise DatabaseCorruptError(f"{what}: index file {path.name} cannot be read (truncated or damaged): {first}") from None
+    if index.d != dim:
+        raise DatabaseCorruptError(f"{what}: index {path.name} holds {index.d}-d vectors; the manifest's text encoder "
+                                   f"gives {dim}-d")
+    if index.ntotal != expected:
+        raise DatabaseCorruptError(f"{what}: index {path.name} holds {index.ntotal} vectors but the manifest lists "
+                                   f"{expected} captions (manifest and index disagree)")
+    kind = type(index).__name__
+    expected_kind = {"flat": "IndexFlatIP", "ivf": "IndexIVFFlat", "hnsw": "IndexHNSWFlat"}[index_type]
+    if kind != expected_kind:
+        raise DatabaseCorruptError(f"{what}: index {path.name} is a {kind}; the manifest says {index_type!r} ({expected_kind})")
+    if index.metric_type != faiss.METRIC_INNER_PRODUCT:
+        raise DatabaseCorruptError(f"{what}: index {path.name} does not use inner product")
+    return index
+
+
+def search(index, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    k = max(1, min(int(k), int(index.ntotal)))
+    scores, ids = index.search(np.ascontiguousarray(queries, dtype=np.float32), k)
+    return scores, ids
