@@ -62,3 +62,17 @@ def test_slice_bounds_checked():
     assert m.sliced(5, 15).num_frames == 10
     with pytest.raises(MotionError, match="outside"):
         m.sliced(20, 40)
+
+
+def test_absurd_frame_count_is_refused_by_name():
+    from motionrag_suite.models.motion.motion import MAX_FRAMES
+
+    with pytest.raises(MotionError, match=r"joints: .*frames is more than"):
+        Motion(np.zeros((MAX_FRAMES + 1, 22, 3), np.float32))
+
+
+def test_absurd_render_size_is_refused_before_allocating():
+    from motionrag_suite.models.render import skeleton3d
+
+    with pytest.raises(MotionError, match="4096x4096"):
+        skeleton3d.render_3d(np.zeros((5000, 22, 3), np.float32), width=4096, height=4096)
