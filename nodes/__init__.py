@@ -1,5 +1,5 @@
 """Node classes (classic ComfyUI API). Node ids start with MotionRAG and never change."""
-from . import motion_nodes, render_nodes
+from . import motion_nodes, render_nodes, retrieval_nodes
 from .comfy_env import register_model_folder
 
 register_model_folder()
@@ -7,8 +7,10 @@ register_model_folder()
 NODE_CLASS_MAPPINGS = {
     **motion_nodes.NODE_CLASS_MAPPINGS,
     **render_nodes.NODE_CLASS_MAPPINGS,
+    **retrieval_nodes.NODE_CLASS_MAPPINGS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     **motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **render_nodes.NODE_DISPLAY_NAME_MAPPINGS,
+    **retrieval_nodes.NODE_DISPLAY_NAME_MAPPINGS,
 }

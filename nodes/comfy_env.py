@@ -110,3 +110,35 @@ def progress(total: int) -> Callable[[int], None]:
         bar.update(1)
 
     return step
+
+
+def batch_progress(total: int) -> Callable[[int, int], None]:
+    """progress(done, total) for library code that reports counts after each batch (e.g. the
+    database builders): sets ComfyUI's bar to done/total and stops on Cancel."""
+    try:
+        import comfy.model_management as mm
+        import comfy.utils
+    except ImportError:
+        return lambda _done, _total: None
+    bar = comfy.utils.ProgressBar(max(int(total), 1))
+
+    def report(done: int, total_now: int) -> None:
+        mm.throw_exception_if_processing_interrupted()
+        bar.update_absolute(int(done), int(total_now) if total_now else None)
+
+    return report
+
+
+def cancel_hook() -> Callable[[], bool]:
+    """cancel() for library code that checks before each step: raises ComfyUI's interrupt
+    when the user pressed Cancel, else returns False (always False outside ComfyUI)."""
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        return lambda: False
+
+    def check() -> bool:
+        mm.throw_exception_if_processing_interrupted()
+        return False
+
+    return check

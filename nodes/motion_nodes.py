@@ -44,7 +44,8 @@ class LoadMotion:
     DESCRIPTION = ("Loads a motion: a clip from the built-in motion-capture library, a motion file in "
                    "models/motionrag/motions, or any .npz / .npy (HumanML3D) / .bvh file given by path.")
     CATEGORY = comfy_env.CATEGORY
-    FUNCTION = "load"
+    # ComfyUI calls load_with_preview (outputs + the browser preview); load() is the plain call.
+    FUNCTION = "load_with_preview"
     RETURN_TYPES = ("MOTION_DATA", "STRING", "INT")
     RETURN_NAMES = ("motion", "caption", "frames")
     OUTPUT_TOOLTIPS = ("The motion (22-joint skeleton, metres, Y up); also accepted by ComfyUI-MotionDiff nodes.",
@@ -115,6 +116,14 @@ class LoadMotion:
             if fps:
                 motion = motion.resampled(fps)
         return (to_motion_data(motion), motion.caption, motion.num_frames)
+
+    def load_with_preview(self, clip, path="", fps_override=0.0):
+        from ..models.motion.preview import preview_payload
+
+        result = self.load(clip, path=path, fps_override=fps_override)
+        motion = from_motion_data(result[0])
+        # Compact joints for web/js/motionrag_preview.js (the in-node 3D viewer).
+        return {"ui": {"motionrag_motion": [preview_payload(motion)]}, "result": result}
 
 
 SAVE_FORMATS = {

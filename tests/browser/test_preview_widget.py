@@ -1,0 +1,219 @@
+"""The pack's front-end extension in headless Chromium, against the real ComfyUI.
+
+Written against window.app / app.graph / LiteGraph node APIs that both the
+legacy 2024 front end and the pip comfyui-frontend-package offer, so the same
+tests run on a newer ComfyUI given through COMFYUI_PATH.
+"""
+from __future__ import annotations
+
+import io
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from motionrag_suite.models.motion.preview import decode_payload
+
+from .conftest import PACK_ROOT, WORKFLOWS
+
+RENDER_WORKFLOW = PACK_ROOT / "workflows" / "motionrag_render_builtin_clip.json"
+BACKGROUND = np.array([0x20, 0x22, 0x26])  # the viewer's clear colour (web/js/motionrag_viewer.js)
+FRONTEND_ONLY_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+
+
+def _pixels(png: bytes) -> np.ndarray:
+    return np.asarray(Image.open(io.BytesIO(png)).convert("RGB")).astype(np.int16)
+
+
+def _drawn_fraction(img: np.ndarray) -> float:
+    """Share of pixels that differ clearly from the viewer's background."""
+    return float((np.abs(img - BACKGROUND).max(axis=-1) > 40).mean())
+
+
+def _limb_pixels(img: np.ndarray) -> tuple[int, int]:
+    """(blue-ish, red-ish) pixel counts: left limbs are blue, right limbs red."""
+    r, g, b = img[..., 0], img[..., 1], img[..., 2]
+    blue = int(((b > r + 60) & (b > 120)).sum())
+    red = int(((r > b + 60) & (r > g + 60) & (r > 120)).sum())
+    return blue, red
+
+
+def _motion_node_ids(workflow: dict) -> list[int]:
+    return [n["id"] for n in workflow["nodes"] if n["type"] == "MotionRAGLoadMotion"]
+
+
+def test_page_loads_the_extension_without_errors(comfy_page):
+    info = comfy_page.page.evaluate("""() => ({
+        extensions: app.extensions.map((e) => e.name),
+        registry: window.MotionRAGPreview.version,
+        three: window.__THREE__ ?? null,
+    })""")
+    assert "MotionRAG.Preview" in info["extensions"]
+    assert info["registry"] == 1
+    assert info["three"] == "170"  # the vendored build (web/vendor/three), not another copy
+    ours = [u for u in comfy_page.requests if "/MotionRAG-Suite/" in u]
+    assert any(u.endswith("/js/motionrag_preview.js") for u in ours), ours
+    assert any(u.endswith("/vendor/three/three.module.min.js") for u in ours), ours
+    assert comfy_page.external_requests() == [], "the page fetched from outside the ComfyUI server (a CDN?)"
+    assert comfy_page.our_errors() == []
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_shipped_workflow_loads_without_missing_nodes_or_widget_errors(comfy_page, path):
+    workflow = json.loads(path.read_text())
+    comfy_page.load_workflow(workflow)
+    report = comfy_page.page.evaluate("""(wf) => {
+        const LG = __mr.liteGraph();
+        const nodes = __mr.nodes();
+        const missing = wf.nodes.map((n) => n.type).filter((t) => !LG.registered_node_types[t]);
+        const widgetErrors = [];
+        for (const node of nodes) {
+            for (const w of node.widgets ?? []) {
+                const values = w.options?.values;
+                if (Array.isArray(values) && !values.includes(w.value)) {
+                    widgetErrors.push(`${node.type}.${w.name}: ${JSON.stringify(w.value)} not in its list`);
+                }
+                if (w.type === "number" && !Number.isFinite(w.value)) {
+                    widgetErrors.push(`${node.type}.${w.name}: ${w.value} is not a number`);
+                }
+            }
+        }
+        return {
+            missing, widgetErrors,
+            loaded: nodes.map((n) => n.type).sort(),
+            previews: nodes.filter((n) => n.widgets?.some((w) => w.name === "motionrag_preview")).map((n) => n.id),
+        };
+    }""", workflow)
+    assert report["missing"] == [], f"node types the server does not know: {report['missing']}"
+    assert report["widgetErrors"] == []
+    assert report["loaded"] == sorted(n["type"] for n in workflow["nodes"])
+    # Every node that outputs a motion carries the preview widget from the start.
+    motion_nodes = [n["id"] for n in workflow["nodes"]
+                    if any(o.get("type") == "MOTION_DATA" for o in n.get("outputs", []))]
+    assert set(motion_nodes) <= set(report["previews"])
+    # The front end turns it into a prompt the server accepts (no widget error on /prompt).
+    prompt = comfy_page.page.evaluate("async () => (await app.graphToPrompt()).output")
+    expected = {str(n["id"]) for n in workflow["nodes"] if n["type"] not in FRONTEND_ONLY_TYPES and n.get("mode", 0) == 0}
+    assert set(prompt) == expected
+    assert comfy_page.our_errors() == []
+
+
+@pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
+def test_shipped_workflow_has_a_thumbnail_for_the_template_browser(path):
+    thumb = path.with_suffix(".webp")
+    assert thumb.is_file(), f"{thumb.name} is missing (the template browser shows it next to {path.name})"
+    with Image.open(thumb) as img:
+        assert img.format == "WEBP" and min(img.size) >= 64, (img.format, img.size)
+
+
+def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_page, tmp_path):
+    workflow = json.loads(RENDER_WORKFLOW.read_text())
+    (node_id,) = _motion_node_ids(workflow)
+    comfy_page.load_workflow(workflow)
+    entry = comfy_page.queue_and_wait()
+    (payload,) = entry["outputs"][str(node_id)]["motionrag_motion"]
+
+    page = comfy_page.page
+    page.wait_for_function("(id) => __mr.widget(id)?.viewer?.motion", arg=node_id)
+    shown = page.evaluate("""(id) => { const v = __mr.widget(id).viewer;
+        return {frames: v.motion.frames, available: v.available, playing: v.playing}; }""", node_id)
+    assert shown == {"frames": payload["frames"], "available": True, "playing": True}
+    # The page decodes the int16 joints to the same metres as models/motion/preview.py.
+    in_page = np.array(page.evaluate("(id) => Array.from(__mr.widget(id).viewer.motion.positions)", node_id))
+    assert np.allclose(in_page, decode_payload(payload).reshape(-1), atol=1e-5)
+
+    root = page.evaluate_handle("(id) => __mr.widget(id).element", node_id).as_element()
+    stage = root.query_selector(".mr-stage")
+    play = root.query_selector(".mr-play")
+    slider = root.query_selector(".mr-scrub")
+    counter = root.query_selector(".mr-counter")
+    box = stage.bounding_box()
+    assert box["width"] >= 200 and box["height"] >= 150, box
+
+    # Pause with the widget's own button, then scrub by clicking the slider.
+    play.click()
+    assert page.evaluate("(id) => __mr.widget(id).viewer.playing", node_id) is False
+    sbox = slider.bounding_box()
+    shots, counters = [], []
+    for share in (0.1, 0.75):
+        page.mouse.click(sbox["x"] + sbox["width"] * share, sbox["y"] + sbox["height"] / 2)
+        page.wait_for_timeout(100)
+        counters.append(counter.inner_text())
+        shots.append(stage.screenshot())
+    first = tmp_path / "motionrag_preview_widget.png"
+    first.write_bytes(shots[0])
+    page.screenshot(path=str(tmp_path / "motionrag_preview_page.png"))
+    print(f"\nwidget screenshot: {first}\npage screenshot: {tmp_path / 'motionrag_preview_page.png'}")
+
+    a, b = _pixels(shots[0]), _pixels(shots[1])
+    assert _drawn_fraction(a) > 0.02, "the widget area is (nearly) blank"
+    blue, red = _limb_pixels(a)
+    assert blue > 30 and red > 30, f"left (blue) and right (red) limbs not both drawn: {blue}, {red}"
+    total = payload["frames"]
+    assert counters[0] != counters[1] and all(c.endswith(f"/ {total}") for c in counters), counters
+    frame_a, frame_b = (int(c.split("/")[0]) for c in counters)
+    assert frame_a < total // 3 < 2 * total // 3 < frame_b, counters
+    changed = float((np.abs(a - b).max(axis=-1) > 40).mean())
+    assert changed > 0.003, f"scrubbing did not change the picture ({changed:.4%} pixels changed)"
+
+    # Orbit: dragging on the stage turns the camera (same frame, different picture).
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 80, box["y"] + box["height"] / 2, steps=4)
+    page.mouse.up()
+    assert counter.inner_text() == counters[1]
+    turned = _pixels(stage.screenshot())
+    assert float((np.abs(turned - b).max(axis=-1) > 40).mean()) > 0.003, "dragging did not orbit the view"
+    assert comfy_page.our_errors() == []
+
+
+def test_text_retrieve_lists_references_and_previews_the_selected_one(comfy_page, tmp_path):
+    page = comfy_page.page
+    # Built in the page with the front end's own graph API, as a user would wire it.
+    ids = page.evaluate("""() => {
+        const LG = __mr.liteGraph();
+        app.graph.clear();
+        const add = (type, pos) => { const n = LG.createNode(type); n.pos = pos; app.graph.add(n); return n; };
+        const db = add("MotionRAGLoadMotionDB", [40, 80]);
+        const retrieve = add("MotionRAGTextRetrieve", [380, 80]);
+        const preview = add("PreviewImage", [800, 80]);
+        const set = (node, name, value) => { node.widgets.find((w) => w.name === name).value = value; };
+        set(db, "database", "builtin");
+        set(retrieve, "text", "a person does a cartwheel");
+        set(retrieve, "top_k", 3);
+        set(retrieve, "panel_size", 64);
+        db.connect(0, retrieve, retrieve.inputs.findIndex((i) => i.name === "motion_db"));
+        retrieve.connect(retrieve.outputs.findIndex((o) => o.name === "preview"), preview, 0);
+        return {retrieve: retrieve.id};
+    }""")
+    node_id = ids["retrieve"]
+    assert page.evaluate("(id) => !!__mr.widget(id)", node_id), "Text Retrieve has no preview widget"
+    entry = comfy_page.queue_and_wait(timeout=180)
+    refs = entry["outputs"][str(node_id)]["motionrag_refs"]
+    assert len(refs) == 3 and all("preview" in r for r in refs)
+
+    page.wait_for_function("(id) => __mr.widget(id)?.viewer?.motion", arg=node_id)
+    root = page.evaluate_handle("(id) => __mr.widget(id).element", node_id).as_element()
+    rows = root.query_selector_all(".mr-ref")
+    assert len(rows) == 3
+    for row, ref in zip(rows, refs):
+        text = row.inner_text()
+        assert ref["caption"] in text and f"{ref['score']:.3f}" in text, (text, ref)
+    assert "mr-selected" in rows[0].get_attribute("class")
+
+    # Selecting another reference shows its motion in the viewer.
+    stage = root.query_selector(".mr-stage")
+    rows[2].click()
+    page.wait_for_function("([id, n]) => __mr.widget(id).viewer.motion.frames === n",
+                           arg=[node_id, refs[2]["preview"]["frames"]])
+    assert "mr-selected" in rows[2].get_attribute("class")
+    assert refs[2]["name"] in root.query_selector(".mr-info").inner_text()
+    shot = stage.screenshot()
+    path = tmp_path / "motionrag_retrieve_widget.png"
+    path.write_bytes(shot)
+    page.screenshot(path=str(tmp_path / "motionrag_retrieve_page.png"))
+    print(f"\nretrieve widget screenshot: {path}")
+    assert _drawn_fraction(_pixels(shot)) > 0.02
+    assert comfy_page.our_errors() == []
