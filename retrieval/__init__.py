@@ -27,6 +27,7 @@ _EXPORTS = {
     "SourcePlan": "builders", "source_plan": "builders", "build_from_source": "builders",
     "add_from_source": "builders", "build_from_library": "builders", "build_from_humanml3d": "builders",
     "build_from_folder": "builders",
+    "MotionRefs": "refs", "MotionRef": "refs",
 }
 
 __all__ = sorted(_EXPORTS)
