@@ -1,5 +1,6 @@
 """Node classes (classic ComfyUI API). Node ids start with MotionRAG and never change."""
 from . import motion_nodes, render_nodes, retrieval_nodes
+from . import i2v_nodes
 from .comfy_env import register_model_folder
 
 register_model_folder()
@@ -8,9 +9,11 @@ NODE_CLASS_MAPPINGS = {
     **motion_nodes.NODE_CLASS_MAPPINGS,
     **render_nodes.NODE_CLASS_MAPPINGS,
     **retrieval_nodes.NODE_CLASS_MAPPINGS,
+    **i2v_nodes.NODE_CLASS_MAPPINGS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     **motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **render_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **retrieval_nodes.NODE_DISPLAY_NAME_MAPPINGS,
+    **i2v_nodes.NODE_DISPLAY_NAME_MAPPINGS,
 }

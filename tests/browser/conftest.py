@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from harness.comfy_server import ComfyServer
+from harness.comfy_server import REPO_ROOT, ComfyServer
 
 PACK_ROOT = Path(__file__).resolve().parents[2]
 WORKFLOWS = sorted((PACK_ROOT / "workflows").glob("*.json"))
@@ -61,7 +61,24 @@ def browser_comfy():
     if os.environ.get("MOTIONRAG_SKIP_COMFY") == "1":
         pytest.skip("MOTIONRAG_SKIP_COMFY=1: real-ComfyUI tests skipped on request")
     with ComfyServer() as server:
+        _place_declared_inputs(server)
         yield server
+
+
+def _place_declared_inputs(server) -> None:
+    """Put into the server's input folder what each shipped workflow declares the
+    user provides (extra.motionrag_requires_inputs; its note tells users so), so
+    that dropdowns such as Load Image's list hold the workflow's values."""
+    from PIL import Image
+
+    for path in sorted((REPO_ROOT / "workflows").glob("*.json")):
+        for name in json.loads(path.read_text()).get("extra", {}).get("motionrag_requires_inputs", []):
+            target = Path(server.input_dir) / name
+            if target.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
+                if not target.exists():
+                    Image.new("RGB", (64, 64), (120, 140, 160)).save(target)
+            else:
+                target.mkdir(parents=True, exist_ok=True)
 
 
 @pytest.fixture(scope="module")

@@ -1,0 +1,377 @@
+"""Running MotionRAG image-to-video from files in the models folder: encoders, diffusers backbones,
+CAMA bundles, motion tokens for a query, and sampling with the motion adapter in place.
+
+Folders, relative to a motionrag models folder (ComfyUI's models/motionrag):
+    encoders/<name>/        transformers folders: VideoMAE (videomae-base-finetuned-ssv2) and
+                            DINOv2 (dinov2-large), read with from_pretrained, offline
+    diffusers/<name>/       a diffusers pipeline folder: CogVideoX-5b-I2V or stable-video-diffusion-img2vid
+    checkpoints/<base>/     the released MotionRAG checkpoints (see checkpoints.py)
+    checkpoints/<base>/motionrag_sizes.json   optional: module sizes other than the paper's (tests,
+                            retrained variants): {"motion_projector": {...}, "cama": {...,
+                            "appearance": {...}}, "adapter": {...}} with the configs' field names
+
+Loaded models are held in one process-wide cache with one slot per group ("backbone", "cama",
+"encoder"): loading something new into a group frees what the group held, and release() frees
+everything. ComfyUI's own model manager does not see these models (they are not ModelPatchers),
+so its "Unload models" cannot free them; the nodes call release() instead (see nodes/i2v_nodes.py).
+"""
+from __future__ import annotations
+
+import gc
+import json
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from .configs import (MOTION_PROJECTOR, PAPER_CAMA, CamaConfig, CogVideoXAdapterConfig, ResamplerConfig,
+                      SVDAdapterConfig)
+from .errors import CheckpointError, CheckpointNotFoundError
+
+ENCODERS_SUBDIR = "encoders"
+DIFFUSERS_SUBDIR = "diffusers"
+SIZES_FILE = "motionrag_sizes.json"
+BASES = ("CogVideoX", "SVD")
+VIDEO_ENCODER = "videomae-base-finetuned-ssv2"
+IMAGE_ENCODER = "dinov2-large"
+BACKBONES = {"CogVideoX": "CogVideoX-5b-I2V", "SVD": "stable-video-diffusion-img2vid"}
+HF_IDS = {VIDEO_ENCODER: "MCG-NJU/videomae-base-finetuned-ssv2", IMAGE_ENCODER: "facebook/dinov2-large",
+          "CogVideoX-5b-I2V": "THUDM/CogVideoX-5b-I2V",
+          "stable-video-diffusion-img2vid": "stabilityai/stable-video-diffusion-img2vid"}
+PIPELINE_CLASSES = {"CogVideoXImageToVideoPipeline": "CogVideoX", "StableVideoDiffusionPipeline": "SVD"}
+# MotionRAG's inference settings: frames, width, height
+NATIVE = {"CogVideoX": (17, 720, 480), "SVD": (16, 1024, 576)}
+
+
+# ------------------------------------------------------------------------------ the cache
+
+_LOCK = threading.RLock()
+_SLOTS: dict[str, tuple[Any, Any]] = {}      # group -> (key, object)
+
+
+def cached(group: str, key, load: Callable[[], Any]):
+    """The object for `key` in `group`, loading it (after freeing the group's previous object) if needed."""
+    with _LOCK:
+        held = _SLOTS.get(group)
+        if held is not None and held[0] == key:
+            return held[1]
+        if held is not None:
+            release(group)
+        obj = load()
+        _SLOTS[group] = (key, obj)
+        return obj
+
+
+def release(group: str | None = None) -> list[str]:
+    """Free the models of one group (or all); returns the groups freed."""
+    with _LOCK:
+        groups = [group] if group is not None else list(_SLOTS)
+        freed = [g for g in groups if _SLOTS.pop(g, None) is not None]
+    if freed:
+        gc.collect()
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                torch.cuda.empty_cache()
+        except ImportError:
+            pass
+    return freed
+
+
+def held() -> dict[str, Any]:
+    with _LOCK:
+        return {g: k for g, (k, _) in _SLOTS.items()}
+
+
+def _stamp(path: Path):
+    """A cache key part that changes when a folder's files are replaced."""
+    try:
+        return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.rglob("*") if p.is_file()))
+    except OSError:
+        return ()
+
+
+# ------------------------------------------------------------------------------ sizes
+
+def read_sizes(models_dir: str | os.PathLike, base: str) -> tuple[ResamplerConfig, CamaConfig, Any]:
+    """(motion projector, CAMA, adapter config or None) for `base`: the paper's unless
+    checkpoints/<base>/motionrag_sizes.json says otherwise."""
+    path = Path(models_dir) / "checkpoints" / base / SIZES_FILE
+    if not path.is_file():
+        return MOTION_PROJECTOR, PAPER_CAMA, None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        motion = ResamplerConfig(**data["motion_projector"]) if "motion_projector" in data else MOTION_PROJECTOR
+        cama = PAPER_CAMA
+        if "cama" in data:
+            c = dict(data["cama"])
+            appearance = ResamplerConfig(**c.pop("appearance")) if "appearance" in c else PAPER_CAMA.appearance
+            cama = CamaConfig(**c, appearance=appearance, motion=motion)
+        adapter = None
+        if "adapter" in data:
+            a = dict(data["adapter"])
+            if base == "SVD":
+                a["block_out_channels"] = tuple(a.get("block_out_channels", SVDAdapterConfig().block_out_channels))
+                adapter = SVDAdapterConfig(**a)
+            else:
+                adapter = CogVideoXAdapterConfig(**a)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not a valid sizes file ({type(exc).__name__}: {exc})") from None
+    return motion, cama, adapter
+
+
+# ------------------------------------------------------------------------------ encoders and backbones
+
+def download_hint(name: str, folder: Path) -> str:
+    repo = HF_IDS.get(name)
+    if repo is None:
+        return f"put a folder saved with save_pretrained at {folder}"
+    return f"huggingface-cli download {repo} --local-dir \"{folder}\""
+
+
+def load_encoder(folder: str | os.PathLike, kind: str, *, device=None, dtype=None):
+    """A frozen VideoMAEModel (kind 'video') or Dinov2Model (kind 'image') from a local folder."""
+    folder = Path(folder)
+    if kind not in ("video", "image"):
+        raise ValueError(f"kind must be 'video' or 'image', got {kind!r}")
+    if not (folder / "config.json").is_file():
+        raise CheckpointNotFoundError(
+            f"{'video' if kind == 'video' else 'image'} encoder {folder.name!r}: no config.json in {folder}. "
+            f"Download it with: {download_hint(folder.name, folder)}")
+    from transformers import AutoConfig, Dinov2Model, VideoMAEModel
+
+    config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
+    want = "videomae" if kind == "video" else "dinov2"
+    if config.model_type != want:
+        raise CheckpointError(f"{folder}: holds a {config.model_type!r} model; the {kind} encoder must be {want!r}")
+    cls = VideoMAEModel if kind == "video" else Dinov2Model
+    try:
+        model = cls.from_pretrained(str(folder), local_files_only=True)
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{folder}: the {want} weights cannot be loaded ({exc})") from None
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
+
+
+def backbone_base(folder: str | os.PathLike) -> str:
+    """'CogVideoX' or 'SVD', from the pipeline folder's model_index.json."""
+    folder = Path(folder)
+    index = folder / "model_index.json"
+    if not index.is_file():
+        name = folder.name
+        hint = download_hint(name, folder) if name in HF_IDS else \
+            f"put a diffusers pipeline folder (with model_index.json) at {folder}"
+        raise CheckpointNotFoundError(f"video backbone {name!r}: no model_index.json in {folder}. {hint}")
+    try:
+        cls = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{index}: cannot be read ({exc})") from None
+    if cls not in PIPELINE_CLASSES:
+        raise CheckpointError(f"{folder}: a {cls or 'unknown'} pipeline; MotionRAG needs one of "
+                              f"{', '.join(PIPELINE_CLASSES)}")
+    return PIPELINE_CLASSES[cls]
+
+
+def load_backbone(folder: str | os.PathLike, *, dtype=None):
+    """The diffusers pipeline in `folder` (on the CPU; sampling moves it)."""
+    folder = Path(folder)
+    base = backbone_base(folder)
+    import diffusers
+
+    cls = getattr(diffusers, next(c for c, b in PIPELINE_CLASSES.items() if b == base))
+    import torch
+
+    kwargs = {"local_files_only": True}
+    if dtype is not None and dtype != torch.float32:
+        kwargs["torch_dtype"] = dtype          # the name every diffusers release since 0.x knows
+    try:
+        pipe = cls.from_pretrained(str(folder), **kwargs)
+    except (OSError, ValueError, TypeError) as exc:
+        raise CheckpointError(f"video backbone {folder}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def adapter_config_of(pipe, base: str, motion_dim: int):
+    """The adapter layout a backbone needs (its own layer widths)."""
+    if base == "CogVideoX":
+        c = pipe.transformer.config
+        return CogVideoXAdapterConfig(num_layers=c.num_layers, hidden_size=c.num_attention_heads * c.attention_head_dim,
+                                      motion_dim=motion_dim)
+    c = pipe.unet.config
+    return SVDAdapterConfig(block_out_channels=tuple(c.block_out_channels), layers_per_block=c.layers_per_block,
+                            motion_dim=motion_dim)
+
+
+def frame_rules(pipe, base: str) -> tuple[int, int]:
+    """(multiple that width and height must be, frames rule: 4 for 4k+1 frames or 1)."""
+    if base == "CogVideoX":
+        return pipe.vae_scale_factor_spatial * pipe.transformer.config.patch_size, 4
+    return pipe.vae_scale_factor * 2 ** (len(pipe.unet.config.block_out_channels) - 1), 1
+
+
+def check_request(pipe, base: str, frames: int, width: int, height: int) -> None:
+    multiple, frame_step = frame_rules(pipe, base)
+    if width % multiple or height % multiple or width < multiple or height < multiple:
+        raise ValueError(f"width/height: {width}x{height} must be positive multiples of {multiple} for this {base} "
+                         f"backbone (MotionRAG uses {NATIVE[base][1]}x{NATIVE[base][2]})")
+    if frames < 2 or (frame_step > 1 and (frames - 1) % frame_step):
+        raise ValueError(f"frames: {frames} does not suit {base}: it needs 4k+1 frames (MotionRAG's CogVideoX "
+                         f"uses 17)" if frame_step > 1 else f"frames: expected at least 2, got {frames}")
+
+
+# ------------------------------------------------------------------------------ CAMA and motion tokens
+
+@dataclass
+class CamaBundle:
+    base: str
+    cama: Any                      # MotionContextTransformer
+    image_encoder: Any             # Dinov2Model
+    uncond: Any                    # (1, L, D) guidance tokens: the projector on VideoMAE of an all-zero clip
+    image_encoder_name: str
+    video_encoder_name: str
+    notes: list[str] = field(default_factory=list)
+
+
+def load_cama_bundle(models_dir, base: str, image_encoder: Path, video_encoder: Path, *, device=None,
+                     dtype=None) -> CamaBundle:
+    """CAMA and the motion projector of `base`, the image encoder, and the guidance tokens (VideoMAE is
+    loaded only for those and freed again)."""
+    import torch
+
+    from .checkpoints import load_cama, load_motion_projector
+    from .features import unconditional_motion_tokens
+
+    if base not in BASES:
+        raise ValueError(f"base must be one of {BASES}, got {base!r}")
+    motion_cfg, cama_cfg, _ = read_sizes(models_dir, base)
+    projector, proj_report = load_motion_projector(models_dir, base, config=motion_cfg)
+    cama, cama_report = load_cama(models_dir, base, config=cama_cfg)
+    dino = load_encoder(image_encoder, "image", device=device, dtype=dtype)
+    videomae = load_encoder(video_encoder, "video", device=device, dtype=dtype)
+    if videomae.config.hidden_size != motion_cfg.embedding_dim:
+        raise CheckpointError(f"video encoder {video_encoder.name!r} gives {videomae.config.hidden_size}-d features "
+                              f"but the {base} motion projector reads {motion_cfg.embedding_dim}-d ones")
+    if dino.config.hidden_size != cama_cfg.appearance.embedding_dim:
+        raise CheckpointError(f"image encoder {image_encoder.name!r} gives {dino.config.hidden_size}-d features but "
+                              f"the {base} CAMA reads {cama_cfg.appearance.embedding_dim}-d ones")
+    projector = projector.to(device=device, dtype=dtype)
+    with torch.no_grad():
+        uncond = unconditional_motion_tokens(videomae, projector).float().cpu()
+    del videomae, projector
+    notes = []
+    for what, rep in (("motion projector", proj_report), ("CAMA", cama_report)):
+        notes.append(f"{base} {what}: {rep.path} ({rep.source}"
+                     + (f", converted to {rep.converted_to.name}" if rep.converted_to else "") + ")")
+        notes += [f"{base} {what}: {n}" for n in rep.notes]
+    return CamaBundle(base, cama.to(device=device, dtype=dtype), dino, uncond, image_encoder.name,
+                      video_encoder.name, notes)
+
+
+@dataclass
+class MotionTokens:
+    """The query's motion tokens for one base, with their guidance counterpart."""
+    base: str
+    cond: Any                      # (1, L, D) float32, CPU
+    uncond: Any                    # (1, L, D) float32, CPU
+    references: list[str]
+
+    @property
+    def motion_dim(self) -> int:
+        return int(self.cond.shape[-1])
+
+
+def image_to_model_range(image) -> Any:
+    """ComfyUI IMAGE [1, H, W, 3] in 0..1 -> (1, 3, H, W) in [-1, 1], MotionRAG's training range.
+    (Upstream's CogVideoX inference passed [0, 1] here by mistake; we keep the training range.)"""
+    return image.permute(0, 3, 1, 2).float() * 2.0 - 1.0
+
+
+def predict_motion(bundle: CamaBundle, ref_motion: list, ref_appearance: list, image, ref_names: list[str]) -> MotionTokens:
+    """Motion tokens of the query image from the references' stored tokens (best first)."""
+    import numpy as np
+    import torch
+
+    from .features import appearance_features
+
+    cfg = bundle.cama.config
+    want_m = (cfg.tokens_per_clip, cfg.d_model)
+    for name, m, a in zip(ref_names, ref_motion, ref_appearance):
+        if tuple(m.shape) != want_m:
+            raise ValueError(f"reference {name!r}: motion tokens {tuple(m.shape)} do not fit this CAMA, which reads "
+                             f"{want_m}; the database was built with another motion projector")
+        if a.ndim != 2 or a.shape[1] != cfg.appearance.embedding_dim:
+            raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)} do not fit this CAMA, which reads "
+                             f"(tokens, {cfg.appearance.embedding_dim}); the database was built with another image encoder")
+    if len({a.shape for a in ref_appearance}) != 1:
+        raise ValueError("references: their appearance tokens differ in shape "
+                         f"({sorted({tuple(a.shape) for a in ref_appearance})}); rebuild the database with one image encoder")
+    p = next(bundle.cama.parameters())
+    motion = torch.from_numpy(np.stack(ref_motion).astype(np.float32))[None].to(p.device, p.dtype)
+    app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
+    with torch.no_grad():
+        query_app = appearance_features(bundle.image_encoder, image_to_model_range(image).to(p.device))
+        cond = bundle.cama.predict(motion, app, query_app.to(p.dtype), most_similar_first=True)
+    return MotionTokens(bundle.base, cond.float().cpu(), bundle.uncond.clone(), list(ref_names))
+
+
+# ------------------------------------------------------------------------------ sampling
+
+@dataclass
+class MotionPlan:
+    """What an inject node asks the sampler to do: motion tokens, adapter weights, strength."""
+    tokens: MotionTokens
+    adapter_state: dict            # Motion-Adapter keys relative to the host model
+    strength: float
+
+
+def to_pil(image):
+    from PIL import Image
+
+    import torch
+
+    arr = image[0].clamp(0, 1).mul(255).round().to(torch.uint8).cpu().numpy()
+    return Image.fromarray(arr)
+
+
+def sample_video(pipe, base: str, image, *, prompt: str, steps: int, guidance: float, seed: int, frames: int,
+                 fps: float, width: int, height: int, plan: MotionPlan | None = None, device=None,
+                 on_step: Callable[[int], None] | None = None):
+    """Frames [T, H, W, 3] in 0..1 (float32, CPU) for one query image (IMAGE [1, H, W, 3])."""
+    import torch
+
+    from .adapter import inject_cogvideox, inject_svd
+    from .cama import guidance_motion_tokens
+
+    check_request(pipe, base, frames, width, height)
+    if device is not None:
+        pipe.to(device)
+    gen_device = device if device is not None and str(device).startswith("cuda") else "cpu"
+    generator = torch.Generator(device=gen_device).manual_seed(int(seed) % 2 ** 63)
+
+    def callback(_pipe, i, _t, kwargs):
+        if on_step is not None:
+            on_step(i)
+        return kwargs
+
+    common = dict(image=to_pil(image), height=height, width=width, num_frames=frames, num_inference_steps=steps,
+                  generator=generator, output_type="pt", callback_on_step_end=callback)
+    if base == "CogVideoX":
+        call = lambda: pipe(prompt=prompt, guidance_scale=guidance, **common)   # noqa: E731
+        host, inject = pipe.transformer, inject_cogvideox
+    else:
+        call = lambda: pipe(max_guidance_scale=guidance, min_guidance_scale=min(1.0, guidance), fps=int(round(fps)),  # noqa: E731
+                            decode_chunk_size=8, **common)
+        host, inject = pipe.unet, inject_svd
+    if plan is None:
+        out = call()
+    else:
+        with inject(host, motion_dim=plan.tokens.motion_dim, strength=plan.strength) as injection:
+            injection.load_adapter_state_dict(plan.adapter_state, what=f"MotionRAG {base}/Motion-Adapter")
+            cond = plan.tokens.cond
+            tokens = guidance_motion_tokens(cond, plan.tokens.uncond) if guidance > 1 else cond
+            injection.set_motion(tokens)
+            out = call()
+    video = out.frames[0]                                  # (T, 3, H, W) in 0..1
+    return video.permute(0, 2, 3, 1).float().clamp(0, 1).cpu().contiguous()

@@ -1,0 +1,50 @@
+"""Retrieval-augmented text-to-motion (MoMask / ReMoMask family).
+
+    from motionrag_suite.models.t2m import T2MModel
+    model = T2MModel.load(folder)                       # model.safetensors + config.json
+    motion = model.generate(text_embedding, retrieved_motions, length_frames=120, seed=0,
+                            guidance_text=4.0, guidance_retrieval=1.0, steps=10, progress=None)
+
+Parts (sizes from config.py: presets tiny / small / paper):
+- tokenizer.py: 1D-conv residual VQ-VAE over normalised HumanML3D 263-d features, 4 frames per
+  token, `num_quantizers` EMA codebooks with dead-code reset and quantiser dropout
+  (quantizer.py); the normalisation mean/std (HumanML3D per-group std averaging,
+  normalization.py) are buffers saved with the weights.
+- transformer.py: the masked transformer over base-layer tokens, conditioned on the projected
+  MiniLM sentence embedding (a prefix token) and on retrieved motions through a zero-initialised
+  cross-attention ("fusion attention") over their tokenizer-encoder latents; classifier-free
+  guidance over text and retrieval separately, u + s_t (t - u) + s_r (tr - t), trained with
+  independent text / retrieval dropout. The residual quantiser layers 1..Q-1 are predicted by a
+  residual transformer (MoMask's design: input = sum of lower layers' codes + layer embedding,
+  text-conditioned with its own guidance scale, no retrieval), one pass per layer.
+- decoding.py: confidence-based iterative decoding on a cosine schedule (lowest-confidence
+  predictions re-masked), top-k filtered sampling.
+- trainer.py / train.py: `python -m models.t2m.train --db-root R --db NAME --out DIR` from the
+  pack folder; tokenizer, masked and residual stages; retrieval excludes the sample and its
+  mirrored twin; per-step seeding makes --resume bit-identical to an uninterrupted run.
+- checkpoint.py: safetensors + JSON only, keys and shapes checked on load.
+- benchmark.py: `python -m models.t2m.benchmark --config small` times training steps.
+
+Names are imported on first use, so importing this package loads no torch.
+"""
+from __future__ import annotations
+
+import importlib
+
+_EXPORTS = {
+    "T2MModel": "model", "ModelConfig": "config", "TokenizerConfig": "config", "TransformerConfig": "config",
+    "TrainConfig": "config", "preset": "config", "PRESETS": "config", "ConfigError": "config",
+    "CheckpointError": "checkpoint", "load_model": "checkpoint", "train": "trainer",
+    "TrainingDataError": "data", "combine_guidance": "transformer", "condition_masks": "transformer",
+}
+
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value

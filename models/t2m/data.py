@@ -1,0 +1,148 @@
+"""Training data from a motion database: 20 fps HumanML3D features per entry, caption embeddings
+from the database's own text encoder, retrieval neighbours per caption (the sample itself and
+its mirrored twin excluded), and random sub-clip batches."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from ..motion import humanml3d as h3d
+from ..motion.motion import MotionError
+
+
+class TrainingDataError(ValueError):
+    """The database cannot be trained on; the message says why."""
+
+
+@dataclass
+class TrainingData:
+    names: list[str]                    # entry names, by entry id
+    features: list[np.ndarray]          # (T_e - 1, 263) float32 at `fps`
+    caption_entry: np.ndarray           # (C,) entry id of every caption
+    captions: list[str]                 # (C,)
+    text_embeddings: np.ndarray         # (C, text_dim) float32
+    neighbours: list[list[int]]         # per caption: retrieved entry ids, best first
+    mirror_of: np.ndarray               # (E,) twin's entry id or -1 (from the database)
+    usable: np.ndarray                  # entry ids long enough to train on
+
+    def neighbour_names(self) -> list[dict]:
+        return [{"entry": self.names[int(self.caption_entry[c])], "caption": self.captions[c],
+                 "retrieved": [self.names[n] for n in self.neighbours[c]]} for c in range(len(self.captions))]
+
+
+def load_training_data(db, *, fps: float, num_retrieved: int, min_rows: int, text_encoder: str | None = None,
+                       log: Callable[[str], None] = print) -> TrainingData:
+    """Everything the training loop needs from `db` (an open MotionDatabase)."""
+    if text_encoder is not None and db.text_encoder_id != text_encoder:
+        raise TrainingDataError(f"motion database {db.name!r} was embedded with {db.text_encoder_id!r}, but the model "
+                                f"is conditioned on {text_encoder!r}; rebuild the database with {text_encoder!r}")
+    n = db.entry_count
+    names = db.entry_names()
+    features = []
+    for eid in range(n):
+        motion = db.load_motion(eid)
+        if abs(motion.fps - fps) > 1e-6:
+            motion = motion.resampled(fps)
+        if motion.features is not None:
+            feats = motion.features
+        elif motion.num_frames >= 2:
+            feats = h3d.joints_to_features(motion.joints)
+        else:
+            feats = np.zeros((0, 263), np.float32)
+        if not np.isfinite(feats).all():
+            raise MotionError(f"motion database {db.name!r}, entry {names[eid]!r}: features contain NaN or infinity")
+        features.append(np.ascontiguousarray(feats, dtype=np.float32))
+    usable = np.array([e for e in range(n) if len(features[e]) >= min_rows], dtype=np.int64)
+    if len(usable) < 2:
+        raise TrainingDataError(f"motion database {db.name!r}: {len(usable)} of {n} entries have at least "
+                                f"{min_rows + 1} frames at {fps:g} fps; training needs at least 2")
+    if len(usable) < n:
+        log(f"{n - len(usable)} of {n} entries are shorter than {min_rows + 1} frames and are not trained on")
+
+    caption_entry, captions = [], []
+    for eid in range(n):
+        for text in db.captions(eid):
+            caption_entry.append(eid)
+            captions.append(text)
+    caption_entry = np.asarray(caption_entry, dtype=np.int64)
+    log(f"encoding {len(captions)} captions with {db.text_encoder_id}")
+    encoder = db.encoder()
+    db.check_encoder(encoder)
+    text_embeddings = encoder.encode(captions).astype(np.float32)
+
+    neighbours: list[list[int]] = []
+    k = min(num_retrieved, n)
+    usable_set = set(usable.tolist())
+    for c in range(len(captions)):
+        if k == 0:
+            neighbours.append([])
+            continue
+        e = int(caption_entry[c])
+        # Ask for a few spares: entries too short to encode are skipped below.
+        hits = db.search_vector(text_embeddings[c], min(n, k + 4), exclude=[e],
+                                target_length=max(len(features[e]), 1) + 1, target_fps=fps)
+        ids = [h.entry_id for h in hits if h.entry_id in usable_set][:k]
+        neighbours.append(ids)
+    return TrainingData(names=names, features=features, caption_entry=caption_entry, captions=captions,
+                        text_embeddings=text_embeddings, neighbours=neighbours,
+                        mirror_of=np.asarray(db.entry_mirror_of, dtype=np.int64), usable=usable)
+
+
+def check_exclusion(data: TrainingData) -> None:
+    """Raise if any caption's neighbours contain its own entry or that entry's mirrored twin."""
+    for c, ids in enumerate(data.neighbours):
+        e = int(data.caption_entry[c])
+        twin = int(data.mirror_of[e])
+        for n in ids:
+            if n == e or n == twin or int(data.mirror_of[n]) == e:
+                raise TrainingDataError(f"retrieval for caption {data.captions[c]!r} of entry {data.names[e]!r} "
+                                        f"returned {data.names[n]!r}, the sample itself or its mirrored copy")
+
+
+def floor_to(x: int, m: int) -> int:
+    return (x // m) * m
+
+
+def tokenizer_batch(data: TrainingData, rng: np.random.Generator, batch: int, window: int, fpt: int) -> np.ndarray:
+    """(B, W, 263) random crops; W = the window, shortened to the shortest clip drawn (a multiple of fpt)."""
+    ids = rng.choice(data.usable, size=batch)
+    shortest = min(len(data.features[e]) for e in ids)
+    w = max(fpt, floor_to(min(window, shortest), fpt))
+    out = np.empty((batch, w, data.features[0].shape[1] if data.features else 263), np.float32)
+    for i, e in enumerate(ids):
+        f = data.features[e]
+        start = int(rng.integers(0, len(f) - w + 1))
+        out[i] = f[start:start + w]
+    return out
+
+
+@dataclass
+class TransformerBatch:
+    features: np.ndarray          # (B, L * fpt, 263) crops, not normalised
+    captions: np.ndarray          # (B,) caption ids
+    neighbours: list[list[int]]   # per sample, retrieved entry ids
+
+
+def transformer_batch(data: TrainingData, rng: np.random.Generator, batch: int, fpt: int, min_rows: int,
+                      max_rows: int, max_tokens: int) -> TransformerBatch:
+    """Random (entry, caption) pairs with a common random sub-clip length.
+
+    The length is drawn first (uniform in tokens, up to the longest usable clip) and the
+    captions among entries at least that long, so every position up to the longest clip is
+    trained, not just the length of the shortest clip a batch happens to draw."""
+    usable_caps = np.nonzero(np.isin(data.caption_entry, data.usable))[0]
+    rows = np.array([len(data.features[e]) for e in data.caption_entry[usable_caps]])
+    hi = max(1, min(max_rows, int(rows.max()), max_tokens * fpt) // fpt)
+    lo = max(1, min(math.ceil(min_rows / fpt), hi))
+    length = int(rng.integers(lo, hi + 1)) * fpt
+    caps = rng.choice(usable_caps[rows >= length], size=batch)
+    ents = data.caption_entry[caps]
+    out = np.empty((batch, length, 263), np.float32)
+    for i, e in enumerate(ents):
+        f = data.features[e]
+        start = int(rng.integers(0, len(f) - length + 1))
+        out[i] = f[start:start + length]
+    return TransformerBatch(out, caps, [list(data.neighbours[c]) for c in caps])

@@ -1,0 +1,162 @@
+"""The retrieval-augmented text-to-motion model (MoMask / ReMoMask family) and its generate()."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..motion import humanml3d as h3d
+from ..motion.motion import Motion, MotionError, validate_features
+from .config import ModelConfig
+from .decoding import iterative_decode, sample
+from .tokenizer import MotionTokenizer
+from .transformer import MaskedTransformer, ResidualTransformer
+
+DEFAULT_STEPS = 10                 # MoMask / ReMoMask evaluation setting
+DEFAULT_GUIDANCE_TEXT = 4.0        # MoMask's cond_scale on HumanML3D
+DEFAULT_GUIDANCE_RETRIEVAL = 1.0   # 1 = retrieval as trained, no extra push
+DEFAULT_GUIDANCE_RESIDUAL = 5.0    # ReMoMask's res_cond_scale
+
+
+def motion_features(item: Any, fps: float, what: str) -> np.ndarray:
+    """HumanML3D features (T-1, 263) of a Motion (resampled to `fps`) or a feature array."""
+    if isinstance(item, Motion):
+        m = item if abs(item.fps - fps) < 1e-6 else item.resampled(fps)
+        if m.features is not None:
+            return m.features
+        if m.num_frames < 2:
+            raise MotionError(f"{what}: needs at least 2 frames, got {m.num_frames}")
+        return h3d.joints_to_features(m.joints)
+    return validate_features(item, what)
+
+
+class T2MModel(nn.Module):
+    def __init__(self, config: ModelConfig):
+        super().__init__()
+        config.validate()
+        self.config = config
+        self.tokenizer = MotionTokenizer(config.tokenizer)
+        self.masked = MaskedTransformer(config)
+        self.residual = ResidualTransformer(config)
+        self.trained: dict = {}
+
+    # -- persistence ------------------------------------------------------------------------
+    def save(self, folder, trained: dict | None = None) -> None:
+        from .checkpoint import save_model
+
+        save_model(Path(folder), self, trained if trained is not None else self.trained)
+
+    @staticmethod
+    def load(folder, device: str = "cpu") -> "T2MModel":
+        from .checkpoint import load_model
+
+        return load_model(Path(folder), device)
+
+    @property
+    def device(self):
+        return self.tokenizer.norm_mean.device
+
+    @property
+    def frames_per_token(self) -> int:
+        return self.config.frames_per_token
+
+    @property
+    def max_frames(self) -> int:
+        return self.config.transformer.max_tokens * self.frames_per_token + 1
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    # -- helpers ----------------------------------------------------------------------------
+    def retrieval_latents(self, motions: Sequence[Any]) -> list[torch.Tensor]:
+        """Tokenizer-encoder latents (T_i / 4, code_dim) of retrieved motions or feature arrays."""
+        out = []
+        for i, item in enumerate(motions):
+            feats = motion_features(item, self.config.fps, f"retrieved_motions[{i}]")
+            x = torch.from_numpy(np.array(feats, dtype=np.float32)).to(self.device)[None]
+            out.append(self.tokenizer.latents(self.tokenizer.normalize(x))[0])
+        return out
+
+    # -- generation -------------------------------------------------------------------------
+    @torch.no_grad()
+    def generate(self, text_embedding, retrieved_motions: Sequence[Any] = (), length_frames: int = 120,
+                 seed: int = 0, guidance_text: float = DEFAULT_GUIDANCE_TEXT,
+                 guidance_retrieval: float = DEFAULT_GUIDANCE_RETRIEVAL, steps: int = DEFAULT_STEPS,
+                 progress: Callable[[int, int], None] | None = None, *, temperature: float = 1.0,
+                 top_k: float = 0.9, guidance_residual: float = DEFAULT_GUIDANCE_RESIDUAL,
+                 caption: str = "") -> Motion:
+        """A Motion of `length_frames` frames at 20 fps for a sentence embedding.
+
+        text_embedding: (text_dim,) from the model's text encoder (MiniLM, 384-d).
+        retrieved_motions: Motions or (T, 263) HumanML3D feature arrays (any number, 0 allowed).
+        guidance_text / guidance_retrieval: the two classifier-free guidance scales (see
+        transformer.combine_guidance); 0 and 0 sample unconditionally.
+        progress(i, total) is called after every decoding pass; an exception it raises stops
+        generation (cancel).
+        """
+        c = self.config
+        emb = np.asarray(text_embedding, dtype=np.float32).reshape(-1)
+        if emb.shape != (c.transformer.text_dim,) or not np.isfinite(emb).all():
+            raise ValueError(f"text_embedding: expected {c.transformer.text_dim} finite values from "
+                             f"{c.text_encoder!r}, got shape {np.shape(text_embedding)}")
+        if isinstance(length_frames, bool) or not isinstance(length_frames, (int, np.integer)):
+            raise ValueError(f"length_frames: expected an integer number of frames, got {length_frames!r}")
+        if not 2 <= length_frames <= self.max_frames:
+            raise ValueError(f"length_frames: expected 2..{self.max_frames} frames at {c.fps:g} fps for this model, "
+                             f"got {length_frames}")
+        if not isinstance(steps, (int, np.integer)) or steps < 1:
+            raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+        for name, value in [("guidance_text", guidance_text), ("guidance_retrieval", guidance_retrieval),
+                            ("guidance_residual", guidance_residual)]:
+            if not np.isfinite(float(value)):
+                raise ValueError(f"{name}: expected a finite number, got {value!r}")
+        retrieved = list(retrieved_motions or [])
+        was_training = self.training
+        self.eval()
+        try:
+            return self._generate(emb, retrieved, int(length_frames), int(seed), float(guidance_text),
+                                  float(guidance_retrieval), int(steps), progress, float(temperature), float(top_k),
+                                  float(guidance_residual), caption)
+        finally:
+            self.train(was_training)
+
+    def _generate(self, emb, retrieved, length_frames, seed, g_text, g_retr, steps, progress, temperature, top_k,
+                  g_res, caption) -> Motion:
+        dev = self.device
+        gen = torch.Generator(device=dev).manual_seed(seed)
+        rows = length_frames - 1
+        n_tok = math.ceil(rows / self.frames_per_token)
+        n_res = self.config.tokenizer.num_quantizers - 1 if self.config.transformer.residual_layers > 0 else 0
+        total = steps + n_res
+        text = torch.as_tensor(emb, device=dev)[None]
+
+        mem = pad = None
+        if retrieved:
+            mem, pad, _ = self.masked.encode_retrieval([self.retrieval_latents(retrieved)])
+
+        def logits_fn(ids):
+            return self.masked.guided_logits(ids, text, mem, pad, bool(retrieved), g_text, g_retr)
+
+        def on_step(i):
+            if progress is not None:
+                progress(i + 1, total)
+
+        base = iterative_decode(logits_fn, n_tok, self.masked.mask_id, steps, gen, temperature=temperature,
+                                thres=top_k, on_step=on_step, device=dev)
+        indices = base[..., None]
+        for q in range(1, n_res + 1):
+            code_sum = self.tokenizer.code_embeddings(indices).expand(2, -1, -1)
+            layer = torch.full((2,), q, dtype=torch.long, device=dev)
+            logits = self.residual(code_sum, layer, text.expand(2, -1), torch.tensor([False, True], device=dev))
+            guided = logits[0:1] + g_res * (logits[1:2] - logits[0:1])
+            indices = torch.cat([indices, sample(guided, gen, temperature, top_k)[..., None]], dim=-1)
+            on_step(steps + q - 1)
+        feats = self.tokenizer.denormalize(self.tokenizer.decode(indices))[0, :rows]
+        feats = feats.cpu().numpy().astype(np.float64)
+        prov = {"generator": "motionrag-t2m", "seed": seed, "guidance_text": g_text, "guidance_retrieval": g_retr,
+                "steps": steps, "retrieved": [getattr(m, "name", "") or f"array[{i}]" for i, m in enumerate(retrieved)]}
+        return h3d.features_to_motion(feats, fps=self.config.fps, caption=caption, provenance=prov)

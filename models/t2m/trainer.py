@@ -1,0 +1,303 @@
+"""Training: tokenizer stage, then masked-transformer stage, then residual-transformer stage.
+
+Reproducibility: every step draws its randomness (batch choice, crops, masking, condition
+dropout, dropout layers, dead-code resets) from generators seeded with (seed, stage, step), so
+a run resumed from a checkpoint continues exactly as an uninterrupted run would: the resumed
+process needs only the weights, the EMA codebooks and the optimizer moments, all stored as
+tensors (checkpoint.py).
+"""
+from __future__ import annotations
+
+import dataclasses
+import math
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .checkpoint import (CONFIG_FILE, MODEL_FILE, STATE_FILE, STATE_JSON, CheckpointError, load_model, load_tensors,
+                         optimizer_from_tensors, optimizer_to_tensors, read_json, save_model, save_tensors, write_json)
+from .config import ModelConfig, TrainConfig, preset
+from .data import TrainingData, check_exclusion, load_training_data, tokenizer_batch, transformer_batch
+from .model import T2MModel
+from .normalization import feature_stats
+from .transformer import condition_masks, mask_tokens
+
+STAGES = ("tokenizer", "masked", "residual")
+NEIGHBOURS_FILE = "retrieval_neighbours.json"
+
+
+class TrainingError(RuntimeError):
+    pass
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2 ** 32)
+    torch.manual_seed(seed)
+
+
+def step_seed(seed: int, stage: int, step: int) -> int:
+    return int(np.random.SeedSequence([seed, stage, step]).generate_state(1, dtype=np.uint64)[0] >> 1)
+
+
+def learning_rate(cfg: TrainConfig, stage: str, step: int, total: int) -> float:
+    """Linear warm-up, then cosine decay to 10% of the stage's base rate."""
+    base = cfg.lr if stage == "tokenizer" else cfg.transformer_lr
+    warm = min(1.0, (step + 1) / max(cfg.warmup, 1))
+    frac = step / max(total, 1)
+    return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
+
+
+def stage_steps(cfg: TrainConfig, model_cfg: ModelConfig) -> dict:
+    res = cfg.residual_steps if model_cfg.tokenizer.num_quantizers > 1 and model_cfg.transformer.residual_layers else 0
+    return {"tokenizer": cfg.tokenizer_steps, "masked": cfg.masked_steps, "residual": res}
+
+
+def _stage_params(model: T2MModel, stage: str):
+    return {"tokenizer": model.tokenizer, "masked": model.masked, "residual": model.residual}[stage].parameters()
+
+
+def _make_optimizer(model: T2MModel, stage: str, cfg: TrainConfig):
+    return torch.optim.AdamW(list(_stage_params(model, stage)), lr=cfg.lr, betas=(0.9, 0.99),
+                             weight_decay=cfg.weight_decay)
+
+
+class _Progress:
+    """tqdm when installed, otherwise a line every ~5% of the stage."""
+
+    def __init__(self, label: str, total: int, initial: int, log: Callable[[str], None], enabled: bool):
+        self.label, self.total, self.done, self.log = label, total, initial, log
+        self.bar = None
+        self.every = max(1, total // 20)
+        self.enabled = enabled
+        if enabled:
+            try:
+                from tqdm import tqdm
+                self.bar = tqdm(total=total, initial=initial, desc=label, file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, info: dict) -> None:
+        self.done += 1
+        text = " ".join(f"{k}={v:.4f}" for k, v in info.items())
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(text, refresh=False)
+        elif self.enabled and (self.done % self.every == 0 or self.done == self.total):
+            self.log(f"{self.label} {self.done}/{self.total} {text}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def _tokenizer_step(model, data, cfg, rng):
+    tok = model.tokenizer
+    feats = tokenizer_batch(data, rng, cfg.batch_size, cfg.window_frames, tok.frames_per_token)
+    out = tok(tok.normalize(torch.from_numpy(feats).to(model.device)))
+    return out["loss"], {"loss": out["loss"].item(), "rec": out["rec"].item(), "commit": out["commit"].item()}
+
+
+def _masked_step(model, data, cfg, rng, gen, latents):
+    c = model.config.transformer
+    tok = model.tokenizer
+    b = transformer_batch(data, rng, cfg.batch_size, tok.frames_per_token, cfg.min_crop_frames, cfg.max_crop_frames,
+                          c.max_tokens)
+    dev = model.device
+    tokens = tok.encode(tok.normalize(torch.from_numpy(b.features).to(dev)))[..., 0].cpu()
+    text = torch.from_numpy(data.text_embeddings[b.captions]).to(dev)
+    # Random draws come from the CPU generator so a run is reproducible whatever the device.
+    text_on, retr_on = condition_masks(len(tokens), c.text_drop, c.retrieval_drop, gen)
+    mem, pad, has_any = model.masked.encode_retrieval([[latents[n] for n in nbs] for nbs in b.neighbours])
+    inputs, labels = mask_tokens(tokens, model.masked.mask_id, model.masked.num_codes, gen)
+    inputs, labels = inputs.to(dev), labels.to(dev)
+    logits = model.masked(inputs, text, text_on.to(dev), mem, pad, retr_on.to(dev) & has_any)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), ignore_index=-100)
+    chosen = labels >= 0
+    acc = (logits.argmax(-1)[chosen] == labels[chosen]).float().mean()
+    return loss, {"loss": loss.item(), "acc": acc.item()}
+
+
+def _residual_step(model, data, cfg, rng, gen):
+    c = model.config.transformer
+    tok = model.tokenizer
+    b = transformer_batch(data, rng, cfg.batch_size, tok.frames_per_token, cfg.min_crop_frames, cfg.max_crop_frames,
+                          c.max_tokens)
+    dev = model.device
+    tokens = tok.encode(tok.normalize(torch.from_numpy(b.features).to(dev)))          # (B, T, Q)
+    B, T, Q = tokens.shape
+    layer = torch.randint(1, Q, (B,), generator=gen).to(dev)
+    below = torch.arange(Q, device=dev)[None, None, :] < layer[:, None, None]
+    code_sum = tok.code_embeddings(torch.where(below, tokens, torch.full_like(tokens, -1)))
+    target = tokens.gather(-1, layer[:, None, None].expand(B, T, 1))[..., 0]
+    text_on = (torch.rand(B, generator=gen) >= c.text_drop).to(dev)
+    text = torch.from_numpy(data.text_embeddings[b.captions]).to(dev)
+    logits = model.residual(code_sum, layer, text, text_on)
+    loss = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), target.reshape(-1))
+    acc = (logits.argmax(-1) == target).float().mean()
+    return loss, {"loss": loss.item(), "acc": acc.item()}
+
+
+def _retrieval_latents(model: T2MModel, data: TrainingData) -> dict:
+    tok = model.tokenizer
+    return {int(e): tok.latents(tok.normalize(torch.from_numpy(data.features[e]).to(model.device)[None]))[0]
+            for e in data.usable}
+
+
+def _save(out: Path, model, opt, stage: str, step: int, run: dict, done: dict) -> None:
+    save_model(out, model, trained={**done, "db": run["db"], "seed": run["seed"], "preset": run["preset"]})
+    tensors, meta = optimizer_to_tensors(opt, stage) if opt is not None else ({}, {})
+    save_tensors(out / STATE_FILE, tensors)
+    # train_state.json is written last: it names the step the files above belong to.
+    write_json(out / STATE_JSON, {**run, "stage": stage, "step": step, "optimizer": meta, "done": done,
+                                  "last": run.get("last", {})})
+
+
+def _check_resume(state: dict, run: dict, source: Path) -> None:
+    for key in ("seed", "db", "preset"):
+        if state.get(key) != run[key]:
+            raise CheckpointError(f"{source}: the checkpoint was trained with {key}={state.get(key)!r}, this run "
+                                  f"asks for {run[key]!r}; resume with the same {key} or use another --out")
+    # Step counts and the save interval may change on resume (to extend a run); the rest may not.
+    free = {"tokenizer_steps", "masked_steps", "residual_steps", "save_every"}
+    before, now = state.get("train", {}), run["train"]
+    for key in sorted(set(before) | set(now)):
+        if key not in free and before.get(key) != now.get(key):
+            raise CheckpointError(f"{source}: the checkpoint was trained with {key}={before.get(key)!r}, this run "
+                                  f"asks for {now.get(key)!r}; resume with the same setting")
+
+
+def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, steps: tuple | None = None,
+          batch_size: int | None = None, save_every: int | None = None, resume: bool = False,
+          stop_at: int | None = None, threads: int | None = None, device: str = "cpu", progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Train on motion database `db_name` under `db_root`, writing checkpoints to `out`.
+
+    steps: (tokenizer, masked, residual) step counts (default: the preset's). stop_at: stop
+    after this many steps in total over all stages, leaving a resumable checkpoint.
+    Returns a summary (steps done, last losses, seconds, parameter count)."""
+    from ...retrieval import open_database
+
+    if threads:
+        torch.set_num_threads(int(threads))
+    out = Path(out)
+    model_cfg, train_cfg = preset(config)
+    overrides = {}
+    if steps is not None:
+        if len(steps) != 3 or any((not isinstance(s, int)) or s < 0 for s in steps):
+            raise ValueError(f"steps: expected three step counts >= 0 (tokenizer, masked, residual), got {steps!r}")
+        overrides.update(tokenizer_steps=steps[0], masked_steps=steps[1], residual_steps=steps[2])
+    if batch_size is not None:
+        overrides["batch_size"] = int(batch_size)
+    if save_every is not None:
+        overrides["save_every"] = int(save_every)
+    train_cfg = dataclasses.replace(train_cfg, **overrides)
+    if train_cfg.batch_size < 1 or train_cfg.save_every < 1:
+        raise ValueError("batch_size and save_every: expected positive integers")
+    run = {"db": db_name, "seed": int(seed), "preset": config, "train": train_cfg.to_dict()}
+
+    stage, step, done, opt_meta = STAGES[0], 0, {s: 0 for s in STAGES}, {}
+    if resume:
+        if not (out / STATE_JSON).is_file():
+            raise CheckpointError(f"--resume: {out} has no {STATE_JSON}; nothing to resume (run without --resume)")
+        state = read_json(out / STATE_JSON)
+        _check_resume(state, run, out / STATE_JSON)
+        stage, step, done, opt_meta = state["stage"], int(state["step"]), dict(state["done"]), state["optimizer"]
+        run["history"] = list(state.get("history", []))
+        run["last"] = dict(state.get("last", {}))
+        model = load_model(out, device)
+        if model.config != model_cfg:
+            raise CheckpointError(f"{out / CONFIG_FILE}: model config differs from preset {config!r}")
+        log(f"resuming at {stage} step {step}")
+    else:
+        if (out / MODEL_FILE).exists() or (out / STATE_JSON).exists():
+            raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another "
+                                  f"--out (refusing to overwrite)")
+        seed_everything(seed)
+        model = T2MModel(model_cfg).to(device)
+    seed_everything(seed)
+    out.mkdir(parents=True, exist_ok=True)
+
+    db = open_database(db_root, db_name)
+    fpt = model.frames_per_token
+    data = load_training_data(db, fps=model_cfg.fps, num_retrieved=model_cfg.transformer.num_retrieved,
+                              min_rows=fpt, text_encoder=model_cfg.text_encoder, log=log)
+    check_exclusion(data)
+    write_json(out / NEIGHBOURS_FILE, {"db": db_name, "captions": data.neighbour_names()})
+
+    if stage == STAGES[0] and step == 0:
+        mean, std = feature_stats(data.features[e] for e in data.usable)
+        model.tokenizer.set_stats(mean, std)
+
+    totals = stage_steps(train_cfg, model_cfg)
+    start = time.monotonic()
+    last: dict = {}
+    if stage != "done":
+        ran = sum(done.values())
+        for si in range(STAGES.index(stage), len(STAGES)):
+            name = STAGES[si]
+            total = totals[name]
+            first = step if name == stage else 0
+            if first >= total:
+                done[name] = total
+                continue
+            opt = _make_optimizer(model, name, train_cfg)
+            if first > 0:
+                if not opt_meta:
+                    raise CheckpointError(f"{out / STATE_JSON}: no optimizer state for {name} step {first}")
+                optimizer_from_tensors(opt, name, load_tensors(out / STATE_FILE), opt_meta, str(out / STATE_FILE))
+            model.train()
+            for module in (model.tokenizer, model.masked, model.residual):
+                module.train(module is getattr(model, name))     # earlier stages stay frozen
+            latents = _retrieval_latents(model, data) if name == "masked" else None
+            bar = _Progress(name, total, first, log, progress)
+            try:
+                for k in range(first, total):
+                    if stop_at is not None and ran >= stop_at:
+                        _save(out, model, opt, name, k, run, done)
+                        log(f"stopped at {name} step {k} ({ran} steps in total); continue with --resume")
+                        return {"stopped": True, "done": done, "last": last, "seconds": time.monotonic() - start}
+                    s = step_seed(seed, si, k)
+                    rng = np.random.default_rng(s)
+                    torch.manual_seed(s)
+                    gen = torch.Generator().manual_seed(s)
+                    for g in opt.param_groups:
+                        g["lr"] = learning_rate(train_cfg, name, k, total)
+                    if name == "tokenizer":
+                        loss, info = _tokenizer_step(model, data, train_cfg, rng)
+                    elif name == "masked":
+                        loss, info = _masked_step(model, data, train_cfg, rng, gen, latents)
+                    else:
+                        loss, info = _residual_step(model, data, train_cfg, rng, gen)
+                    if not torch.isfinite(loss):
+                        # Not saved: the EMA codebooks may already hold the bad values.
+                        raise TrainingError(f"{name} step {k}: loss is {loss.item()}; the last checkpoint in {out} "
+                                            f"is from before it (--resume); try a lower learning rate")
+                    opt.zero_grad(set_to_none=True)
+                    loss.backward()
+                    if train_cfg.grad_clip > 0:
+                        torch.nn.utils.clip_grad_norm_(list(_stage_params(model, name)), train_cfg.grad_clip)
+                    opt.step()
+                    done[name] = k + 1
+                    ran += 1
+                    last[name] = info
+                    run["last"] = last
+                    if k % max(1, total // 50) == 0 or k + 1 == total:
+                        run.setdefault("history", []).append({"stage": name, "step": k + 1, **info})
+                    bar.update(info)
+                    if (k + 1) % train_cfg.save_every == 0 and k + 1 < total:
+                        _save(out, model, opt, name, k + 1, run, done)
+            finally:
+                bar.close()
+            nxt = STAGES[si + 1] if si + 1 < len(STAGES) else "done"
+            _save(out, model, None, nxt, 0, run, done)
+    model.eval()
+    return {"stopped": False, "done": done, "last": last, "seconds": time.monotonic() - start,
+            "parameters": model.num_parameters(),
+            "model_bytes": (out / MODEL_FILE).stat().st_size}

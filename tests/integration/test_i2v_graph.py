@@ -1,0 +1,183 @@
+"""The two shipped image-to-video workflows, run as they are in a real ComfyUI with tiny stand-ins:
+tiny random encoders, CAMA / motion-projector / Motion-Adapter / 17-frame checkpoints in the released
+key layouts and tiny diffusers pipelines are written into the server's models folder, nine small
+captioned videos and a query image into its input folder, and only the model names (plus frames,
+size and steps, so it runs in seconds) are swapped in the graph. Outputs are mechanics only."""
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from harness.comfy_server import REPO_ROOT, output_files
+from harness.workflow_convert import ui_to_api
+from unit import i2v_tiny_assets as assets
+
+WORKFLOWS = {"CogVideoX": REPO_ROOT / "workflows" / "motionrag_i2v_cogvideox.json",
+             "SVD": REPO_ROOT / "workflows" / "motionrag_i2v_svd.json"}
+SIZES = {"CogVideoX": assets.COG_SIZE, "SVD": assets.SVD_SIZE}
+BACKBONES = {"CogVideoX": assets.COG_BACKBONE, "SVD": assets.SVD_BACKBONE}
+INJECT = {"CogVideoX": "MotionRAGInjectMotionCogVideoX", "SVD": "MotionRAGInjectMotionSVD"}
+
+
+def _variant_frames(i: int, t: int) -> np.ndarray:
+    """Nine distinguishable tiny clips: bars moving in different directions and speeds, pulses."""
+    img = np.full((40, 48, 3), 25 + 10 * i, np.uint8)
+    speed = 1 + i % 3
+    if i % 3 == 0:
+        x = (t * speed) % 42
+        img[:, x:x + 6] = (230, 180, 40)
+    elif i % 3 == 1:
+        y = (t * speed) % 34
+        img[y:y + 6, :] = (40, 180, 230)
+    else:
+        img[:] = 40 + int(150 * (0.5 + 0.5 * np.sin(t * speed / 3.0)))
+    return img
+
+
+CAPTIONS = ["a bar slides to the right slowly", "a bar falls down slowly", "the picture pulses slowly",
+            "a bar slides to the right", "a bar falls down", "the picture pulses",
+            "a bar races to the right", "a bar drops fast", "the picture flickers fast"]
+
+
+@pytest.fixture(scope="module")
+def tiny(comfy):
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        assets.write_all(comfy.models_dir / "motionrag")
+    finally:
+        torch.set_num_threads(before)
+    videos = comfy.input_dir / "videos"
+    videos.mkdir(parents=True, exist_ok=True)
+    for i, caption in enumerate(CAPTIONS):
+        name = f"clip{i}"
+        frames = [_variant_frames(i, t) for t in range(48)]
+        if i % 2:
+            assets.write_animated(videos / f"{name}.webp", frames, 16.0 if i % 4 == 1 else 20.0)
+        else:
+            assets.write_mp4(videos / f"{name}.mp4", frames, 16.0)
+        (videos / f"{name}.txt").write_text(caption + "\n", encoding="utf-8")
+    Image.fromarray(assets.query_image(40, 32)).save(comfy.input_dir / "motionrag_query.png")
+    return comfy
+
+
+def graph(object_info, base: str, *, steps: int = 2, strength: float | None = None, plain: bool = False,
+          prefix: str = "i2v") -> tuple[dict, str]:
+    """The shipped workflow in API form with the tiny names swapped in; returns (graph, sampler node id)."""
+    api = ui_to_api(json.loads(WORKFLOWS[base].read_text(encoding="utf-8")), object_info)
+    frames, width, height = SIZES[base]
+    sampler = None
+    for nid, node in api.items():
+        inputs, kind = node["inputs"], node["class_type"]
+        if kind in ("MotionRAGBuildVideoDB", "MotionRAGLoadCAMA"):
+            assert inputs["video_encoder"] == "videomae-base-finetuned-ssv2"     # the real names ship
+            assert inputs["image_encoder"] == "dinov2-large"
+            inputs.update(video_encoder=assets.VIDEO_ENCODER, image_encoder=assets.IMAGE_ENCODER)
+        elif kind == "MotionRAGLoadVideoBackbone":
+            assert inputs["backbone"] == {"CogVideoX": "CogVideoX-5b-I2V", "SVD": "stable-video-diffusion-img2vid"}[base]
+            inputs["backbone"] = BACKBONES[base]
+        elif kind == "MotionRAGSampleVideo":
+            sampler = nid
+            inputs.update(frames=frames, width=width, height=height, steps=steps)
+        elif kind == "SaveAnimatedWEBP":
+            inputs.update(lossless=True, filename_prefix=f"{prefix}/{base}")          # exact pixels to compare
+        elif kind == INJECT[base] and strength is not None:
+            inputs["strength"] = strength
+    assert sampler is not None
+    if plain:                                                         # the same graph without the motion
+        inject = next(nid for nid, node in api.items() if node["class_type"] == INJECT[base])
+        api[sampler]["inputs"]["backbone"] = api[inject]["inputs"]["backbone"]
+        del api[inject]
+    return api, sampler
+
+
+def frames_of(comfy, entry: dict) -> np.ndarray:
+    files = [f for _, f in output_files(entry) if f["filename"].endswith(".webp")]
+    assert len(files) == 1, entry["outputs"]
+    with Image.open(io.BytesIO(comfy.view(files[0]))) as im:
+        out = []
+        for k in range(getattr(im, "n_frames", 1)):
+            im.seek(k)
+            out.append(np.asarray(im.convert("RGB")))
+    return np.stack(out)
+
+
+@pytest.mark.parametrize("base", ["CogVideoX", "SVD"])
+def test_shipped_workflow_runs_with_tiny_models(tiny, object_info, base):
+    api, _ = graph(object_info, base, prefix="run")
+    entry = tiny.run(api, timeout=600)
+    video = frames_of(tiny, entry)
+    frames, width, height = SIZES[base]
+    assert video.shape == (frames, height, width, 3), video.shape
+    assert video.std() > 1.0, "blank frames"
+    db = tiny.models_dir / "motionrag" / "databases" / f"videos_{base.lower()}"
+    assert (db / "manifest.json").is_file(), "Build Video DB did not write the database"
+
+
+@pytest.mark.parametrize("base", ["CogVideoX", "SVD"])
+def test_strength_zero_is_the_plain_model_and_strength_one_is_not(tiny, object_info, base):
+    zero = frames_of(tiny, tiny.run(graph(object_info, base, strength=0.0, prefix="zero")[0], timeout=600))
+    plain = frames_of(tiny, tiny.run(graph(object_info, base, plain=True, prefix="plain")[0], timeout=600))
+    full = frames_of(tiny, tiny.run(graph(object_info, base, strength=1.0, prefix="full")[0], timeout=600))
+    assert np.array_equal(zero, plain)
+    assert np.abs(full.astype(int) - plain.astype(int)).max() >= 1, "strength 1 left every pixel unchanged"
+
+
+async def _watch(comfy, api: dict, sampler: str, interrupt_at: int | None, timeout: float = 300):
+    import aiohttp
+
+    events = []
+    async with aiohttp.ClientSession() as session:
+        async with session.ws_connect(f"ws://127.0.0.1:{comfy.port}/ws?clientId={comfy.client_id}") as ws:
+            prompt_id = await asyncio.get_running_loop().run_in_executor(None, comfy.queue, api)
+            while True:
+                msg = await asyncio.wait_for(ws.receive(), timeout)
+                if msg.type != aiohttp.WSMsgType.TEXT:
+                    if msg.type in (aiohttp.WSMsgType.CLOSED, aiohttp.WSMsgType.ERROR):
+                        raise AssertionError("the websocket closed before the prompt finished")
+                    continue                                   # binary previews
+                m = json.loads(msg.data)
+                data = m.get("data") or {}
+                if data.get("prompt_id") not in (None, prompt_id):
+                    continue
+                events.append(m)
+                if (m["type"] == "progress" and str(data.get("node")) == sampler and interrupt_at is not None
+                        and data["value"] >= interrupt_at):
+                    interrupt_at = None
+                    await session.post(f"{comfy.url}/interrupt")
+                if m["type"] in ("execution_error", "execution_interrupted"):
+                    return prompt_id, events
+                if m["type"] == "executing" and data.get("node") is None and data.get("prompt_id") == prompt_id:
+                    return prompt_id, events
+
+
+def _progress(events, sampler):
+    return [(e["data"]["value"], e["data"]["max"]) for e in events
+            if e["type"] == "progress" and str(e["data"].get("node")) == sampler]
+
+
+def test_sampling_reports_progress_per_step_and_stops_on_interrupt(tiny, object_info):
+    api, sampler = graph(object_info, "CogVideoX", steps=3, prefix="progress")
+    _, events = asyncio.run(_watch(tiny, api, sampler, None))
+    assert _progress(events, sampler) == [(1, 3), (2, 3), (3, 3)], events[-5:]
+    assert not [e for e in events if e["type"] in ("execution_error", "execution_interrupted")]
+
+    api, sampler = graph(object_info, "CogVideoX", steps=200, prefix="interrupted")
+    _, events = asyncio.run(_watch(tiny, api, sampler, interrupt_at=2))
+    steps = _progress(events, sampler)
+    assert steps and steps[0] == (1, 200)
+    assert [e for e in events if e["type"] == "execution_interrupted"], [e["type"] for e in events][-5:]
+    assert steps[-1][0] < 200, "the run was not stopped"
+    print(f"\ninterrupted after step {steps[-1][0]} of 200")
+    # the server is fine afterwards and the backbone carries no leftover motion branch
+    plain = frames_of(tiny, tiny.run(graph(object_info, "CogVideoX", plain=True, prefix="after")[0], timeout=600))
+    again = frames_of(tiny, tiny.run(graph(object_info, "CogVideoX", plain=True, prefix="after2", steps=2)[0],
+                                     timeout=600))
+    assert np.array_equal(plain, again)
