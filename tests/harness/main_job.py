@@ -1,9 +1,10 @@
-"""Run an example workflow on a real, headless ComfyUI and collect its outputs.
+"""Run example workflows on a real, headless ComfyUI and collect their outputs.
 
-    .venv/bin/python -m tests.harness.main_job [--workflow workflows/X.json] [--out output]
+    .venv/bin/python -m tests.harness.main_job [--workflow workflows/X.json ...] [--out output]
 
+By default it runs the text-to-motion workflow and the built-in clip render.
 Starts ComfyUI (see comfy_server.py) with this pack as a custom node, converts
-the UI-format workflow with /object_info, queues it, waits for it, copies
+each UI-format workflow with /object_info, queues it, waits for it, copies
 every file it wrote into <repo>/output/ (never overwriting a file already
 there) and prints each file's absolute path, frame count and size.
 Exits non-zero, with the server's error, on any failure.
@@ -20,7 +21,8 @@ from pathlib import Path
 from .comfy_server import REPO_ROOT, ComfyError, ComfyExecutionError, ComfyServer, output_files
 from .workflow_convert import WorkflowError, load_workflow
 
-DEFAULT_WORKFLOW = REPO_ROOT / "workflows" / "motionrag_render_builtin_clip.json"
+DEFAULT_WORKFLOWS = [REPO_ROOT / "workflows" / "motionrag_text_to_motion.json",
+                     REPO_ROOT / "workflows" / "motionrag_render_builtin_clip.json"]
 
 
 def describe(path: Path) -> str:
@@ -61,10 +63,15 @@ def unique_destination(dest: Path) -> Path:
         n += 1
 
 
-def collect(server: ComfyServer, entry: dict, out_dir: Path) -> list[Path]:
-    """Copy every file the run wrote into the server's output folder to out_dir."""
+def output_snapshot(server: ComfyServer) -> set[Path]:
+    return {p for p in server.output_dir.rglob("*") if p.is_file()}
+
+
+def collect(server: ComfyServer, entry: dict, out_dir: Path, before: set[Path] = frozenset()) -> list[Path]:
+    """Copy every file the run wrote into the server's output folder (those not
+    there before it) to out_dir."""
     src_root = server.output_dir
-    produced = sorted(p for p in src_root.rglob("*") if p.is_file())
+    produced = sorted(output_snapshot(server) - set(before))
     listed = {server.local_path(f).resolve() for _, f in output_files(entry) if f.get("type", "output") == "output"}
     missing = [p for p in listed if not p.is_file()]
     if missing:
@@ -80,17 +87,19 @@ def collect(server: ComfyServer, entry: dict, out_dir: Path) -> list[Path]:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--workflow", type=Path, default=DEFAULT_WORKFLOW,
-                        help="UI- or API-format workflow JSON (default: %(default)s)")
+    parser.add_argument("--workflow", type=Path, action="append", dest="workflows",
+                        help="UI- or API-format workflow JSON; repeat for several "
+                             "(default: the text-to-motion and built-in clip workflows)")
     parser.add_argument("--out", type=Path, default=REPO_ROOT / "output",
                         help="where to copy the outputs (default: %(default)s)")
     parser.add_argument("--timeout", type=float, default=600, help="seconds to wait for the run")
     args = parser.parse_args(argv)
 
-    workflow = args.workflow if args.workflow.is_absolute() else (Path.cwd() / args.workflow)
-    if not workflow.is_file():
-        print(f"main_job: workflow not found: {workflow}", file=sys.stderr)
-        return 2
+    workflows = [w if w.is_absolute() else (Path.cwd() / w) for w in (args.workflows or DEFAULT_WORKFLOWS)]
+    for workflow in workflows:
+        if not workflow.is_file():
+            print(f"main_job: workflow not found: {workflow}", file=sys.stderr)
+            return 2
     t0 = time.monotonic()
     server = None
     try:
@@ -99,12 +108,15 @@ def main(argv: list[str] | None = None) -> int:
             pack = server.pack_import()
             if pack is None or not pack[1]:
                 raise ComfyError(f"the pack did not import into ComfyUI; log:\n{server.log_tail(80)}")
-            graph = load_workflow(workflow, server.object_info())
-            t_run = time.monotonic()
-            prompt_id = server.queue(graph)
-            entry = server.wait(prompt_id, timeout=args.timeout)
-            print(f"ran {workflow.name} ({len(graph)} nodes) in {time.monotonic() - t_run:.1f} s")
-            copied = collect(server, entry, args.out)
+            copied = []
+            for workflow in workflows:
+                graph = load_workflow(workflow, server.object_info())
+                t_run = time.monotonic()
+                before = output_snapshot(server)
+                prompt_id = server.queue(graph)
+                entry = server.wait(prompt_id, timeout=args.timeout)
+                print(f"ran {workflow.name} ({len(graph)} nodes) in {time.monotonic() - t_run:.1f} s")
+                copied += collect(server, entry, args.out, before)
     except (ComfyError, WorkflowError) as exc:
         print(f"main_job FAILED: {exc}", file=sys.stderr)
         if server is not None and server.log_path is not None and not isinstance(exc, ComfyExecutionError):
