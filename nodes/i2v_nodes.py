@@ -1,20 +1,26 @@
 """MotionRAG image-to-video nodes: build a video database, load CAMA / the Motion-Adapter / a diffusers
 video backbone, adapt retrieved motion to a query image, inject it, and sample a video.
 
-Loaded models live in models/i2v/runtime.py's cache (one per kind): loading a different backbone,
-CAMA or adapter frees the previous one, and Sample Video with keep_loaded off frees them all after
-sampling. They are not ComfyUI ModelPatchers, so ComfyUI's own "Unload models" does not reach them.
+Memory (see nodes/comfy_models.py): the loader outputs own the models, so ComfyUI's executor cache
+does; each model's modules sit in a ComfyUI ModelPatcher and are loaded through
+comfy.model_management.load_models_gpu, so ComfyUI offloads them when it needs room or is asked to
+unload, and "Free model and node cache" frees them. One model per kind stays in memory: loading a
+different backbone, CAMA or adapter lets go of the previous one, and Sample Video with keep_loaded
+off lets go of all of them after sampling (they load again when needed).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 from ..models.i2v import runtime as rt
 from ..models.i2v.errors import CheckpointError
 from ..retrieval.errors import RetrievalError
 from . import comfy_env
+from .comfy_models import Held, load_to_device, release_all
+
+Handle = Held                      # the link value of Load CAMA / Load Motion Adapter / a backbone
 
 CAMA_TYPE = "MOTIONRAG_CAMA"
 ADAPTER_TYPE = "MOTIONRAG_MOTION_ADAPTER"
@@ -46,7 +52,7 @@ def _dtype(device):
 
 
 def _make_room(device) -> None:
-    """Before a big model goes to the GPU, ask ComfyUI to unload its own models."""
+    """Before encoders that ComfyUI does not manage go to the GPU, ask it to unload its models."""
     if getattr(device, "type", str(device)) != "cuda":
         return
     try:
@@ -55,6 +61,34 @@ def _make_room(device) -> None:
         return
     mm.unload_all_models()
     mm.soft_empty_cache()
+
+
+def _cpu_has_bf16() -> bool:
+    """Native bf16 matrix maths on this CPU (AVX512-BF16 or AMX); emulated bf16 would be slower than fp32."""
+    import torch
+
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        try:
+            if getattr(cpu, probe)():
+                return True
+        except (AttributeError, RuntimeError):
+            pass
+    return False
+
+
+def _cama_dtype(precision: str, device):
+    import torch
+
+    if precision == "float32":
+        return torch.float32
+    if precision == "bfloat16":
+        return torch.bfloat16
+    if precision != "auto":
+        raise ValueError(f"precision: expected auto, float32 or bfloat16, got {precision!r}")
+    if getattr(device, "type", str(device)) == "cpu" and _cpu_has_bf16():
+        return torch.bfloat16          # MotionRAG ran CAMA in bf16; 3-4x faster than fp32 on such CPUs
+    return _dtype(device)
 
 
 def _listed(sub: str, marker: str, defaults: list[str]) -> list[str]:
@@ -108,25 +142,56 @@ def _check_image(image, what: str = "image"):
     return image.clamp(0, 1)
 
 
-@dataclass(frozen=True)
-class Handle:
-    """A link value that names a cached model and can load it again after it was freed."""
-    group: str
-    key: tuple
-    loader: Callable[[], Any]
-    base: str
-    notes: tuple[str, ...] = ()
+def _offload_device():
+    try:
+        import comfy.model_management as mm
+    except ImportError:
+        import torch
 
-    def get(self):
-        return rt.cached(self.group, self.key, self.loader)
+        return torch.device("cpu")
+    return mm.unet_offload_device()
+
+
+class AdapterWeights:
+    """Motion-Adapter tensors kept as buffers of one module, so that ComfyUI can move them."""
+
+    def __init__(self, state: dict, config, notes: list[str]):
+        import torch
+
+        self.bag = torch.nn.Module()
+        self.names = list(state)
+        for i, name in enumerate(self.names):
+            self.bag.register_buffer(f"t{i}", state[name])
+        self.config = config
+        self.notes = notes
+
+    def state(self) -> dict:
+        """The weights by their Motion-Adapter key, wherever ComfyUI put them now."""
+        return {name: getattr(self.bag, f"t{i}") for i, name in enumerate(self.names)}
+
+
+def _pipe_modules(pipe) -> dict:
+    import torch
+
+    return {name: m for name, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
 
 
 @dataclass(frozen=True)
 class Backbone:
-    handle: Handle
+    handle: Held
     base: str
     name: str
-    plan: Any = None               # runtime.MotionPlan once motion is injected
+    tokens: Any = None             # runtime.MotionTokens once motion is injected
+    adapter: Held | None = None
+    strength: float = 1.0
+
+    @property
+    def plan(self):
+        """The runtime.MotionPlan to sample with (None: the plain model); built when asked, from the
+        adapter weights where they are now."""
+        if self.tokens is None:
+            return None
+        return rt.MotionPlan(self.tokens, self.adapter.get().state(), float(self.strength))
 
 
 def _notes(items) -> str:
@@ -195,7 +260,8 @@ class BuildVideoDB:
             motion_cfg, _, _ = rt.read_sizes(_checkpoints_root(base), base)
             proj, _ = load_motion_projector(_checkpoints_root(base), base, config=motion_cfg)
             projectors[base] = proj.to(device=device, dtype=dtype)
-        rt.release()                                     # room for the encoders
+        release_all()                                    # room for the encoders
+        _make_room(device)
         enc = VideoEncoders(rt.load_encoder(_find(rt.ENCODERS_SUBDIR, video_encoder), "video", device=device, dtype=dtype),
                             rt.load_encoder(_find(rt.ENCODERS_SUBDIR, image_encoder), "image", device=device, dtype=dtype),
                             projectors, video_encoder, image_encoder)
@@ -209,6 +275,10 @@ class BuildVideoDB:
 
 
 # ------------------------------------------------------------------------------ loaders
+def _cama_modules(bundle) -> dict:
+    return {"cama": bundle.cama, "image_encoder": bundle.image_encoder}
+
+
 class LoadCAMA:
     DESCRIPTION = ("Loads MotionRAG's CAMA (motion context transformer) and motion projector for a base model "
                    "from models/motionrag/checkpoints/<base>/ (motion_transformer, motion_proj), the DINOv2 image "
@@ -231,22 +301,33 @@ class LoadCAMA:
                 "default": rt.VIDEO_ENCODER, "tooltip": "VideoMAE folder under models/motionrag/encoders "
                                                         "(MCG-NJU/videomae-base-finetuned-ssv2); used once for the "
                                                         "guidance tokens."}),
+        }, "optional": {
+            "precision": (["auto", "float32", "bfloat16"], {"default": "auto", "tooltip":
+                          "Number format of CAMA and the encoders. auto: bf16 (as MotionRAG) on a GPU that has it "
+                          "and on CPUs with native bf16 (AVX512-BF16 / AMX), else fp32."}),
         }}
 
-    def load(self, base, image_encoder, video_encoder):
+    def load(self, base, image_encoder, video_encoder, precision="auto"):
         if base not in rt.BASES:
             raise ValueError(f"base: expected one of {rt.BASES}, got {base!r}")
         root = _checkpoints_root(base)
         img, vid = _find(rt.ENCODERS_SUBDIR, image_encoder), _find(rt.ENCODERS_SUBDIR, video_encoder)
         device = _device()
-        dtype = _dtype(device)
-        key = ("cama", str(root), base, str(img), str(vid), rt._stamp(root / "checkpoints" / base), str(device))
+        dtype = _cama_dtype(precision, device)
+        key = ("cama", str(root), base, str(img), str(vid), rt._stamp(root / "checkpoints" / base), str(device),
+               str(dtype))
 
         def loader():
-            return rt.load_cama_bundle(root, base, img, vid, device=device, dtype=dtype)
+            # VideoMAE runs once on the fast device; the rest waits on the offload device until used
+            bundle = rt.load_cama_bundle(root, base, img, vid, device=device, dtype=dtype)
+            for m in _cama_modules(bundle).values():
+                m.to(_offload_device())
+            return bundle
 
-        bundle = rt.cached("cama", key, loader)
-        return (Handle("cama", key, loader, base, tuple(bundle.notes)), _notes(bundle.notes))
+        held = Held("cama", key, loader, base=base, label=f"{base} CAMA ({img.name})", modules=_cama_modules,
+                    kind="MotionRAGCAMA")
+        bundle = held.get()
+        return (held, _notes(bundle.notes + [f"CAMA {held.how}"]))
 
 
 class LoadMotionAdapter:
@@ -280,10 +361,12 @@ class LoadMotionAdapter:
                                             layout=motion_adapter_layout(base, adapter_cfg, motion_cfg))
             cfg = adapter_cfg or (PAPER_COGVIDEOX_ADAPTER if base == "CogVideoX" else PAPER_SVD_ADAPTER)
             notes = [f"{base} Motion-Adapter: {report.path} ({report.source})"] + report.notes
-            return {"state": strip_prefix(state, HOST_PREFIX[base]), "config": cfg, "notes": notes}
+            return AdapterWeights(strip_prefix(state, HOST_PREFIX[base]), cfg, notes)
 
-        notes = rt.cached("adapter", key, loader)["notes"]
-        return (Handle("adapter", key, loader, base, tuple(notes)), _notes(notes))
+        held = Held("adapter", key, loader, base=base, label=f"{base} Motion-Adapter",
+                    modules=lambda w: {"adapter": w.bag}, kind="MotionRAGMotionAdapter")
+        weights = held.get()
+        return (held, _notes(weights.notes + [f"Motion-Adapter {held.how}"]))
 
 
 class LoadVideoBackbone:
@@ -331,8 +414,10 @@ class LoadVideoBackbone:
                 pipe.vae.enable_slicing()
             return pipe
 
-        notes = getattr(rt.cached("backbone", key, loader), "motionrag_notes", [])
-        return (Backbone(Handle("backbone", key, loader, base, tuple(notes)), base, backbone), base, _notes(notes))
+        held = Held("backbone", key, loader, base=base, label=backbone, modules=_pipe_modules,
+                    kind="MotionRAGVideoBackbone")
+        notes = list(getattr(held.get(), "motionrag_notes", [])) + [f"backbone {held.how}"]
+        return (Backbone(held, base, backbone), base, _notes(notes))
 
 
 # ------------------------------------------------------------------------------ CAMA Adapt
@@ -364,6 +449,7 @@ class CAMAAdapt:
         if not hasattr(refs, "payloads") or len(refs) == 0:
             raise RetrievalError(f"refs: expected non-empty {REFS_TYPE} from Text Retrieve")
         bundle = cama.get()
+        load_to_device(cama)
         limit = bundle.cama.config.max_references
         kind = motion_kind(bundle.base)
         try:
@@ -396,14 +482,14 @@ def _inject(backbone, motion_tokens, adapter, strength, base):
         raise ValueError(f"adapter: expected {ADAPTER_TYPE} from Load Motion Adapter, got {type(adapter).__name__}")
     if adapter.base != base:
         raise ValueError(f"adapter: trained for {adapter.base}; this node injects into {base}")
-    if backbone.plan is not None:
+    if backbone.tokens is not None:
         raise ValueError("backbone: already carries injected motion; connect Load Video Backbone directly")
     if not (0.0 <= float(strength) <= 10.0):
         raise ValueError(f"strength: expected 0..10, got {strength}")
     loaded = adapter.get()
     pipe = backbone.handle.get()
-    have = rt.adapter_config_of(pipe, base, loaded["config"].motion_dim)
-    want = loaded["config"]
+    have = rt.adapter_config_of(pipe, base, loaded.config.motion_dim)
+    want = loaded.config
     if have.layers() != want.layers():
         h_have = sorted(set(have.layers().values()))
         h_want = sorted(set(want.layers().values()))
@@ -414,8 +500,7 @@ def _inject(backbone, motion_tokens, adapter, strength, base):
     if motion_tokens.motion_dim != want.motion_dim:
         raise CheckpointError(f"motion_tokens: {motion_tokens.motion_dim}-d, but the adapter reads "
                               f"{want.motion_dim}-d motion tokens")
-    plan = rt.MotionPlan(motion_tokens, loaded["state"], float(strength))
-    return (replace(backbone, plan=plan),)
+    return (replace(backbone, tokens=motion_tokens, adapter=adapter, strength=float(strength)),)
 
 
 def _inject_inputs(base):
@@ -509,17 +594,15 @@ class SampleVideo:
             raise ValueError(f"steps: expected a whole number of at least 1, got {steps!r}")
         pipe = backbone.handle.get()
         rt.check_request(pipe, base, frames, width, height)
-        device = _device()
-        _make_room(device)
         try:
+            device = load_to_device(*[h for h in (backbone.handle, backbone.adapter) if h is not None])
             video = rt.sample_video(pipe, base, image, prompt=str(prompt), steps=steps, guidance=float(guidance),
                                     seed=int(seed), frames=frames, fps=float(fps), width=width, height=height,
                                     plan=backbone.plan, device=device, on_step=comfy_env.progress(steps))
         finally:
+            del pipe
             if not keep_loaded:
-                rt.release()
-            elif getattr(device, "type", "") == "cuda":
-                pipe.to("cpu")                 # keep it, but give the GPU back to ComfyUI's models
+                release_all()
         return (video, float(fps))
 
 

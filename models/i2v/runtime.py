@@ -10,10 +10,12 @@ Folders, relative to a motionrag models folder (ComfyUI's models/motionrag):
                             retrained variants): {"motion_projector": {...}, "cama": {...,
                             "appearance": {...}}, "adapter": {...}} with the configs' field names
 
-Loaded models are held in one process-wide cache with one slot per group ("backbone", "cama",
-"encoder"): loading something new into a group frees what the group held, and release() frees
-everything. ComfyUI's own model manager does not see these models (they are not ModelPatchers),
-so its "Unload models" cannot free them; the nodes call release() instead (see nodes/i2v_nodes.py).
+The process-wide cache remembers one loaded object per group ("backbone", "cama", "adapter") by WEAK
+reference only: whoever asked for it (in ComfyUI, the node output in the executor cache and ComfyUI's
+model manager) owns it, and once the owners drop it the memory goes, whatever this cache says. A
+second request for the same key while the object is still alive gets the same object instead of a
+second copy in memory. release() forgets the slots; it frees memory only when nothing else holds the
+objects (nodes/comfy_models.py drops its own holders first).
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import gc
 import json
 import os
 import threading
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -47,42 +50,62 @@ NATIVE = {"CogVideoX": (17, 720, 480), "SVD": (16, 1024, 576)}
 # ------------------------------------------------------------------------------ the cache
 
 _LOCK = threading.RLock()
-_SLOTS: dict[str, tuple[Any, Any]] = {}      # group -> (key, object)
+_SLOTS: dict[str, tuple[Any, "weakref.ref"]] = {}      # group -> (key, weak reference to the object)
+
+
+def lookup(group: str, key):
+    """The live object for `key` in `group`, or None (never loaded, another key, or already freed)."""
+    with _LOCK:
+        slot = _SLOTS.get(group)
+        if slot is None or slot[0] != key:
+            return None
+        obj = slot[1]()
+        if obj is None:
+            _SLOTS.pop(group, None)
+        return obj
 
 
 def cached(group: str, key, load: Callable[[], Any]):
-    """The object for `key` in `group`, loading it (after freeing the group's previous object) if needed."""
+    """The object for `key` in `group`: the live one if any, else load() (which must return an object
+    that accepts weak references). The caller must keep a strong reference: the cache holds none."""
     with _LOCK:
-        held = _SLOTS.get(group)
-        if held is not None and held[0] == key:
-            return held[1]
-        if held is not None:
-            release(group)
+        obj = lookup(group, key)
+        if obj is not None:
+            return obj
+        _SLOTS.pop(group, None)
         obj = load()
-        _SLOTS[group] = (key, obj)
+        try:
+            ref = weakref.ref(obj)
+        except TypeError:
+            raise TypeError(f"cached({group!r}): a {type(obj).__name__} cannot be weakly referenced; wrap it in an "
+                            "object") from None
+        _SLOTS[group] = (key, ref)
         return obj
 
 
 def release(group: str | None = None) -> list[str]:
-    """Free the models of one group (or all); returns the groups freed."""
+    """Forget one group (or all) and collect garbage; returns the groups whose object was still alive.
+    Memory goes back only for objects nobody else holds."""
     with _LOCK:
         groups = [group] if group is not None else list(_SLOTS)
-        freed = [g for g in groups if _SLOTS.pop(g, None) is not None]
-    if freed:
-        gc.collect()
-        try:
-            import torch
+        slots = [(g, _SLOTS.pop(g, None)) for g in groups]
+    alive = [g for g, slot in slots if slot is not None and slot[1]() is not None]
+    del slots
+    gc.collect()
+    try:
+        import torch
 
-            if torch.cuda.is_available():
-                torch.cuda.empty_cache()
-        except ImportError:
-            pass
-    return freed
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    except ImportError:
+        pass
+    return alive
 
 
 def held() -> dict[str, Any]:
+    """{group: key} of the objects that are still alive in memory (held by someone)."""
     with _LOCK:
-        return {g: k for g, (k, _) in _SLOTS.items()}
+        return {g: k for g, (k, ref) in list(_SLOTS.items()) if ref() is not None}
 
 
 def _stamp(path: Path):
@@ -312,7 +335,7 @@ def predict_motion(bundle: CamaBundle, ref_motion: list, ref_appearance: list, i
     app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
     with torch.no_grad():
         query_app = appearance_features(bundle.image_encoder, image_to_model_range(image).to(p.device))
-        cond = bundle.cama.predict(motion, app, query_app.to(p.dtype), most_similar_first=True)
+        cond = bundle.cama.predict(motion, app, query_app.to(p.dtype), most_similar_first=True, last_block_only=True)
     return MotionTokens(bundle.base, cond.float().cpu(), bundle.uncond.clone(), list(ref_names))
 
 

@@ -181,3 +181,72 @@ def test_sampling_reports_progress_per_step_and_stops_on_interrupt(tiny, object_
     again = frames_of(tiny, tiny.run(graph(object_info, "CogVideoX", plain=True, prefix="after2", steps=2)[0],
                                      timeout=600))
     assert np.array_equal(plain, again)
+
+
+def _log_since(comfy, mark: int) -> str:
+    return comfy.log_text()[mark:]
+
+
+def _free(comfy, **flags) -> None:
+    status, raw = comfy._request("POST", "/free", flags)
+    assert status == 200, (status, raw[:500])
+
+
+def _reseeded(api: dict, sampler: str, seed: int) -> dict:
+    api = json.loads(json.dumps(api))
+    api[sampler]["inputs"]["seed"] = seed
+    return api
+
+
+OURS = ("MotionRAGVideoBackbone", "MotionRAGMotionAdapter", "MotionRAGCAMA")
+
+
+def test_comfyui_unload_and_free_hand_our_models_back(tiny, object_info):
+    """Our models go through ComfyUI's model manager (its log names our ModelPatchers' classes), 'Unload
+    models' makes it load them again without re-reading them from disk, and 'Free model and node cache'
+    lets every torch module of them be garbage-collected (weak finalizers log 'freed'), after which the
+    loaders read them from disk again."""
+    import time
+
+    api, sampler = graph(object_info, "CogVideoX", prefix="mem")
+    backbone = BACKBONES["CogVideoX"]
+    first = frames_of(tiny, tiny.run(api, timeout=600))
+
+    # same models, new seed: only the sampler runs; ComfyUI already has our patchers loaded
+    mark = len(tiny.log_text())
+    tiny.run(_reseeded(api, sampler, 11), timeout=600)
+    log = _log_since(tiny, mark)
+    assert not [k for k in OURS if f"Requested to load {k}" in log], log[-2000:]
+
+    # 'Unload models' only: ComfyUI offloads them; its node cache still owns them (nothing freed or re-read)
+    _free(tiny, unload_models=True)
+    tiny.run(_reseeded(api, sampler, 11), timeout=600)     # all cached: returns once the flag was handled
+    mark = len(tiny.log_text())
+    tiny.run(_reseeded(api, sampler, 12), timeout=600)
+    log = _log_since(tiny, mark)
+    for kind in ("MotionRAGVideoBackbone", "MotionRAGMotionAdapter"):
+        assert f"Requested to load {kind}" in log, f"{kind} was not handed to ComfyUI's manager again:\n{log[-2000:]}"
+    assert "loaded from disk" not in log and " freed" not in log, log[-2000:]
+
+    # 'Free model and node cache': nothing queued after it, so only /free can make the modules go
+    mark = len(tiny.log_text())
+    _free(tiny, unload_models=True, free_memory=True)
+    labels = (f"backbone {backbone}", f"cama CogVideoX CAMA ({assets.IMAGE_ENCODER})", "adapter CogVideoX Motion-Adapter")
+    deadline = time.monotonic() + 60
+    while True:
+        log = _log_since(tiny, mark)
+        missing = [g for g in labels if f"MotionRAG: {g} freed" not in log]
+        if not missing:
+            break
+        assert time.monotonic() < deadline, f"still held 60 s after /free: {missing}\n{log[-2000:]}"
+        time.sleep(0.2)
+
+    mark = len(tiny.log_text())
+    again = frames_of(tiny, tiny.run(api, timeout=600))
+    log = _log_since(tiny, mark)
+    for group in labels:
+        assert f"MotionRAG: {group} loaded from disk" in log, f"{group} not reloaded:\n{log[-2000:]}"
+    for kind in OURS:
+        assert f"Requested to load {kind}" in log
+    assert again.shape == first.shape
+    print(f"\nsame frames after reloading from disk: {np.array_equal(again, first)}")

@@ -3,6 +3,7 @@ released key layouts and tiny diffusers pipelines written into a temporary model
 Outputs of these backbones are mechanics only, never quality."""
 from __future__ import annotations
 
+import gc
 import shutil
 
 import pytest
@@ -218,6 +219,10 @@ def test_keep_loaded_off_frees_the_models_and_they_load_again(models):
     assert rt.held() == {}
     again, _ = _sample(backbone)                     # reloaded from its folder on demand
     assert torch.equal(again, first)
-    # a new backbone replaces the previous one in memory
-    n.LoadVideoBackbone().load(assets.COG_BACKBONE)
+    # a new backbone replaces the previous one in memory (the caller owns it: the cache holds weak references)
+    cog = n.LoadVideoBackbone().load(assets.COG_BACKBONE)
     assert rt.held()["backbone"][1] == str(models[0] / "diffusers" / assets.COG_BACKBONE)
+    assert "dropped" in repr(backbone.handle)
+    del cog
+    gc.collect()
+    assert rt.held() == {}, "nothing but the caller may keep a model alive"
