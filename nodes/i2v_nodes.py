@@ -302,12 +302,16 @@ class LoadCAMA:
                                                         "(MCG-NJU/videomae-base-finetuned-ssv2); used once for the "
                                                         "guidance tokens."}),
         }, "optional": {
+            "download": ("BOOLEAN", {"default": False, "tooltip":
+                         "Fetch missing MotionRAG checkpoint files from the public MCG-NJU/MotionRAG model repository "
+                         "into models/motionrag/checkpoints (needs network access and huggingface_hub). Off: a missing "
+                         "file is reported with the exact path and the download command."}),
             "precision": (["auto", "float32", "bfloat16"], {"default": "auto", "tooltip":
                           "Number format of CAMA and the encoders. auto: bf16 (as MotionRAG) on a GPU that has it "
                           "and on CPUs with native bf16 (AVX512-BF16 / AMX), else fp32."}),
         }}
 
-    def load(self, base, image_encoder, video_encoder, precision="auto"):
+    def load(self, base, image_encoder, video_encoder, precision="auto", download=False):
         if base not in rt.BASES:
             raise ValueError(f"base: expected one of {rt.BASES}, got {base!r}")
         root = _checkpoints_root(base)
@@ -319,7 +323,7 @@ class LoadCAMA:
 
         def loader():
             # VideoMAE runs once on the fast device; the rest waits on the offload device until used
-            bundle = rt.load_cama_bundle(root, base, img, vid, device=device, dtype=dtype)
+            bundle = rt.load_cama_bundle(root, base, img, vid, device=device, dtype=dtype, download=bool(download))
             for m in _cama_modules(bundle).values():
                 m.to(_offload_device())
             return bundle
@@ -343,9 +347,14 @@ class LoadMotionAdapter:
     def INPUT_TYPES(cls):
         return {"required": {
             "base": (list(rt.BASES), {"default": "CogVideoX", "tooltip": "The video model the adapter was trained for."}),
+        }, "optional": {
+            "download": ("BOOLEAN", {"default": False, "tooltip":
+                         "Fetch missing MotionRAG checkpoint files from the public MCG-NJU/MotionRAG model repository "
+                         "into models/motionrag/checkpoints (needs network access and huggingface_hub). Off: a missing "
+                         "file is reported with the exact path and the download command."}),
         }}
 
-    def load(self, base):
+    def load(self, base, download=False):
         from ..models.i2v.checkpoints import load_checkpoint, strip_prefix
         from ..models.i2v.layouts import HOST_PREFIX, motion_adapter_layout
 
@@ -357,7 +366,7 @@ class LoadMotionAdapter:
         def loader():
             from ..models.i2v.configs import PAPER_COGVIDEOX_ADAPTER, PAPER_SVD_ADAPTER
 
-            state, report = load_checkpoint(root, base, "Motion-Adapter",
+            state, report = load_checkpoint(root, base, "Motion-Adapter", download=bool(download),
                                             layout=motion_adapter_layout(base, adapter_cfg, motion_cfg))
             cfg = adapter_cfg or (PAPER_COGVIDEOX_ADAPTER if base == "CogVideoX" else PAPER_SVD_ADAPTER)
             notes = [f"{base} Motion-Adapter: {report.path} ({report.source})"] + report.notes
@@ -389,9 +398,14 @@ class LoadVideoBackbone:
             "cogvideox_17_frames": ("BOOLEAN", {"default": True, "tooltip":
                                     "CogVideoX only: apply checkpoints/CogVideoX/17_frames (the fine-tune MotionRAG's "
                                     "adapter was trained on). Off = the stock 49-frame model."}),
+        }, "optional": {
+            "download": ("BOOLEAN", {"default": False, "tooltip":
+                         "Fetch missing MotionRAG checkpoint files from the public MCG-NJU/MotionRAG model repository "
+                         "into models/motionrag/checkpoints (needs network access and huggingface_hub). Off: a missing "
+                         "file is reported with the exact path and the download command."}),
         }}
 
-    def load(self, backbone, cogvideox_17_frames=True):
+    def load(self, backbone, cogvideox_17_frames=True, download=False):
         folder = _find(rt.DIFFUSERS_SUBDIR, backbone)
         base = rt.backbone_base(folder)
         device = _device()
@@ -407,7 +421,7 @@ class LoadVideoBackbone:
                 from ..models.i2v.checkpoints import load_cogvideox_17_frames
 
                 cfg = rt.adapter_config_of(pipe, base, 1)
-                report = load_cogvideox_17_frames(pipe.transformer, root, config=cfg)
+                report = load_cogvideox_17_frames(pipe.transformer, root, config=cfg, download=bool(download))
                 notes.append(f"CogVideoX 17-frame fine-tune: {report.path} ({report.source})")
             if getattr(device, "type", "") == "cuda" and base == "CogVideoX":
                 pipe.vae.enable_tiling()              # as MotionRAG's config; bounds decode memory

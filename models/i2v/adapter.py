@@ -34,6 +34,15 @@ class MotionState:
         self.strength = float(strength)
 
 
+def _version(t: torch.Tensor) -> int:
+    """In-place modification counter; tensors made under torch.inference_mode have none
+    (they cannot be modified in place outside it), so identity and data pointer key them."""
+    try:
+        return t._version
+    except RuntimeError:
+        return -1
+
+
 class _MotionBranch(nn.Module):
     def __init__(self, hidden_size: int, motion_dim: int, state: MotionState, base, *, device=None, dtype=None):
         super().__init__()
@@ -52,19 +61,39 @@ class _MotionBranch(nn.Module):
             raise ValueError(f"motion tokens have batch {n_motion}, which does not divide the attention batch "
                              f"{batch} (for guidance pass [uncond, cond] tokens, one row per prompt row)")
         w = self.to_q_ip[0].weight
-        tokens = tokens.to(device=w.device, dtype=w.dtype)
-        if n_motion != batch:
-            # rows of one video (its frames, for SVD's spatial layers) are consecutive
-            tokens = tokens.repeat_interleave(batch // n_motion, dim=0)
         heads = attn.heads
         head_dim = h.shape[-1] // heads
+        k, v = self._motion_keys_values(tokens, w, heads, head_dim)
+        # Rows of one video (its frames, for SVD's spatial layers) are consecutive and share
+        # their motion tokens. Query rows attend independently, so folding a video's rows into
+        # the query length is exact and spares projecting the tokens once per frame.
+        q = self.to_q_ip[0](h.to(w.dtype))
+        length = q.shape[1]
+        q = q.reshape(n_motion, (batch // n_motion) * length, heads, head_dim).transpose(1, 2)
+        out = F.scaled_dot_product_attention(q, k, v)
+        return out.transpose(1, 2).reshape(batch, length, heads * head_dim).to(h.dtype)
 
-        def split(t):
-            return t.view(batch, -1, heads, head_dim).transpose(1, 2)
+    def _motion_keys_values(self, tokens: torch.Tensor, w: torch.Tensor, heads: int, head_dim: int):
+        """K and V of the motion tokens, (n_motion, heads, tokens, head_dim). The tokens and
+        weights stay the same over a whole sampling run, so at inference the projection is
+        reused across denoising steps until either changes."""
+        key = (_version(tokens), tokens.data_ptr(), w.data_ptr(), _version(w), w.dtype, w.device,
+               _version(self.to_k_ip[0].weight), _version(self.to_v_ip[0].weight), heads)
+        use_cache = not torch.is_grad_enabled()   # never hand cached tensors to autograd
+        cached = self.__dict__.get("_kv_cache")
+        if use_cache and cached is not None and cached[0] is tokens and cached[1] == key:
+            return cached[2], cached[3]
+        t = tokens.to(device=w.device, dtype=w.dtype)
 
-        out = F.scaled_dot_product_attention(split(self.to_q_ip[0](h.to(w.dtype))),
-                                             split(self.to_k_ip[0](tokens)), split(self.to_v_ip[0](tokens)))
-        return out.transpose(1, 2).reshape(batch, -1, heads * head_dim).to(h.dtype)
+        def split(x):
+            return x.view(x.shape[0], -1, heads, head_dim).transpose(1, 2)
+
+        k, v = split(self.to_k_ip[0](t)), split(self.to_v_ip[0](t))
+        if use_cache:
+            self.__dict__["_kv_cache"] = (tokens, key, k, v)
+        else:
+            self.__dict__.pop("_kv_cache", None)
+        return k, v
 
     def _run(self, attn, call):
         strength = self.motion_state.strength

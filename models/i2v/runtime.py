@@ -258,7 +258,7 @@ class CamaBundle:
 
 
 def load_cama_bundle(models_dir, base: str, image_encoder: Path, video_encoder: Path, *, device=None,
-                     dtype=None) -> CamaBundle:
+                     dtype=None, download: bool = False) -> CamaBundle:
     """CAMA and the motion projector of `base`, the image encoder, and the guidance tokens (VideoMAE is
     loaded only for those and freed again)."""
     import torch
@@ -269,8 +269,8 @@ def load_cama_bundle(models_dir, base: str, image_encoder: Path, video_encoder: 
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
     motion_cfg, cama_cfg, _ = read_sizes(models_dir, base)
-    projector, proj_report = load_motion_projector(models_dir, base, config=motion_cfg)
-    cama, cama_report = load_cama(models_dir, base, config=cama_cfg)
+    projector, proj_report = load_motion_projector(models_dir, base, config=motion_cfg, download=download)
+    cama, cama_report = load_cama(models_dir, base, config=cama_cfg, download=download)
     dino = load_encoder(image_encoder, "image", device=device, dtype=dtype)
     videomae = load_encoder(video_encoder, "video", device=device, dtype=dtype)
     if videomae.config.hidden_size != motion_cfg.embedding_dim:

@@ -125,6 +125,20 @@ def test_missing_files_name_the_exact_place_to_put_them(models, tmp_path, monkey
     assert "huggingface-cli download facebook/dinov2-large" in str(err.value)
 
 
+def test_download_input_tries_the_hub_and_falls_back_to_the_message(models, tmp_path, monkeypatch):
+    # Offline here: with download on, the node really asks huggingface_hub, which refuses at
+    # once in offline mode, and the error still says where to put the file.
+    monkeypatch.setenv("MOTIONRAG_MODELS_DIR", str(tmp_path))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    with pytest.raises(CheckpointNotFoundError) as err:
+        n.LoadMotionAdapter().load("SVD", download=True)
+    assert "the download failed" in str(err.value)
+    assert str(tmp_path / "checkpoints" / "SVD" / "Motion-Adapter.ckpt") in str(err.value)
+    with pytest.raises(CheckpointNotFoundError) as err:
+        n.LoadMotionAdapter().load("SVD")
+    assert "downloading is off" in str(err.value)
+
+
 def _sample(backbone, steps=2, **kw):
     base = backbone.base
     frames, width, height = assets.COG_SIZE if base == "CogVideoX" else assets.SVD_SIZE
