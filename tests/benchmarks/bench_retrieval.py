@@ -1,28 +1,40 @@
-"""Retrieval benchmark: latency, memory, build cost and quality. Prints figures; asserts nothing.
+"""Retrieval benchmark: latency, memory, recall, build cost, size on disk and quality. Prints
+figures; asserts nothing.
 
     cd <pack folder>
-    .venv/bin/python tests/benchmarks/bench_retrieval.py --sizes 10000 [100000 1000000]
-        [--unique 20000] [--queries 100] [--frames 60] [--recall 0.95] [--json out.json]
+    .venv/bin/python tests/benchmarks/bench_retrieval.py --sizes 10000 100000 1000000 \\
+        [--real 100000] [--cache-dir DIR] [--queries 100] [--frames 8] [--repeat 2] [--json out.json]
+    .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only
 
 Per size N (entries, one caption each):
-  * captions: up to --unique distinct ones are generated from templates and embedded with the
-    real all-MiniLM-L6-v2; the rest are compositions "A, then B" of two of them whose vector
-    is the normalised blend of the two real embeddings, so every vector sits among real
-    caption embeddings (never uniform random) and neighbour structure is realistic;
-  * a database is built through the real writer (the composed vectors are handed in by an
-    encoder object that looks them up), timing writing separately from MiniLM encoding;
-  * single-query latency p50/p95 including text encoding, for: our search path on the exact
-    faiss index; numpy brute force; faiss IVF and HNSW tuned to the same recall@10 against
-    the exact answer; and LanceDB (exact scan, and an IVF index tuned the same way) if the
-    lancedb package is installed;
-  * resident memory after each stage; bytes on disk per entry.
-Then retrieval quality on the built-in library with paraphrased queries (top-1 / top-3).
+  * vectors: captions come from templates (bench_captions.py: 1,058,400 distinct sentences);
+    the first min(N, --real) are embedded for real with all-MiniLM-L6-v2 (cached in --cache-dir).
+    Each further entry's vector is a convex blend w*a + (1-w)*b of the real embeddings of two
+    different captions, w uniform in [0.55, 0.95], renormalised: it lies among real caption
+    embeddings (never uniform random), so neighbour structure is that of real captions;
+  * the database is built through the real writer (index kind "auto": exact flat up to the
+    IVF threshold, IVF above) with the vectors handed in by an encoder that looks them up,
+    so writing is timed apart from MiniLM encoding; at the smallest size a second build runs
+    the real encoder, giving build throughput with encoding measured end to end;
+  * queries are paraphrase-style sentences (other words than the captions); ground truth is
+    the exact top-10 by a full float32 scan; every approximate method is tuned on a separate
+    set of queries to the cheapest setting reaching --recall, then measured;
+  * single-query latency p50/p95 search-only and including text encoding (one MiniLM call per
+    query, as a user waits for it), for: our path (db.search: encoder, index, SQLite lookups,
+    hits), faiss exact flat, numpy brute force, faiss HNSW (up to --hnsw-max), LanceDB exact,
+    LanceDB IVF_FLAT and IVF_PQ (+refine), when lancedb is installed;
+  * resident memory (RSS) after each stage, load average during each stage, bytes on disk.
+With --repeat R the latency section runs R times at the largest size (the CPU is shared).
+Then retrieval quality on the built-in library with the paraphrase sets in this folder
+(retrieval_queries_dev.txt, retrieval_queries_test.txt): top-1, top-3 and side-correct top-1
+for db.search and for the scoring variants that were tried (--quality-variants).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -33,11 +45,14 @@ import numpy as np
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE))
 from pack_loader import load_pack  # noqa: E402
 
 load_pack()
 
+import bench_captions as bc  # noqa: E402
 from motionrag_suite.models.motion.motion import Motion  # noqa: E402
 from motionrag_suite.retrieval import vector_index as vi  # noqa: E402
 from motionrag_suite.retrieval.builders import build_from_library  # noqa: E402
@@ -45,85 +60,51 @@ from motionrag_suite.retrieval.database import open_database  # noqa: E402
 from motionrag_suite.retrieval.text_encoder import get_text_encoder  # noqa: E402
 from motionrag_suite.retrieval.writer import EntrySpec, build_database  # noqa: E402
 
-# ----------------------------------------------------------------------------- captions
 
-SUBJECTS = ("a person", "a man", "a woman", "someone", "the person", "a child", "an old man", "a dancer",
-            "an athlete", "the figure")
-ACTIONS = ("walks forward", "runs in a circle", "jumps over an obstacle", "kicks with the left leg",
-           "kicks with the right leg", "waves the right hand", "waves both arms", "sits down on a chair",
-           "stands up from the floor", "crawls on hands and knees", "turns around to the left",
-           "turns to the right", "does a cartwheel", "throws a ball", "catches something", "climbs stairs",
-           "walks backwards", "dances energetically", "punches the air", "stretches both arms",
-           "bends down to pick something up", "jogs slowly", "skips happily", "limps on the left leg",
-           "balances on one foot", "steps sideways to the left", "spins in place", "does a push-up",
-           "lies down on the ground", "raises both hands above the head")
-MANNERS = ("", " slowly", " quickly", " carefully", " with energy", " twice", " while looking around",
-           " then stops", " and returns to the start", " in a relaxed way", " several times", " very fast")
-
-QUERY_SUBJECTS = ("somebody", "a guy", "a lady", "a kid", "one person")
-QUERY_ACTIONS = ("strolls ahead", "sprints around in a loop", "leaps across a barrier", "boots with the left foot",
-                 "greets by waving the right hand", "takes a seat", "gets up off the ground", "creeps on all fours",
-                 "rotates leftwards", "tosses a ball", "goes up the steps", "moves in reverse", "boogies",
-                 "throws punches", "reaches arms out wide", "picks an object up from the floor", "jogs gently",
-                 "hops on one foot", "twirls on the spot", "lies flat on the floor")
+def log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')} load {os.getloadavg()[0]:.2f}] {msg}", file=sys.stderr, flush=True)
 
 
-def unique_captions(n: int, rng) -> list[str]:
-    combos = [f"{s} {a}{m}" for s in SUBJECTS for a in ACTIONS for m in MANNERS]
-    if n <= len(combos):
-        return [combos[i] for i in rng.permutation(len(combos))[:n]]
-    # Beyond the template space, chain two actions ("..., then ...") to stay distinct.
-    out, seen = list(combos), set(combos)
-    while len(out) < n:
-        a, b = rng.integers(len(combos)), rng.integers(len(ACTIONS))
-        text = f"{combos[a]}, then {ACTIONS[b]}{MANNERS[rng.integers(len(MANNERS))]}"
-        if text not in seen:
-            seen.add(text)
-            out.append(text)
-    return [out[i] for i in rng.permutation(len(out))[:n]]
+# ----------------------------------------------------------------------------- vectors
 
-
-def query_texts(n: int, rng) -> list[str]:
-    return [f"{QUERY_SUBJECTS[rng.integers(len(QUERY_SUBJECTS))]} {QUERY_ACTIONS[rng.integers(len(QUERY_ACTIONS))]}"
-            for _ in range(n)]
-
-
-def composed(texts: list[str], vecs: np.ndarray, n_extra: int, rng) -> tuple[list[str], np.ndarray]:
-    i = rng.integers(len(texts), size=n_extra)
-    j = rng.integers(len(texts), size=n_extra)
+def blended(real: np.ndarray, n_extra: int, rng) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """n_extra unit vectors, each w*a + (1-w)*b for two different real rows a, b."""
+    i = rng.integers(len(real), size=n_extra)
+    j = (i + 1 + rng.integers(len(real) - 1, size=n_extra)) % len(real)       # j != i
     w = rng.uniform(0.55, 0.95, size=(n_extra, 1)).astype(np.float32)
-    mix = w * vecs[i] + (1 - w) * vecs[j]
-    mix /= np.linalg.norm(mix, axis=1, keepdims=True)
-    names = [f"{texts[a]}, then {texts[b]} (#{k})" for k, (a, b) in enumerate(zip(i, j))]
-    return names, mix.astype(np.float32)
+    out = np.empty((n_extra, real.shape[1]), dtype=np.float32)
+    for lo in range(0, n_extra, 100_000):         # in slices: 1M x 384 temporaries add up
+        hi = min(n_extra, lo + 100_000)
+        mix = w[lo:hi] * real[i[lo:hi]] + (1 - w[lo:hi]) * real[j[lo:hi]]
+        out[lo:hi] = mix / np.linalg.norm(mix, axis=1, keepdims=True)
+    return out, i, j
 
 
 class LookupEncoder:
-    """Hands the writer precomputed vectors (real MiniLM ones, or blends of them) by caption text,
-    while describing itself as the real encoder so that real queries are accepted."""
+    """Hands the writer precomputed vectors in caption order, while describing itself as the
+    real encoder so that real text queries are accepted by the database."""
 
-    def __init__(self, real, table: dict[str, np.ndarray]):
-        self.real, self.table = real, table
+    def __init__(self, real, vectors: np.ndarray):
+        self.real, self.vectors, self.pos = real, vectors, 0
         self.name, self.dim, self.fingerprint = real.name, real.dim, real.fingerprint
 
     def describe(self):
         return self.real.describe()
 
     def encode(self, texts, batch_size: int = 0):
-        return np.stack([self.table[t] for t in texts])
+        out = self.vectors[self.pos:self.pos + len(texts)]
+        self.pos += len(texts)
+        return out
 
 
 # ----------------------------------------------------------------------------- measuring
 
 def rss_mb() -> float:
-    try:
-        for line in open("/proc/self/status"):
+    with open("/proc/self/status") as f:
+        for line in f:
             if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    import resource
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                return round(int(line.split()[1]) / 1024, 1)
+    return float("nan")
 
 
 def pct(times: list[float]) -> dict:
@@ -131,233 +112,440 @@ def pct(times: list[float]) -> dict:
     return {"p50_ms": round(float(np.percentile(ms, 50)), 3), "p95_ms": round(float(np.percentile(ms, 95)), 3)}
 
 
-def timed(fn, queries) -> tuple[list, list[float]]:
+def timed(fn, items) -> tuple[list, list[float]]:
     out, times = [], []
-    fn(queries[0])                                  # warm-up
-    for q in queries:
+    fn(items[0])                                  # warm-up
+    for x in items:
         t = time.perf_counter()
-        out.append(fn(q))
+        out.append(fn(x))
         times.append(time.perf_counter() - t)
     return out, times
 
 
-def recall(results: list[np.ndarray], truth: np.ndarray) -> float:
+def recall(results, truth: np.ndarray) -> float:
     return float(np.mean([len(set(map(int, r[:10])) & set(map(int, t))) / 10 for r, t in zip(results, truth)]))
+
+
+def exact_top10(vecs: np.ndarray, q: np.ndarray) -> np.ndarray:
+    out = []
+    for lo in range(0, len(q), 16):
+        s = q[lo:lo + 16] @ vecs.T
+        top = np.argpartition(-s, 10, axis=1)[:, :10]
+        out.append(np.take_along_axis(top, np.argsort(-np.take_along_axis(s, top, 1), axis=1), 1))
+    return np.concatenate(out)
+
+
+def loadavg() -> list[float]:
+    return [round(x, 2) for x in os.getloadavg()]
 
 
 # ----------------------------------------------------------------------------- one size
 
-def bench_size(n: int, args, enc, workdir: Path, rng) -> dict:
-    report: dict = {"entries": n}
-    n_unique = min(n, args.unique)
-    texts = unique_captions(n_unique, rng)
-    t = time.perf_counter()
-    vecs = enc.encode(texts, batch_size=256)
-    enc_s = time.perf_counter() - t
-    report["minilm_encode_captions_per_s"] = round(n_unique / enc_s, 1)
-    extra_t, extra_v = composed(texts, vecs, n - n_unique, rng) if n > n_unique else ([], np.zeros((0, enc.dim)))
-    all_texts = texts + extra_t
-    all_vecs = np.concatenate([vecs, extra_v]).astype(np.float32)
-    table = dict(zip(all_texts, all_vecs))
-    lookup = LookupEncoder(enc, table)
-
-    frames = args.frames
+def build_ours(n, vectors, root, frames, enc, name="bench", encoder=None, texts=None) -> dict:
     base = np.random.default_rng(1).normal(0, 0.2, (frames, 22, 3)).astype(np.float32) + np.float32(1)
 
     def entries():
-        for k, text in enumerate(all_texts):
-            yield EntrySpec(motion=Motion(joints=base, fps=20.0, name=f"e{k}"), captions=[text])
+        for k in range(n):
+            yield EntrySpec(motion=Motion(joints=base, fps=20.0, name=f"e{k}"),
+                            captions=[texts[k] if texts is not None else f"bench caption {k}"])
+
+    la0, rss0 = loadavg(), rss_mb()
+    t = time.perf_counter()
+    build_database(root, name, entries(), encoder=encoder or LookupEncoder(enc, vectors), total=n, batch_size=4096,
+                   overwrite=True)
+    seconds = time.perf_counter() - t
+    folder = root / "databases" / name
+    by_kind: dict[str, int] = {}
+    for p in folder.iterdir():
+        if p.is_file():
+            key = p.name.split(".")[0].rstrip("0123456789-_") or p.name
+            by_kind[key] = by_kind.get(key, 0) + p.stat().st_size
+    total = sum(by_kind.values())
+    return {"entries_per_s": round(n / seconds, 1), "seconds": round(seconds, 2), "frames_per_entry": frames,
+            "bytes_per_entry": round(total / n, 1), "bytes_per_entry_by_file": {k: round(v / n, 1) for k, v in
+                                                                                 sorted(by_kind.items())},
+            "rss_growth_mb": round(rss_mb() - rss0, 1), "loadavg_before": la0, "loadavg_after": loadavg()}
+
+
+def tune(make, settings, qv_tune, truth_tune, target):
+    """The cheapest setting whose recall@10 on the tuning queries reaches target (else the last)."""
+    tried = []
+    for s in settings:
+        r = recall([make(s)(v) for v in qv_tune], truth_tune)
+        tried.append((s, round(r, 4)))
+        if r >= target:
+            return s, tried
+    return settings[-1], tried
+
+
+def latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, lance) -> dict:
+    results: dict = {}
+
+    def measure(label, search_vec, extra=None, full=None, exact=False):
+        """search-only on precomputed query vectors, and encode+search on the text. Exact full
+        scans (references, slow at 1M) run on the first --exact-queries queries only."""
+        la = loadavg()
+        m = min(len(queries), args.exact_queries) if exact else len(queries)
+        res, times = timed(search_vec, list(qv[:m]))
+        _, full_times = timed(full or (lambda q: search_vec(enc.encode([q])[0])), queries[:m])
+        results[label] = {**(extra or {}), "queries": m, "recall@10": round(recall(res, truth[:m]), 4),
+                          "search_only": pct(times), "with_text_encoding": pct(full_times), "loadavg": la,
+                          "rss_mb": rss_mb()}
+        log(f"{n}: {label} {results[label]}")
+
+    results["text_encoding_only"] = pct(timed(lambda q: enc.encode([q]), queries)[1])
+    log(f"{n}: text encoding {results['text_encoding_only']}")
+
+    def ours(**opts):
+        return lambda v: np.array([h.caption_id for h in db.search_vector(v, 10, one_per_source=False, **opts)])
+
+    def ours_text(**opts):
+        return lambda q: [h.caption_id for h in db.search(q, 10, one_per_source=False, **opts)]
+
+    if db.index_type == "ivf":
+        nprobe = db.manifest["index"]["params"]["nprobe"]
+        measure("ours_default", ours(), {"index": "ivf", "params": db.manifest["index"]["params"]}, ours_text())
+        s, tried = tuners["ours"]
+        measure("ours_tuned", ours(nprobe=s), {"index": "ivf", "nprobe": s, "tuning": tried}, ours_text(nprobe=s))
+        del nprobe
+    else:
+        measure("ours_default", ours(), {"index": db.index_type}, ours_text())
+    measure("faiss_flat_exact", lambda v: vi.search(flat, v[None], 10)[1][0], exact=True)
+
+    def numpy_brute(v):
+        s = vecs @ v
+        top = np.argpartition(-s, 10)[:10]
+        return top[np.argsort(-s[top])]
+    measure("numpy_brute_force", numpy_brute, exact=True)
+    for label, tuner in tuners.items():
+        if label != "ours":
+            make, setting, tried, extra = tuner
+            measure(label, make(setting), {**extra, "setting": setting, "tuning": tried})
+    for label, fn, extra in lance:
+        measure(label, fn, extra, exact=label == "lancedb_exact")
+    return results
+
+
+def bench_size(n: int, args, enc, workdir: Path) -> dict:
+    rng = np.random.default_rng(n)
+    report: dict = {"entries": n, "loadavg_start": loadavg()}
+    n_real = min(n, args.real)
+    real, rate = bc.cached_embeddings(enc, n_real, Path(args.cache_dir) if args.cache_dir else None, log=log)
+    report["real_minilm_embeddings"] = n_real
+    report["blended_embeddings"] = n - n_real
+    if rate == rate:
+        report["minilm_captions_per_s_now"] = round(rate, 1)
+    vecs = real if n == n_real else np.concatenate([real, blended(real, n - n_real, rng)[0]])
+    del real
+    log(f"{n}: vectors ready ({n_real} real)")
 
     root = workdir / f"n{n}"
-    rss0 = rss_mb()
-    t = time.perf_counter()
-    build_database(root, "bench", entries(), encoder=lookup, total=n, batch_size=2048, index_type="flat")
-    build_s = time.perf_counter() - t
-    folder = root / "databases" / "bench"
-    sizes = {p.name: p.stat().st_size for p in folder.iterdir() if p.is_file()}
-    by_kind = {}
-    for name, size in sizes.items():
-        by_kind[name.split(".")[0]] = by_kind.get(name.split(".")[0], 0) + size
-    report["build"] = {"write_entries_per_s": round(n / build_s, 1), "seconds": round(build_s, 2),
-                       "frames_per_entry": frames, "bytes_per_entry": round(sum(sizes.values()) / n, 1),
-                       "bytes_per_entry_by_file": {k: round(v / n, 1) for k, v in sorted(by_kind.items())},
-                       "encode_plus_write_entries_per_s_estimate":
-                           round(1 / (1 / (n_unique / enc_s) + 1 / (n / build_s)), 1),
-                       "rss_growth_mb": round(rss_mb() - rss0, 1)}
-
+    if args.reuse and (root / "databases" / "bench" / "manifest.json").is_file():
+        report["build_without_encoding"] = "reused from an earlier run in --workdir (same vectors: seeded)"
+    else:
+        report["build_without_encoding"] = build_ours(n, vecs, root, args.frames, enc)
+    log(f"{n}: built {report['build_without_encoding']}")
+    if n == min(args.sizes) and args.encode_build:
+        m = min(n, args.encode_build)
+        texts = bc.captions(m)
+        report["build_with_encoding"] = {"entries": m, **build_ours(m, None, root, args.frames, enc, name="bench_enc",
+                                                                     encoder=enc, texts=texts)}
+        log(f"{n}: built with encoding {report['build_with_encoding']}")
     t = time.perf_counter()
     db = open_database(root, "bench")
     report["open_ms"] = round((time.perf_counter() - t) * 1000, 2)
-    report["rss_after_open_mb"] = round(rss_mb(), 1)
+    report["index"] = db.manifest["index"]
+    report["rss_after_open_mb"] = rss_mb()
 
-    queries = query_texts(args.queries, rng)
-    qv = enc.encode(queries)
-    truth = np.argsort(-(qv @ all_vecs.T), axis=1)[:, :10]
-    report["text_encoding_only"] = pct(timed(lambda q: enc.encode([q]), queries)[1])
-    results = {}
+    queries = bc.queries(args.queries, seed=1)
+    tune_queries = bc.queries(args.queries, seed=2)
+    qv, qv_tune = enc.encode(queries), enc.encode(tune_queries)
+    truth, truth_tune = exact_top10(vecs, qv), exact_top10(vecs, qv_tune)
+    flat = vi.new_index("flat", enc.dim, vecs, {})
+    target = args.recall
+    tuners: dict = {}
+    if db.index_type == "ivf":
+        nlist = db.manifest["index"]["params"]["nlist"]
+        settings = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if s <= nlist]
 
-    def measure(label, search_vec, extra=None):
-        """recall@10 and latency of search_vec on precomputed query vectors (search only), and
-        of encoding the text and then searching (what a user waits for)."""
-        res, times = timed(search_vec, list(qv))
-        _, full = timed(lambda q: search_vec(enc.encode([q])[0]), queries)
-        results[label] = {**(extra or {}), "recall@10": round(recall(res, truth), 4),
-                          "search_only": pct(times), "with_text_encoding": pct(full)}
-
-    measure("ours_faiss_flat", lambda v: np.array([h.caption_id for h in db.search_vector(v, 10, one_per_source=False)]))
-
-    def numpy_brute(v):
-        s = all_vecs @ v
-        top = np.argpartition(-s, 10)[:10]
-        return top[np.argsort(-s[top])]
-    measure("numpy_brute_force", numpy_brute)
-    report["rss_after_flat_mb"] = round(rss_mb(), 1)
-
-    def tune_and_measure(label, settings, make, extra):
-        chosen = settings[-1]
-        for s_ in settings:                       # cheapest setting reaching the target recall
-            res, _ = timed(make(s_), list(qv[: min(50, len(qv))]))
-            if recall(res, truth[: len(res)]) >= args.recall:
-                chosen = s_
-                break
-        measure(label, make(chosen), {**extra, "setting": chosen})
-
-    for kind in ("ivf", "hnsw"):
+        def make_ours(s):
+            return lambda v: np.array([h.caption_id for h in db.search_vector(v, 10, one_per_source=False, nprobe=s)])
+        tuners["ours"] = tune(make_ours, settings, qv_tune, truth_tune, target)
+        log(f"{n}: ours tuned {tuners['ours']}")
+    if n <= args.hnsw_max:
         t = time.perf_counter()
-        params = vi.default_params(kind, n)
-        index = vi.new_index(kind, enc.dim, all_vecs, params)
-        built = time.perf_counter() - t
+        params = vi.default_params("hnsw", n)
+        hnsw = vi.new_index("hnsw", enc.dim, vecs, params)
+        built = round(time.perf_counter() - t, 2)
 
-        def make(setting, index=index, kind=kind, params=params):
-            vi.apply_search_params(index, kind, params, nprobe=setting, ef_search=setting)
-            return lambda v: vi.search(index, v[None], 10)[1][0]
-        settings = ([s_ for s_ in (1, 2, 4, 8, 16, 32, 64, 128, 256, 512) if s_ <= params.get("nlist", 0)]
-                    if kind == "ivf" else [16, 32, 64, 128, 256, 512])
-        tune_and_measure(f"faiss_{kind}", settings, make, {"build_s": round(built, 2), "params": params})
-        del index
-    report["rss_after_ann_mb"] = round(rss_mb(), 1)
-
-    try:
-        import lancedb
-        import pyarrow as pa
-    except ImportError:
-        results["lancedb"] = "not installed"
-    else:
-        ldb = lancedb.connect(str(workdir / f"lance{n}"))
-        t = time.perf_counter()
-        tbl = ldb.create_table("t", data=pa.table({
-            "id": pa.array(np.arange(n)),
-            "vector": pa.FixedSizeListArray.from_arrays(pa.array(all_vecs.reshape(-1)), enc.dim)}), mode="overwrite")
-        load_s = time.perf_counter() - t
-
-        def lance(nprobes=None):
+        def make_hnsw(s, index=hnsw, params=params):
             def run(v):
-                s_ = tbl.search(v).distance_type("dot").limit(10)
-                if nprobes:
-                    s_ = s_.nprobes(nprobes)
-                return np.array(s_.to_arrow()["id"].to_pylist())
+                vi.apply_search_params(index, "hnsw", params, ef_search=s)
+                return vi.search(index, v[None], 10)[1][0]
             return run
-        measure("lancedb_exact", lance(), {"load_s": round(load_s, 2)})
-        parts = max(1, min(int(np.sqrt(n)), n // 64))
-        t = time.perf_counter()
-        tbl.create_index(metric="dot", num_partitions=parts, index_type="IVF_FLAT", vector_column_name="vector")
-        idx_s = time.perf_counter() - t
-        tune_and_measure("lancedb_ivf_flat", [p_ for p_ in (1, 2, 4, 8, 16, 32, 64, 128, 256) if p_ <= parts],
-                         lance, {"index_s": round(idx_s, 2), "partitions": parts})
-        report["rss_after_lancedb_mb"] = round(rss_mb(), 1)
-    report["latency"] = results
+        s, tried = tune(make_hnsw, [16, 24, 32, 48, 64, 96, 128, 192, 256, 512], qv_tune, truth_tune, target)
+        tuners["faiss_hnsw"] = (make_hnsw, s, tried, {"build_s": built, "params": params})
+        log(f"{n}: hnsw built in {built}s, tuned {tried}")
+    report["rss_after_indexes_mb"] = rss_mb()
+
+    lance = []
+    if not args.skip_lancedb:
+        lance = lancedb_methods(n, vecs, enc.dim, workdir, qv_tune, truth_tune, target, report, args.reuse)
+
+    runs = args.repeat if n == max(args.sizes) else 1
+    report["latency_runs"] = []
+    for r in range(runs):
+        report["latency_runs"].append(latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, lance))
+    report["rss_end_mb"] = rss_mb()
+    report["loadavg_end"] = loadavg()
     db.close()
     return report
 
 
+def lancedb_methods(n, vecs, dim, workdir, qv_tune, truth_tune, target, report, reuse=False) -> list:
+    try:
+        import lancedb
+        import pyarrow as pa
+    except ImportError:
+        report["lancedb"] = "not installed"
+        return []
+    info: dict = {"version": lancedb.__version__}
+    rss0 = rss_mb()
+    ldb = lancedb.connect(str(workdir / f"lance{n}"))
+    kinds = ("exact", "ivf_flat", "ivf_pq")
+    reused = reuse and all(k in ldb.table_names() for k in kinds)
+    if reused:
+        tables = {kind: ldb.open_table(kind) for kind in kinds}
+        reused = all(tables[k].count_rows() == n for k in kinds) and all(tables[k].list_indices() for k in kinds[1:])
+    if reused:
+        info["reused"] = "tables and indexes from an earlier run in --workdir (same vectors: seeded)"
+    else:
+        t = time.perf_counter()
+        data = pa.table({"id": pa.array(np.arange(n)),
+                         "vector": pa.FixedSizeListArray.from_arrays(pa.array(vecs.reshape(-1)), dim)})
+        tables = {kind: ldb.create_table(kind, data=data, mode="overwrite") for kind in kinds}
+        del data
+        info["load_s_per_table"] = round((time.perf_counter() - t) / 3, 2)
+
+    def runner(tbl, nprobes=None, refine=None, exact=False):
+        def run(v):
+            s = tbl.search(v).distance_type("dot").select(["id"]).limit(10)
+            if exact:
+                s = s.bypass_vector_index()
+            if nprobes:
+                s = s.nprobes(nprobes)
+            if refine:
+                s = s.refine_factor(refine)
+            return np.array(s.to_arrow()["id"].to_pylist())
+        return run
+
+    methods = [("lancedb_exact", runner(tables["exact"], exact=True), {})]
+    # LanceDB's default partition count is about sqrt(n); PQ with 48 sub-vectors (8 dims each).
+    parts = max(1, min(int(round(np.sqrt(n))), n // 256))
+    settings = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if s <= parts]
+    t = time.perf_counter()
+    if not reused:
+        tables["ivf_flat"].create_index(metric="dot", num_partitions=parts, index_type="IVF_FLAT",
+                                        vector_column_name="vector")
+    built = round(time.perf_counter() - t, 2) if not reused else "reused"
+    s, tried = tune(lambda p: runner(tables["ivf_flat"], nprobes=p), settings, qv_tune, truth_tune, target)
+    methods.append(("lancedb_ivf_flat", runner(tables["ivf_flat"], nprobes=s),
+                    {"index_s": built, "partitions": parts, "nprobes": s, "tuning": tried}))
+    log(f"{n}: lancedb ivf_flat built {built}s tuned {tried}")
+    t = time.perf_counter()
+    if not reused:
+        tables["ivf_pq"].create_index(metric="dot", num_partitions=parts, num_sub_vectors=dim // 8,
+                                      index_type="IVF_PQ", vector_column_name="vector")
+    built = round(time.perf_counter() - t, 2) if not reused else "reused"
+    combos = [(p, r) for r in (5, 10, 20, 40) for p in settings]
+    combos.sort(key=lambda pr: pr[0] * (1 + pr[1] / 64))      # roughly by work
+    s, tried = tune(lambda pr: runner(tables["ivf_pq"], nprobes=pr[0], refine=pr[1]), combos, qv_tune, truth_tune,
+                    target)
+    methods.append(("lancedb_ivf_pq_refine", runner(tables["ivf_pq"], nprobes=s[0], refine=s[1]),
+                    {"index_s": built, "partitions": parts, "sub_vectors": dim // 8, "nprobes": s[0],
+                     "refine_factor": s[1], "tuning": tried[-6:]}))
+    log(f"{n}: lancedb ivf_pq built {built}s tuned {s}")
+    info["rss_growth_mb"] = round(rss_mb() - rss0, 1)
+    info["disk_bytes_per_entry"] = {k: round(sum(p.stat().st_size for p in (workdir / f"lance{n}" / f"{k}.lance").rglob("*")
+                                                 if p.is_file()) / n, 1) for k in tables}
+    report["lancedb"] = info
+    return methods
+
+
 # ----------------------------------------------------------------------------- quality
 
-def both(*names):
-    return {n for name in names for n in (name, "M_" + name)}
+def load_queries(path: Path) -> list[tuple[str, set, set | None]]:
+    """`query | sources | entries or -` lines (see the files' headers)."""
+    out = []
+    for raw in path.read_text(encoding="utf-8").splitlines():
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        parts = [p.strip() for p in line.split("|")]
+        if len(parts) != 3 or not all(parts):
+            raise ValueError(f"{path.name}: expected 'query | sources | entries or -', got {raw!r}")
+        out.append((parts[0], set(parts[1].split(",")), None if parts[2] == "-" else set(parts[2].split(","))))
+    return out
 
 
-# (query, acceptable source clips, acceptable entries when the side matters or None)
-PARAPHRASES = (
-    ("an acrobat flips over backwards and lands", {"backflip"}, None),
-    ("doing a back tuck in place", {"backflip"}, None),
-    ("a gymnast wheels sideways over their hands", {"cartwheel"}, None),
-    ("cartwheeling toward the left side", {"cartwheel"}, {"cartwheel"}),
-    ("someone creeps along the ground on their forearms", {"crawl"}, None),
-    ("moving ahead on all fours keeping very low", {"crawl"}, None),
-    ("a person grooves and twirls to music", {"dance_a", "dance_b"}, None),
-    ("someone bopping around with arms in the air", {"dance_a", "dance_b"}, None),
-    ("rising from a prone position on the stomach", {"getup_facedown"}, None),
-    ("a man lying on his belly stands up", {"getup_facedown"}, None),
-    ("from lying on the back, the man gets to his feet", {"getup_faceup"}, None),
-    ("getting up after lying supine", {"getup_faceup"}, None),
-    ("a standing broad jump", {"jump"}, None),
-    ("hopping ahead with both feet together", {"jump"}, None),
-    ("a high roundhouse with the leg", {"kick"}, None),
-    ("kicking up high using the left foot", {"kick"}, {"M_kick"}),
-    ("someone jabs with a fist", {"punch"}, None),
-    ("throws a blow using the left arm", {"punch"}, {"M_punch"}),
-    ("tumbling forward on the floor", {"roll"}, None),
-    ("a forward somersault along the ground", {"roll"}, None),
-    ("someone sprints ahead", {"run"}, None),
-    ("jogging in a straight line", {"run"}, None),
-    ("twirls around twice while travelling sideways", {"spin"}, None),
-    ("a butterfly kick", {"spin"}, None),
-    ("a jumping tornado kick", {"spinkick"}, None),
-    ("spinning in the air and kicking", {"spinkick", "spin"}, None),
-    ("walking and bending the path to the left", {"turn_left_a", "turn_left_b", "turn_right_a", "turn_right_b"},
-     {"turn_left_a", "turn_left_b", "M_turn_right_a", "M_turn_right_b"}),
-    ("strolling while veering to the right", {"turn_left_a", "turn_left_b", "turn_right_a", "turn_right_b"},
-     {"turn_right_a", "turn_right_b", "M_turn_left_a", "M_turn_left_b"}),
-    ("someone strides ahead at an ordinary pace", {"walk", "walk_forward"}, None),
-    ("ambling forward", {"walk", "walk_forward"}, None),
-)
+def score_ranking(ranked_names: list[list[str]], source_of: dict, qset) -> dict:
+    """top-1 / top-3 by source clip, and top-1 that is also on the asked-for side."""
+    t1 = t3 = side = 0
+    misses = []
+    for names, (text, sources, entries) in zip(ranked_names, qset):
+        got = [source_of[x] for x in names[:3]]
+        ok1 = got[0] in sources
+        t1 += ok1
+        t3 += any(g in sources for g in got)
+        ok_side = ok1 and (entries is None or names[0] in entries)
+        side += ok_side
+        if not ok_side:
+            misses.append(f"{text} -> {names[0]}")
+    n = len(qset)
+    return {"queries": n, "top1": round(t1 / n, 3), "top3": round(t3 / n, 3), "top1_side_correct": round(side / n, 3),
+            "misses": misses}
 
 
-def bench_quality(workdir: Path) -> dict:
+_SIDE_WORDS = re.compile(r"\b(left|right|leftwards?|rightwards?|clockwise|counterclockwise|anticlockwise)\b")
+_LEFT = {"left", "leftward", "leftwards", "counterclockwise", "anticlockwise"}
+
+
+def sides(text: str) -> tuple[bool, bool]:
+    words = set(_SIDE_WORDS.findall(text.lower()))
+    left = bool(words & _LEFT)
+    return left, bool(words - _LEFT)
+
+
+def quality_variants(db, enc, qsets: dict) -> dict:
+    """Scoring variants, computed in numpy from the database's own caption vectors (one result
+    per source clip, like db.search); each is scored on both query sets."""
+    n_cap = db.caption_count
+    vecs = db.index.reconstruct_n(0, n_cap)
+    cap_entry = db.caption_entry
+    caps = [db.caption_text(i) for i in range(n_cap)]
+    cap_sides = [sides(c) for c in caps]
+    names = db.entry_names()
+    group = db.entry_group
+    per_entry = [np.nonzero(cap_entry == e)[0] for e in range(db.entry_count)]
+
+    def rank(entry_scores):
+        seen, out = set(), []
+        for e in np.argsort(-entry_scores, kind="stable"):
+            if int(group[e]) not in seen:
+                seen.add(int(group[e]))
+                out.append(names[e])
+        return out
+
+    def aggregate(how):
+        def f(sims):
+            rows = [sims[ix] for ix in per_entry]
+            if how == "max":
+                return np.array([r.max() for r in rows])
+            if how == "mean":
+                return np.array([r.mean() for r in rows])
+            if how == "max_mean_0.5":
+                return np.array([0.5 * r.max() + 0.5 * r.mean() for r in rows])
+            if how == "top2_mean":
+                return np.array([np.sort(r)[-2:].mean() for r in rows])
+            raise ValueError(how)
+        return f
+
+    def side_penalty(text, sims, pen=0.05):
+        ql, qr = sides(text)
+        if ql == qr:
+            return sims
+        out = sims.copy()
+        for i, (cl, cr) in enumerate(cap_sides):
+            if (ql and cr and not cl) or (qr and cl and not cr):
+                out[i] -= pen
+        return out
+
+    def person_prefix(text):
+        return text if re.match(r"^(a|an|the|one|someone|somebody)\b", text, re.I) else f"a person {text}"
+
+    variants = {
+        "max (db.search default)": (lambda t: t, aggregate("max"), False),
+        "mean of captions": (lambda t: t, aggregate("mean"), False),
+        "0.5 max + 0.5 mean": (lambda t: t, aggregate("max_mean_0.5"), False),
+        "mean of best two": (lambda t: t, aggregate("top2_mean"), False),
+        "max + side-word penalty 0.05": (lambda t: t, aggregate("max"), True),
+        "'a person' prefix + max": (person_prefix, aggregate("max"), False),
+        "'a person' prefix + max + side penalty": (person_prefix, aggregate("max"), True),
+        "raw + prefixed query averaged, max": ("ensemble", aggregate("max"), False),
+    }
+    source_of = {names[e]: db.entry(e).source_clip for e in range(db.entry_count)}
+    out = {}
+    for label, (prep, agg, side) in variants.items():
+        out[label] = {}
+        for set_name, qset in qsets.items():
+            ranked = []
+            for text, _, _ in qset:
+                if prep == "ensemble":          # mean of the raw and prefixed query vectors
+                    qv = enc.encode([text, person_prefix(text)]).mean(0)
+                    sims = vecs @ (qv / np.linalg.norm(qv))
+                else:
+                    sims = vecs @ enc.encode([prep(text)])[0]
+                ranked.append(rank(agg(side_penalty(text, sims) if side else sims)))
+            r = score_ranking(ranked, source_of, qset)
+            out[label][set_name] = {k: v for k, v in r.items() if k != "misses"}
+    return out
+
+
+def bench_quality(workdir: Path, variants: bool) -> dict:
     build_from_library(workdir / "quality", "builtin")
     db = open_database(workdir / "quality", "builtin")
-    top1 = top3 = side_ok = side_n = 0
-    misses = []
-    for text, sources, entries in PARAPHRASES:
-        hits = db.search(text, 3)
-        got = [h.source_clip for h in hits]
-        top1 += got[0] in sources
-        top3 += any(g in sources for g in got)
-        if got[0] not in sources:
-            misses.append((text, got[0]))
-        if entries is not None:
-            side_n += 1
-            side_ok += hits[0].name in entries
-    n = len(PARAPHRASES)
-    return {"queries": n, "top1": round(top1 / n, 3), "top3": round(top3 / n, 3),
-            "side_correct_top1": f"{side_ok}/{side_n}", "top1_misses": misses}
+    qsets = {name: load_queries(HERE / f"retrieval_queries_{name}.txt") for name in ("dev", "test")}
+    source_of = {name: db.entry(name).source_clip for name in db.entry_names()}
+    out = {}
+    for set_name, qset in qsets.items():
+        ranked = [[h.name for h in db.search(text, 3)] for text, _, _ in qset]
+        out[f"db.search on {set_name}"] = score_ranking(ranked, source_of, qset)
+    if variants:
+        out["variants"] = quality_variants(db, db.encoder(), qsets)
+    db.close()
+    return out
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[10_000])
-    p.add_argument("--unique", type=int, default=20_000, help="captions embedded for real per size")
+    p.add_argument("--real", type=int, default=100_000, help="captions embedded for real (the rest are blends)")
+    p.add_argument("--cache-dir", default=None, help="where real embeddings are cached between runs")
     p.add_argument("--queries", type=int, default=100)
-    p.add_argument("--frames", type=int, default=60, help="frames of joints stored per entry")
+    p.add_argument("--frames", type=int, default=8, help="frames of joints stored per entry")
     p.add_argument("--recall", type=float, default=0.95, help="recall@10 the approximate methods are tuned to")
+    p.add_argument("--repeat", type=int, default=1, help="latency runs at the largest size")
+    p.add_argument("--hnsw-max", type=int, default=200_000, help="largest size HNSW is built for")
+    p.add_argument("--encode-build", type=int, default=5_000,
+                   help="entries of the real-encoder build at the smallest size (0: none)")
+    p.add_argument("--exact-queries", type=int, default=100,
+                   help="queries for the exact full-scan references (faiss flat, numpy, LanceDB exact)")
+    p.add_argument("--skip-lancedb", action="store_true")
+    p.add_argument("--reuse", action="store_true",
+                   help="reuse our database and LanceDB tables left in --workdir by an earlier run")
     p.add_argument("--workdir", default=None)
     p.add_argument("--json", default=None)
     p.add_argument("--skip-quality", action="store_true")
+    p.add_argument("--quality-only", action="store_true")
+    p.add_argument("--quality-variants", action="store_true")
     args = p.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_retrieval_"))
-    rng = np.random.default_rng(0)
     t = time.perf_counter()
     enc = get_text_encoder()
     enc.encode(["warm up"])
-    out = {"encoder_load_s": round(time.perf_counter() - t, 2), "cpu_count": os.cpu_count(), "sizes": []}
+    out = {"encoder_load_s": round(time.perf_counter() - t, 2), "cpu_count": os.cpu_count(), "argv": sys.argv[1:],
+           "sizes": []}
     try:
-        for n in args.sizes:
-            r = bench_size(n, args, enc, workdir, rng)
-            out["sizes"].append(r)
-            print(json.dumps(r, indent=1), flush=True)
+        if not args.quality_only:
+            for n in args.sizes:
+                r = bench_size(n, args, enc, workdir)
+                out["sizes"].append(r)
+                print(json.dumps(r, indent=1), flush=True)
+                if args.json:
+                    Path(args.json).write_text(json.dumps(out, indent=1))
         if not args.skip_quality:
-            out["quality_builtin"] = bench_quality(workdir)
+            out["quality_builtin"] = bench_quality(workdir, args.quality_variants)
             print(json.dumps(out["quality_builtin"], indent=1))
     finally:
         if args.workdir is None:
