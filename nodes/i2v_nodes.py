@@ -527,38 +527,32 @@ def _inject_inputs(base):
     }}
 
 
-class InjectMotionCogVideoX:
+class _InjectMotion:
+    BASE = ""
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "inject"
+    RETURN_TYPES = (BACKBONE_TYPE,)
+    RETURN_NAMES = ("backbone",)
+    OUTPUT_TOOLTIPS = ("The backbone with the motion to inject, for Sample Video.",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return _inject_inputs(cls.BASE)
+
+    def inject(self, backbone, motion_tokens, adapter, strength):
+        return _inject(backbone, motion_tokens, adapter, strength, self.BASE)
+
+
+class InjectMotionCogVideoX(_InjectMotion):
+    BASE = "CogVideoX"
     DESCRIPTION = ("Adds MotionRAG's motion branch to every joint attention layer of a CogVideoX backbone "
                    "(applied while Sample Video runs; the loaded model itself is not changed).")
-    CATEGORY = comfy_env.CATEGORY
-    FUNCTION = "inject"
-    RETURN_TYPES = (BACKBONE_TYPE,)
-    RETURN_NAMES = ("backbone",)
-    OUTPUT_TOOLTIPS = ("The backbone with the motion to inject, for Sample Video.",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return _inject_inputs("CogVideoX")
-
-    def inject(self, backbone, motion_tokens, adapter, strength):
-        return _inject(backbone, motion_tokens, adapter, strength, "CogVideoX")
 
 
-class InjectMotionSVD:
+class InjectMotionSVD(_InjectMotion):
+    BASE = "SVD"
     DESCRIPTION = ("Adds MotionRAG's motion branch to the spatial cross-attention layers of an SVD UNet "
                    "(applied while Sample Video runs; the loaded model itself is not changed).")
-    CATEGORY = comfy_env.CATEGORY
-    FUNCTION = "inject"
-    RETURN_TYPES = (BACKBONE_TYPE,)
-    RETURN_NAMES = ("backbone",)
-    OUTPUT_TOOLTIPS = ("The backbone with the motion to inject, for Sample Video.",)
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return _inject_inputs("SVD")
-
-    def inject(self, backbone, motion_tokens, adapter, strength):
-        return _inject(backbone, motion_tokens, adapter, strength, "SVD")
 
 
 # ------------------------------------------------------------------------------ Sample

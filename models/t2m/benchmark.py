@@ -94,14 +94,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    import types
-    from importlib import import_module
-    from pathlib import Path
+    from ..standalone import run_in_pack
 
-    _root = Path(__file__).resolve().parents[2]
-    if "motionrag_suite" not in sys.modules:
-        _pack = types.ModuleType("motionrag_suite")
-        _pack.__path__ = [str(_root)]
-        _pack.__file__ = str(_root / "__init__.py")
-        sys.modules["motionrag_suite"] = _pack
-    sys.exit(import_module("motionrag_suite.models.t2m.benchmark").main())
+    sys.exit(run_in_pack("models.t2m.benchmark"))
