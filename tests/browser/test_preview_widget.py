@@ -18,6 +18,14 @@ from motionrag_suite.models.motion.preview import decode_payload
 
 from .conftest import PACK_ROOT, WORKFLOWS
 
+SCREENSHOTS = PACK_ROOT / "output" / "browser-tests"   # gitignored; .ci/run lists what is there
+
+
+def keep_screenshot(name: str, png: bytes) -> None:
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    (SCREENSHOTS / name).write_bytes(png)
+    print(f"\nscreenshot: {SCREENSHOTS / name}")
+
 RENDER_WORKFLOW = PACK_ROOT / "workflows" / "motionrag_render_builtin_clip.json"
 BACKGROUND = np.array([0x20, 0x22, 0x26])  # the viewer's clear colour (web/js/motionrag_viewer.js)
 FRONTEND_ONLY_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
@@ -108,7 +116,7 @@ def test_shipped_workflow_has_a_thumbnail_for_the_template_browser(path):
         assert img.format == "WEBP" and min(img.size) >= 64, (img.format, img.size)
 
 
-def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_page, tmp_path):
+def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_page):
     workflow = json.loads(RENDER_WORKFLOW.read_text())
     (node_id,) = _motion_node_ids(workflow)
     comfy_page.load_workflow(workflow)
@@ -142,10 +150,8 @@ def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_pag
         page.wait_for_timeout(100)
         counters.append(counter.inner_text())
         shots.append(stage.screenshot())
-    first = tmp_path / "motionrag_preview_widget.png"
-    first.write_bytes(shots[0])
-    page.screenshot(path=str(tmp_path / "motionrag_preview_page.png"))
-    print(f"\nwidget screenshot: {first}\npage screenshot: {tmp_path / 'motionrag_preview_page.png'}")
+    keep_screenshot("motionrag_preview_widget.png", shots[0])
+    keep_screenshot("motionrag_preview_page.png", page.screenshot())
 
     a, b = _pixels(shots[0]), _pixels(shots[1])
     assert _drawn_fraction(a) > 0.02, "the widget area is (nearly) blank"
@@ -169,7 +175,7 @@ def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_pag
     assert comfy_page.our_errors() == []
 
 
-def test_text_retrieve_lists_references_and_previews_the_selected_one(comfy_page, tmp_path):
+def test_text_retrieve_lists_references_and_previews_the_selected_one(comfy_page):
     page = comfy_page.page
     # Built in the page with the front end's own graph API, as a user would wire it.
     ids = page.evaluate("""() => {
@@ -211,9 +217,7 @@ def test_text_retrieve_lists_references_and_previews_the_selected_one(comfy_page
     assert "mr-selected" in rows[2].get_attribute("class")
     assert refs[2]["name"] in root.query_selector(".mr-info").inner_text()
     shot = stage.screenshot()
-    path = tmp_path / "motionrag_retrieve_widget.png"
-    path.write_bytes(shot)
-    page.screenshot(path=str(tmp_path / "motionrag_retrieve_page.png"))
-    print(f"\nretrieve widget screenshot: {path}")
+    keep_screenshot("motionrag_retrieve_widget.png", shot)
+    keep_screenshot("motionrag_retrieve_page.png", page.screenshot())
     assert _drawn_fraction(_pixels(shot)) > 0.02
     assert comfy_page.our_errors() == []
