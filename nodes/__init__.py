@@ -2,6 +2,7 @@
 from . import motion_nodes, render_nodes, retrieval_nodes
 from . import i2v_nodes
 from . import t2m_nodes
+from . import video_motion_nodes
 from .comfy_env import register_model_folder
 
 register_model_folder()
@@ -12,6 +13,7 @@ NODE_CLASS_MAPPINGS = {
     **retrieval_nodes.NODE_CLASS_MAPPINGS,
     **i2v_nodes.NODE_CLASS_MAPPINGS,
     **t2m_nodes.NODE_CLASS_MAPPINGS,
+    **video_motion_nodes.NODE_CLASS_MAPPINGS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     **motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,
@@ -19,4 +21,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     **retrieval_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **i2v_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **t2m_nodes.NODE_DISPLAY_NAME_MAPPINGS,
+    **video_motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,
 }

@@ -1,0 +1,81 @@
+"""Motion databases from a folder of captioned videos of people (VimoRAG's idea: in-the-wild video as
+a motion source). Each video (.mp4 .webm .mov .mkv .avi .m4v) goes through BlazePose
+(models/motion/video_pose.py) to one motion at 20 fps, captioned by `<stem>.txt` beside it (one
+caption a line; HumanML3D-style "caption#tokens#..." lines keep the part before '#'); without a
+sidecar the file name is the caption. Needs the optional mediapipe extra; its absence is reported
+before any work starts.
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from ..models.motion.motion import MotionError
+from ..models.motion.video_pose import VIDEO_EXTENSIONS, extract_motion_from_file, probe_video, require_mediapipe
+from .builders import SourcePlan, _sidecar_captions, _source_folder
+from .errors import RetrievalError
+from .writer import EntrySpec, add_entries, build_database
+
+MIN_FRAMES = 10     # at 20 fps: half a second; shorter "motions" are detector noise
+
+
+def video_motion_plan(source: str | os.PathLike, *, recursive: bool = False, include_mirrored: bool = False,
+                      max_seconds: float = 0.0, root_motion: str = "image_plane",
+                      frame_callback: Callable[[int], object] | None = None) -> SourcePlan:
+    """The EntrySpecs for every video in `source`, produced lazily (each runs the detector).
+    max_seconds > 0 reads at most that much of each video."""
+    try:
+        require_mediapipe()
+    except MotionError as exc:
+        raise RetrievalError(str(exc)) from None
+    source = _source_folder(source, "video folder")
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
+    if not files:
+        raise RetrievalError(f"video folder {source}: holds no {', '.join(VIDEO_EXTENSIONS)} files"
+                             + ("" if recursive else " (sub-folders are not searched; use recursive)"))
+    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
+    clash = {s for s in stems if stems.count(s) > 1}
+    names = [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+
+    def gen() -> Iterator[EntrySpec]:
+        from ..models.motion.library import mirror_caption
+        for path, name in zip(files, names):
+            try:
+                max_frames = 0
+                if max_seconds and max_seconds > 0:
+                    rate = probe_video(path)[0]
+                    max_frames = int(round(max_seconds * rate)) if rate > 0 else 0
+                motion = extract_motion_from_file(path, max_frames=max_frames, callback=frame_callback,
+                                                  root_motion=root_motion, name=name,
+                                                  provenance={"file": path.relative_to(source).as_posix()})
+            except MotionError as exc:
+                raise RetrievalError(f"video folder {source}: {path.name}: {exc}") from None
+            if motion.num_frames < MIN_FRAMES:
+                raise RetrievalError(f"video folder {source}: {path.name} gives {motion.num_frames} frames at "
+                                     f"20 fps; at least {MIN_FRAMES} are needed")
+            captions = _sidecar_captions(path) or [" ".join(path.stem.replace("_", " ").replace("-", " ").split())]
+            motion = motion.replace(caption=captions[0])
+            yield EntrySpec(motion=motion, captions=captions, name=name, mirrored=False, source_clip=name)
+            if include_mirrored:
+                yield EntrySpec(motion=motion.mirrored(), captions=[mirror_caption(c) for c in captions],
+                                name="M_" + name, mirrored=True, mirror_of=name, source_clip=name)
+
+    per_file = 2 if include_mirrored else 1
+    return SourcePlan(gen(), len(files) * per_file, f"videos in {source} ({len(files)} files)")
+
+
+def build_from_videos(root, name: str, source, *, source_options: dict | None = None,
+                      progress: Callable | None = None, cancel: Callable | None = None, **build_options) -> Path:
+    """Build database `name` under <root>/databases from a folder of captioned videos."""
+    plan = video_motion_plan(source, **(source_options or {}))
+    return build_database(root, name, plan.entries, total=plan.total, progress=progress, cancel=cancel,
+                          description=build_options.pop("description", plan.description), **build_options)
+
+
+def add_from_videos(root, name: str, source, *, source_options: dict | None = None,
+                    progress: Callable | None = None, cancel: Callable | None = None, **add_options) -> int:
+    """Add a folder of captioned videos to database `name`; returns how many entries."""
+    plan = video_motion_plan(source, **(source_options or {}))
+    return add_entries(root, name, plan.entries, total=plan.total, progress=progress, cancel=cancel, **add_options)
