@@ -9,25 +9,20 @@ from __future__ import annotations
 
 import hashlib
 import os
-import threading
 from pathlib import Path
 
+from ..retrieval.builtin_db import BUILTIN, FINGERPRINT_TAG, ensure_builtin_database, library_fingerprint  # noqa: F401  (re-exported for tests)
 from ..retrieval.errors import DatabaseCorruptError, DatabaseNotFoundError, RetrievalError
 from . import comfy_env
 
-BUILTIN = "builtin"
 DB_TYPE = "MOTION_DB"
 REFS_TYPE = "MOTION_REFS"
 SOURCE_KINDS = {"humanml3d": "humanml3d", "motion_files": "folder", "builtin": "builtin"}
 MODES = ("create", "add")
 SPLITS = ("train", "val", "test", "train_val", "all")
-FINGERPRINT_TAG = "library-fingerprint="
 BUILD_BATCH = 64                    # entries per progress step
 MAX_PREVIEW_FRAMES = 200
 MAX_PREVIEW_BYTES = 4 * 1024 ** 3   # the float32 IMAGE batch
-
-_builtin_lock = threading.Lock()
-
 
 # ------------------------------------------------------------------------- where databases are
 def _roots() -> list[Path]:
@@ -57,65 +52,6 @@ def _locate(name: str) -> Path | None:
 
 
 # ------------------------------------------------------------------------- the built-in database
-def library_fingerprint() -> str:
-    """Identity of the built-in motion library's data files (index and arrays)."""
-    from ..models.motion import library
-
-    h = hashlib.sha256()
-    for path in (library.INDEX_PATH, library.LIBRARY_PATH):
-        h.update(path.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def _builtin_is_current(root: Path, want: str) -> bool:
-    from ..retrieval import db_format as fmt
-    from ..retrieval.text_encoder import encoder_fingerprint, resolve_encoder_folder
-
-    try:
-        manifest = fmt.read_manifest(fmt.database_dir(root, BUILTIN))
-    except RetrievalError:
-        return False
-    if f"{FINGERPRINT_TAG}{want}" not in manifest.get("description", ""):
-        return False
-    enc = manifest["text_encoder"]
-    try:
-        have = encoder_fingerprint(resolve_encoder_folder(enc["id"], root))
-    except (RetrievalError, OSError):
-        return True       # no encoder to compare with: searching will say what is missing
-    return enc.get("fingerprint") in (None, have)
-
-
-def ensure_builtin_database(root: Path, *, progress=None, cancel=None, force: bool = False) -> Path:
-    """Build <root>/databases/builtin from the built-in library unless an up-to-date one is there.
-
-    Processes sharing the folder take turns under a lock in the databases folder; whoever
-    comes second finds the first one's database current and builds nothing. The build
-    itself is atomic (a hidden folder renamed into place), so a reader never sees half a one.
-    """
-    from ..models.motion import library
-    from ..retrieval import db_format as fmt
-    from ..retrieval.builders import build_from_library
-    from ..retrieval.locking import writer_lock
-
-    want = library_fingerprint()
-    with _builtin_lock:
-        if not force and _builtin_is_current(root, want):
-            return fmt.database_dir(root, BUILTIN)
-        parent = fmt.databases_dir(root)
-        try:
-            parent.mkdir(parents=True, exist_ok=True)
-        except OSError as exc:
-            raise RetrievalError(f"database: cannot create {parent} for the built-in motion database ({exc}); "
-                                 "make the first motionrag models folder writable") from None
-        with writer_lock(parent, timeout=600.0):
-            if not force and _builtin_is_current(root, want):
-                return fmt.database_dir(root, BUILTIN)
-            clips = len(library.list_clips())
-            return build_from_library(root, BUILTIN, overwrite=True, progress=progress, cancel=cancel,
-                                      batch_size=BUILD_BATCH,
-                                      description=f"built-in motion library ({clips} clips); {FINGERPRINT_TAG}{want}")
-
-
 def open_named_database(name: str, *, progress=None, cancel=None):
     """The open database `name` from the motionrag folders (building "builtin" if needed)."""
     from ..retrieval.database import forget_databases, get_database
