@@ -191,6 +191,19 @@ def _sidecar_captions(path: Path) -> list[str]:
     return out
 
 
+def source_files(source: Path, extensions, what: str, recursive: bool = False) -> tuple[list[Path], list[str]]:
+    """The files in `source` with these extensions, sorted, and an entry name for each: its path
+    below `source` without the suffix, or with it where two files share that stem."""
+    pattern = "**/*" if recursive else "*"
+    files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in extensions)
+    if not files:
+        raise RetrievalError(f"{what} {source}: holds no {', '.join(extensions)} files"
+                             + ("" if recursive else " (sub-folders are not searched; use recursive)"))
+    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
+    clash = {s for s in stems if stems.count(s) > 1}
+    return files, [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+
+
 def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_mirrored: bool = False,
                 fps: float | None = None) -> SourcePlan:
     """Every .bvh/.npz/.npy file in `source`, captioned by <stem>.txt beside it (one caption a
@@ -200,14 +213,7 @@ def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_m
     from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
 
     source = _source_folder(source, "motion folder")
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS)
-    if not files:
-        raise RetrievalError(f"motion folder {source}: holds no {', '.join(SUPPORTED_EXTENSIONS)} files"
-                             + ("" if recursive else " (sub-folders are not searched; use recursive)"))
-    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
-    clash = {s for s in stems if stems.count(s) > 1}
-    names = [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+    files, names = source_files(source, SUPPORTED_EXTENSIONS, "motion folder", recursive)
 
     def gen() -> Iterator[EntrySpec]:
         from ..models.motion.library import mirror_caption

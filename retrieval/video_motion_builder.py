@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ..models.motion.motion import MotionError
 from ..models.motion.video_pose import VIDEO_EXTENSIONS, extract_motion_from_file, probe_video, require_mediapipe
-from .builders import SourcePlan, _sidecar_captions, _source_folder
+from .builders import SourcePlan, _sidecar_captions, _source_folder, source_files
 from .errors import RetrievalError
 from .writer import EntrySpec, add_entries, build_database
 
@@ -30,14 +30,7 @@ def video_motion_plan(source: str | os.PathLike, *, recursive: bool = False, inc
     except MotionError as exc:
         raise RetrievalError(str(exc)) from None
     source = _source_folder(source, "video folder")
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
-    if not files:
-        raise RetrievalError(f"video folder {source}: holds no {', '.join(VIDEO_EXTENSIONS)} files"
-                             + ("" if recursive else " (sub-folders are not searched; use recursive)"))
-    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
-    clash = {s for s in stems if stems.count(s) > 1}
-    names = [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+    files, names = source_files(source, VIDEO_EXTENSIONS, "video folder", recursive)
 
     def gen() -> Iterator[EntrySpec]:
         from ..models.motion.library import mirror_caption
