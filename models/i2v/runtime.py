@@ -398,3 +398,72 @@ def sample_video(pipe, base: str, image, *, prompt: str, steps: int, guidance: f
             out = call()
     video = out.frames[0]                                  # (T, 3, H, W) in 0..1
     return video.permute(0, 2, 3, 1).float().clamp(0, 1).cpu().contiguous()
+
+
+# ------------------------------------------------------------------------------ the offline family
+
+OFFLINE_SUBDIR = "offline"           # <motionrag>/offline/<name>/ holds models trained with models.i2v.train
+
+
+@dataclass
+class OfflineCamaBundle:
+    """The offline motion model (flow Resampler + CAMA) and EfficientNet-Lite0, for one base's tokens."""
+    base: str
+    model: Any                     # offline_model.OfflineMotionModel
+    image_encoder: Any             # offline_encoders.EfficientNetLite0
+    uncond: Any                    # (1, L, D) guidance tokens: the motion tokens of a still clip (zero flow)
+    name: str
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def cama(self):
+        return self.model.cama
+
+
+def load_offline_bundle(folder: str | os.PathLike, base: str, *, name: str, device=None, dtype=None) -> OfflineCamaBundle:
+    import torch
+
+    from .offline_encoders import load_lite0, lite0_weights_path
+    from .offline_model import load_model
+
+    if base not in BASES:
+        raise ValueError(f"base must be one of {BASES}, got {base!r}")
+    model, meta = load_model(folder, device=device, dtype=dtype)
+    lite0 = load_lite0(device=device, dtype=dtype)
+    c = model.config
+    p = next(model.parameters())
+    with torch.no_grad():
+        uncond = model.motion_tokens(torch.zeros(1, c.flow_steps, c.flow_dim, device=p.device, dtype=p.dtype))
+    made = meta.get("made", {})
+    notes = [f"offline motion model {name!r}: {Path(folder)} ({c.tokens} motion tokens of {c.d_model}; trained on "
+             f"{made.get('train_clips', '?')} clips of {made.get('train_videos', '?')} videos of "
+             f"{made.get('database', '?')!r}, seed {made.get('settings', {}).get('seed', '?')})",
+             f"appearance: EfficientNet-Lite0 ImageNet weights {lite0_weights_path()}",
+             f"tokens are for a {base} Motion-Adapter that reads {c.d_model}-d motion tokens (the released "
+             "adapters read the paper's 1024-d ones)"]
+    return OfflineCamaBundle(base, model, lite0, uncond.float().cpu(), name, notes)
+
+
+def predict_motion_offline(bundle: OfflineCamaBundle, ref_flow: list, ref_appearance: list, image,
+                           ref_names: list[str]) -> MotionTokens:
+    """Motion tokens of the query image from the references' stored flow and Lite0 tokens (best first)."""
+    import numpy as np
+    import torch
+
+    from .offline_encoders import appearance_tokens_lite0
+
+    c = bundle.model.config
+    for name, f, a in zip(ref_names, ref_flow, ref_appearance):
+        if tuple(f.shape) != (c.flow_steps, c.flow_dim):
+            raise ValueError(f"reference {name!r}: flow features {tuple(f.shape)}, but this model reads "
+                             f"({c.flow_steps}, {c.flow_dim}); the database was built with other clip settings")
+        if tuple(a.shape) != (c.appearance_tokens, c.appearance_dim):
+            raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)}, but this model reads "
+                             f"({c.appearance_tokens}, {c.appearance_dim}) from EfficientNet-Lite0")
+    p = next(bundle.model.parameters())
+    flow = torch.from_numpy(np.stack(ref_flow).astype(np.float32))[None].to(p.device, p.dtype)
+    app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
+    with torch.no_grad():
+        query = appearance_tokens_lite0(bundle.image_encoder, image_to_model_range(image).to(p.device))
+        cond = bundle.model.predict(flow, app, query.to(p.dtype), most_similar_first=True)
+    return MotionTokens(bundle.base, cond.float().cpu(), bundle.uncond.clone(), list(ref_names))

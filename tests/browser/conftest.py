@@ -72,7 +72,18 @@ def _place_declared_inputs(server) -> None:
     from PIL import Image
 
     for path in sorted((REPO_ROOT / "workflows").glob("*.json")):
-        for name in json.loads(path.read_text()).get("extra", {}).get("motionrag_requires_inputs", []):
+        extra = json.loads(path.read_text()).get("extra", {})
+        # ComfyUI's own model files a workflow names (e.g. svd.safetensors): empty stand-ins, so the
+        # loaders' lists hold them; the page only loads the graphs, it never runs them
+        for name in extra.get("motionrag_requires_comfy_models", []):
+            target = Path(server.models_dir) / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.touch()
+        if extra.get("motionrag_demo_assets"):
+            from harness import i2v_demo_assets
+
+            i2v_demo_assets.write(server.models_dir, server.input_dir)
+        for name in extra.get("motionrag_requires_inputs", []):
             target = Path(server.input_dir) / name
             if target.suffix.lower() in (".png", ".jpg", ".jpeg", ".webp"):
                 if not target.exists():

@@ -126,13 +126,17 @@ class ComfyServer:
 
     def __init__(self, comfyui: Path | None = None, pack_root: Path = REPO_ROOT,
                  python: str | None = None, startup_timeout: float = 180.0,
-                 keep_base: bool = False, extra_args: tuple[str, ...] = ()):
+                 keep_base: bool = False, extra_args: tuple[str, ...] = (),
+                 extra_nodes: tuple[Path, ...] = ()):
+        """extra_nodes: more custom nodes (module files or folders), copied into custom_nodes/ beside
+        the pack; for test-only nodes that must never ship in the pack."""
         self.comfyui = Path(comfyui) if comfyui else find_comfyui()
         self.pack_root = Path(pack_root).resolve()
         self.python = python or sys.executable
         self.startup_timeout = startup_timeout
         self.keep_base = keep_base
         self.extra_args = tuple(extra_args)
+        self.extra_nodes = tuple(Path(p).resolve() for p in extra_nodes)
         self.port: int | None = None
         self.base: Path | None = None
         self.proc: subprocess.Popen | None = None
@@ -260,6 +264,12 @@ class ComfyServer:
         for name in ("output", "input", "temp", "user", "models", "custom_nodes"):
             (self.base / name).mkdir()
         self._install_pack()
+        for node in self.extra_nodes:
+            target = self.custom_nodes_dir / node.name
+            if node.is_dir():
+                shutil.copytree(node, target)
+            else:
+                shutil.copy2(node, target)
         config = self._write_config()
         self.log_path = self.base / "comfyui.log"
         env = self._environment()

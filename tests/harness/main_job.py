@@ -2,7 +2,9 @@
 
     .venv/bin/python -m tests.harness.main_job [--workflow workflows/X.json ...] [--out output]
 
-By default it runs the text-to-motion workflow and the built-in clip render.
+By default it runs the text-to-motion workflow, the built-in clip render and the image-to-video
+mechanics demo (built-in video database + the shipped offline CAMA + a TINY RANDOM SVD: its frames
+show that the pipeline runs, nothing about quality).
 Starts ComfyUI (see comfy_server.py) with this pack as a custom node, converts
 each UI-format workflow with /object_info, queues it, waits for it, copies
 every file it wrote into <repo>/output/ (never overwriting a file already
@@ -22,7 +24,27 @@ from .comfy_server import REPO_ROOT, ComfyError, ComfyExecutionError, ComfyServe
 from .workflow_convert import WorkflowError, load_workflow
 
 DEFAULT_WORKFLOWS = [REPO_ROOT / "workflows" / "motionrag_text_to_motion.json",
-                     REPO_ROOT / "workflows" / "motionrag_render_builtin_clip.json"]
+                     REPO_ROOT / "workflows" / "motionrag_render_builtin_clip.json",
+                     REPO_ROOT / "workflows" / "motionrag_i2v_offline_demo.json"]
+
+
+def prepare_demo_assets(workflow: Path, server: ComfyServer) -> None:
+    """A workflow that declares extra.motionrag_demo_assets gets its stand-ins written first (the
+    image-to-video mechanics demo: a tiny random SVD and adapter, see i2v_demo_assets.py)."""
+    import json
+
+    try:
+        extra = json.loads(workflow.read_text(encoding="utf-8")).get("extra") or {}
+    except (OSError, ValueError):
+        return                                   # load_workflow reports unreadable files
+    if extra.get("motionrag_demo_assets") is None:
+        return
+    from . import i2v_demo_assets
+
+    if extra["motionrag_demo_assets"] != i2v_demo_assets.DEMO_KEY:
+        raise ComfyError(f"{workflow.name}: unknown demo assets {extra['motionrag_demo_assets']!r}")
+    for path in i2v_demo_assets.write(server.models_dir, server.input_dir):
+        print(f"wrote demo stand-in {path}")
 
 
 def describe(path: Path) -> str:
@@ -110,6 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                 raise ComfyError(f"the pack did not import into ComfyUI; log:\n{server.log_tail(80)}")
             copied = []
             for workflow in workflows:
+                prepare_demo_assets(workflow, server)
                 graph = load_workflow(workflow, server.object_info())
                 t_run = time.monotonic()
                 before = output_snapshot(server)

@@ -237,6 +237,8 @@ def missing_requirements(comfy, ui: dict) -> list[str]:
         return path.exists() or (path.suffix == ".ckpt" and path.with_suffix(".safetensors").exists())
 
     missing = [f"models/motionrag/{p}" for p in extra.get("motionrag_requires_models", []) if not present(models / p)]
+    missing += [f"models/{p}" for p in extra.get("motionrag_requires_comfy_models", [])
+                if not (comfy.models_dir / p).exists()]
     return missing + [f"input/{p}" for p in extra.get("motionrag_requires_inputs", [])
                       if not (comfy.input_dir / p).exists()]
 
@@ -244,6 +246,10 @@ def missing_requirements(comfy, ui: dict) -> list[str]:
 @pytest.mark.parametrize("workflow", WORKFLOWS, ids=[w.stem for w in WORKFLOWS])
 def test_workflow_runs_and_outputs_check(comfy, object_info, workflow):
     ui = json.loads(workflow.read_text(encoding="utf-8"))
+    if (ui.get("extra") or {}).get("motionrag_demo_assets"):
+        from harness import i2v_demo_assets           # the image-to-video mechanics demo's tiny stand-ins
+
+        i2v_demo_assets.write(comfy.models_dir, comfy.input_dir)
     missing = missing_requirements(comfy, ui)
     if missing:
         pytest.skip(f"{workflow.name} needs files this test server lacks: {', '.join(missing)}")

