@@ -25,7 +25,7 @@ from .offline_model import OfflineConfig, OfflineMotionModel
 @dataclass(frozen=True)
 class TrainSettings:
     stage1_steps: int = 1000
-    stage2_steps: int = 1500
+    stage2_steps: int = 600
     batch_size: int = 32
     refs: int = 4                 # references per training episode (the query is the last block)
     lr_stage1: float = 1e-3

