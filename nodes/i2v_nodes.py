@@ -207,7 +207,9 @@ class BuildVideoDB:
                    ".webp .gif ...; captions in <name>.txt beside each, one a line). Each video gives a clip of "
                    "16 frames at 8 fps from its start, stored with its motion tokens (VideoMAE + the base's "
                    "motion projector) and first-frame DINOv2 features, so image-to-video retrieval decodes no video "
-                   "at query time. Entries carry a standing-pose placeholder skeleton.")
+                   "at query time. With encoders = optical flow + EfficientNet-Lite0 (offline), each clip is stored "
+                   "as flow features and Lite0 tokens instead, for Load Offline CAMA (no model download). Entries "
+                   "carry a standing-pose placeholder skeleton.")
     CATEGORY = comfy_env.CATEGORY
     FUNCTION = "build"
     RETURN_TYPES = (DB_TYPE, "STRING")
