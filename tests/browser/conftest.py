@@ -125,6 +125,10 @@ class ComfyPage:
         self.page.wait_for_function("() => window.app && window.app.graph && window.MotionRAGPreview",
                                     timeout=60_000)
         self.page.evaluate(PAGE_HELPERS)
+        # Results reach the widgets over the websocket: a prompt queued before it is open (and has
+        # its client id) runs unseen by the page, so wait for it.
+        self.page.evaluate(FIND_API)
+        self.page.wait_for_function(SOCKET_READY, timeout=60_000, polling=100)
         return self
 
     def our_errors(self) -> list[str]:
@@ -156,6 +160,15 @@ class ComfyPage:
             time.sleep(0.25)
         raise AssertionError(f"the queued workflow did not finish within {timeout:.0f} s; "
                              f"queue {self.server.get_json('/queue')}; log:\n{self.server.log_tail()}")
+
+
+# the legacy front end's api module (the same instance the page uses); null under another front end
+FIND_API = """async () => {
+    try { window.__mrApi = (await import("/scripts/api.js")).api || null; } catch (e) { window.__mrApi = null; }
+}"""
+# wait_for_function does not await promises: the predicate is synchronous
+SOCKET_READY = """() => window.__mrApi === null
+    || (!!window.__mrApi.socket && window.__mrApi.socket.readyState === 1 && !!window.__mrApi.clientId)"""
 
 
 @pytest.fixture
