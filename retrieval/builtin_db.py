@@ -25,15 +25,18 @@ def library_fingerprint() -> str:
     return h.hexdigest()[:16]
 
 
-def _builtin_is_current(root: Path, want: str) -> bool:
+def derived_database_is_current(root: Path, name: str, tag: str) -> bool:
+    """Whether database `name` under `root`, built from data the pack derives it from, is current: its
+    manifest description carries `tag` (the source fingerprint) and its text encoder is still the one
+    it was built with."""
     from . import db_format as fmt
     from .text_encoder import encoder_fingerprint, resolve_encoder_folder
 
     try:
-        manifest = fmt.read_manifest(fmt.database_dir(root, BUILTIN))
+        manifest = fmt.read_manifest(fmt.database_dir(root, name))
     except RetrievalError:
         return False
-    if f"{FINGERPRINT_TAG}{want}" not in manifest.get("description", ""):
+    if tag not in manifest.get("description", ""):
         return False
     enc = manifest["text_encoder"]
     try:
@@ -41,6 +44,10 @@ def _builtin_is_current(root: Path, want: str) -> bool:
     except (RetrievalError, OSError):
         return True       # no encoder to compare with: searching will say what is missing
     return enc.get("fingerprint") in (None, have)
+
+
+def _builtin_is_current(root: Path, want: str) -> bool:
+    return derived_database_is_current(root, BUILTIN, f"{FINGERPRINT_TAG}{want}")
 
 
 def ensure_builtin_database(root: Path, *, progress=None, cancel=None, force: bool = False) -> Path:

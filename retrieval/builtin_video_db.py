@@ -530,21 +530,10 @@ def _fingerprint(limit: int | None) -> str:
 
 def _is_current(root: Path, want: str) -> bool:
     from . import db_format as fmt
-    from .text_encoder import encoder_fingerprint, resolve_encoder_folder
+    from .builtin_db import derived_database_is_current
 
-    folder = fmt.database_dir(root, BUILTIN_VIDEOS)
-    try:
-        manifest = fmt.read_manifest(folder)
-    except RetrievalError:
-        return False
-    if f"{FINGERPRINT_TAG}{want}" not in manifest.get("description", "") or not (folder / PROVENANCE_FILE).is_file():
-        return False
-    enc = manifest["text_encoder"]
-    try:
-        have = encoder_fingerprint(resolve_encoder_folder(enc["id"], root))
-    except (RetrievalError, OSError):
-        return True
-    return enc.get("fingerprint") in (None, have)
+    return (derived_database_is_current(root, BUILTIN_VIDEOS, f"{FINGERPRINT_TAG}{want}")
+            and (fmt.database_dir(root, BUILTIN_VIDEOS) / PROVENANCE_FILE).is_file())
 
 
 def _remove_stale_stages(parent: Path) -> None:

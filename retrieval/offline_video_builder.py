@@ -22,7 +22,7 @@ import numpy as np
 
 from .errors import RetrievalError
 from .video_builder import (CLIP_FRAMES, SAMPLE_FPS, WRITE_BATCH, DecodedClip, VideoDecodeError, _captions,
-                            decode_clips, placeholder_motion, video_files)
+                            decode_clips, entry_names, placeholder_motion, video_files)
 from .writer import EntrySpec, add_entries, build_database
 
 ENCODERS_NAME = "flow-farneback-128 + efficientnet-lite0"
@@ -154,9 +154,7 @@ def folder_sources(source: str | os.PathLike, *, recursive: bool = False) -> lis
     """The videos of a folder as VideoSources, captioned by <stem>.txt beside each (else the file name)."""
     source = Path(source).expanduser()
     files = video_files(source, recursive=recursive)
-    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
-    clash = {s for s in stems if stems.count(s) > 1}
-    names = [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+    names = entry_names(source, files)
     return [VideoSource(p, n, _captions(p), {"video": p.relative_to(source).as_posix()}) for p, n in zip(files, names)]
 
 

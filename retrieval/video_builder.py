@@ -271,6 +271,14 @@ def video_files(source: str | os.PathLike, *, recursive: bool = False) -> list[P
     return files
 
 
+def entry_names(source: Path, files: Sequence[Path]) -> list[str]:
+    """Entry names of a folder's videos: the path without its suffix, or with it where two videos
+    differ only by suffix (clip.mp4 and clip.webp)."""
+    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
+    clash = {s for s in stems if stems.count(s) > 1}
+    return [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+
+
 def placeholder_motion(clip_frames: int, fps: float, *, name: str, provenance: dict):
     """The rest pose held still: the stand-in Motion of an entry that has video but no skeleton."""
     from ..models.motion import skeleton
@@ -295,9 +303,7 @@ def video_entries(source: str | os.PathLike, encoders: VideoEncoders, *, clip_fr
     (path, reason) is appended to `skipped`."""
     source = Path(source).expanduser()
     files = video_files(source, recursive=recursive)
-    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
-    clash = {s for s in stems if stems.count(s) > 1}
-    names = [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
+    names = entry_names(source, files)
 
     def gen() -> Iterator[EntrySpec]:
         pending: list[tuple[str, list[str], DecodedClip, int]] = []
@@ -363,5 +369,6 @@ def build_from_videos(root: str | os.PathLike, name: str, source: str | os.PathL
 
 
 __all__ = ["VideoDecodeError", "VideoEncoders", "DecodedClip", "decode_clips", "encode_clips", "video_files",
+           "entry_names",
            "video_entries", "build_from_videos", "placeholder_motion", "motion_kind", "APPEARANCE_KIND",
            "CLIP_FRAMES", "SAMPLE_FPS", "VIDEO_EXTENSIONS"]

@@ -74,13 +74,12 @@ def _stage1(model: OfflineMotionModel, flow: np.ndarray, s: TrainSettings, rng: 
 def _stage2(model: OfflineMotionModel, clips: OfflineClips, refs: np.ndarray, s: TrainSettings,
             rng: np.random.Generator, log) -> list[float]:
     model.motion_proj.requires_grad_(False)
+    # (sides, N, ...): side 0 the clips as they are, side 1 their mirrored copies
     with torch.no_grad():
-        tokens = [model.motion_tokens(torch.from_numpy(clips.flow))]
-        if s.mirror:
-            tokens.append(model.motion_tokens(torch.from_numpy(mirror_flow(clips.flow))))
-    appearance = [torch.from_numpy(clips.appearance)]
-    if s.mirror:
-        appearance.append(torch.from_numpy(mirror_appearance(clips.appearance)))
+        tokens = torch.stack([model.motion_tokens(torch.from_numpy(clips.flow))]
+                             + ([model.motion_tokens(torch.from_numpy(mirror_flow(clips.flow)))] if s.mirror else []))
+    appearance = torch.stack([torch.from_numpy(clips.appearance)]
+                             + ([torch.from_numpy(mirror_appearance(clips.appearance))] if s.mirror else []))
     params = list(model.cama.parameters())
     opt = torch.optim.AdamW(params, lr=s.lr_stage2, weight_decay=s.weight_decay)
     losses = []
@@ -91,9 +90,9 @@ def _stage2(model: OfflineMotionModel, clips: OfflineClips, refs: np.ndarray, s:
         query = rng.integers(0, n, s.batch_size)
         side = rng.integers(0, len(tokens), s.batch_size) if s.mirror else np.zeros(s.batch_size, int)
         # context order: least similar first, the most similar next to the query, the query last
-        order = np.concatenate([refs[query][:, ::-1], query[:, None]], axis=1)          # (B, K+1)
-        tok = torch.stack([tokens[m][torch.from_numpy(o.copy())] for m, o in zip(side, order)])
-        app = torch.stack([appearance[m][torch.from_numpy(o.copy())] for m, o in zip(side, order)])
+        order = torch.from_numpy(np.concatenate([refs[query][:, ::-1], query[:, None]], axis=1))   # (B, K+1)
+        side = torch.from_numpy(side)[:, None]
+        tok, app = tokens[side, order], appearance[side, order]
         pred = model.cama(tok[:, :-1], app)                                              # (B, K+1, L, D)
         loss = F.mse_loss(pred, tok)
         opt.zero_grad(set_to_none=True)

@@ -45,12 +45,11 @@ import torch  # noqa: E402
 
 from motionrag_suite.models.i2v import train as cli  # noqa: E402
 from motionrag_suite.models.i2v.offline_data import clips_from_database  # noqa: E402
-from motionrag_suite.models.i2v.offline_eval import evaluate  # noqa: E402
+from motionrag_suite.models.i2v.offline_eval import METHODS as ROWS, evaluate  # noqa: E402
 from motionrag_suite.models.i2v.offline_model import load_model  # noqa: E402
 from motionrag_suite.models.i2v.offline_train import TrainSettings, train  # noqa: E402
 from motionrag_suite.retrieval.text_encoder import get_text_encoder  # noqa: E402
 
-ROWS = ("cama", "mean_of_refs", "top1_ref", "cama_random_refs", "train_mean")
 
 
 def main() -> int:
