@@ -90,10 +90,17 @@ def apply_search_params(index, index_type: str, params: dict, *, nprobe: int | N
                         ef_search: int | None = None) -> None:
     import faiss
 
+    # Set only on change: this runs before every query, and faiss's Python attribute setter
+    # costs microseconds, as does looking for the IVF part of an index that is one.
     if index_type == "ivf":
-        faiss.extract_index_ivf(index).nprobe = int(nprobe or params.get("nprobe", 1))
+        ivf = index if isinstance(index, faiss.IndexIVF) else faiss.extract_index_ivf(index)
+        want = int(nprobe or params.get("nprobe", 1))
+        if ivf.nprobe != want:
+            ivf.nprobe = want
     elif index_type == "hnsw":
-        index.hnsw.efSearch = int(ef_search or params.get("ef_search", HNSW_EF_SEARCH))
+        want = int(ef_search or params.get("ef_search", HNSW_EF_SEARCH))
+        if index.hnsw.efSearch != want:
+            index.hnsw.efSearch = want
 
 
 def all_vectors(index) -> np.ndarray:

@@ -3,7 +3,8 @@ figures; asserts nothing.
 
     cd <pack folder>
     .venv/bin/python tests/benchmarks/bench_retrieval.py --sizes 10000 100000 1000000 \\
-        [--real 100000] [--cache-dir DIR] [--queries 100] [--frames 8] [--repeat 2] [--json out.json]
+        [--real 100000] [--cache-dir DIR] [--queries 100] [--frames 8] [--repeat 2] [--json out.json] \\
+        [--index auto|ivf|flat|hnsw] [--targets 0.95 0.97 0.99] [--eq-rounds 3]
     .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only
 
 Per size N (entries, one caption each):
@@ -17,8 +18,15 @@ Per size N (entries, one caption each):
     so writing is timed apart from MiniLM encoding; at the smallest size a second build runs
     the real encoder, giving build throughput with encoding measured end to end;
   * queries are paraphrase-style sentences (other words than the captions); ground truth is
-    the exact top-10 by a full float32 scan; every approximate method is tuned on a separate
-    set of queries to the cheapest setting reaching --recall, then measured;
+    the exact top-10 by a full float32 scan; every approximate method's recall/latency curve
+    over its settings is measured on a separate set of tuning queries, and the method is run
+    at the cheapest setting reaching --recall;
+  * equal recall: for each target of --targets (and "matched": the highest recall any method
+    got at its --recall setting) each approximate method runs at its cheapest setting whose
+    tuning recall reaches the target; all of them are then timed on the test queries
+    interleaved (query by query, in rotating order, --eq-rounds rounds) so that load changes
+    hit every method alike; printed: recall on the test queries next to p50/p95 and the
+    ratio LanceDB p50 / ours p50;
   * single-query latency p50/p95 search-only and including text encoding (one MiniLM call per
     query, as a user waits for it), for: our path (db.search: encoder, index, SQLite lookups,
     hits), faiss exact flat, numpy brute force, faiss HNSW (up to --hnsw-max), LanceDB exact,
@@ -141,7 +149,7 @@ def loadavg() -> list[float]:
 
 # ----------------------------------------------------------------------------- one size
 
-def build_ours(n, vectors, root, frames, enc, name="bench", encoder=None, texts=None) -> dict:
+def build_ours(n, vectors, root, frames, enc, name="bench", encoder=None, texts=None, index_type="auto") -> dict:
     base = np.random.default_rng(1).normal(0, 0.2, (frames, 22, 3)).astype(np.float32) + np.float32(1)
 
     def entries():
@@ -152,7 +160,7 @@ def build_ours(n, vectors, root, frames, enc, name="bench", encoder=None, texts=
     la0, rss0 = loadavg(), rss_mb()
     t = time.perf_counter()
     build_database(root, name, entries(), encoder=encoder or LookupEncoder(enc, vectors), total=n, batch_size=4096,
-                   overwrite=True)
+                   overwrite=True, index_type=index_type)
     seconds = time.perf_counter() - t
     folder = root / "databases" / name
     by_kind: dict[str, int] = {}
@@ -167,15 +175,49 @@ def build_ours(n, vectors, root, frames, enc, name="bench", encoder=None, texts=
             "rss_growth_mb": round(rss_mb() - rss0, 1), "loadavg_before": la0, "loadavg_after": loadavg()}
 
 
-def tune(make, settings, qv_tune, truth_tune, target):
-    """The cheapest setting whose recall@10 on the tuning queries reaches target (else the last)."""
-    tried = []
-    for s in settings:
-        r = recall([make(s)(v) for v in qv_tune], truth_tune)
-        tried.append((s, round(r, 4)))
-        if r >= target:
-            return s, tried
-    return settings[-1], tried
+def fine_grid(limit: int) -> list[int]:
+    """Probe counts 1..limit, step 1 up to 16 and then growing by about 1/8: fine enough that
+    the recall of neighbouring settings differs by a point or less."""
+    out, s = [], 1
+    while s <= limit:
+        out.append(s)
+        s += 1 if s < 16 else max(2, 2 ** (int(np.log2(s)) - 3))
+    return out
+
+
+class Curve:
+    """One method's recall@10 / single-query latency over its settings on the tuning queries.
+    Settings are given cheapest first; measuring stops at the first setting reaching the
+    recall asked for, and resumes there when a higher recall is asked for later."""
+
+    def __init__(self, label, make, settings, qv_tune, truth_tune, by_latency=False):
+        self.label, self.make, self.settings = label, make, list(settings)
+        self.qv, self.truth, self.by_latency = list(qv_tune), truth_tune, by_latency
+        self.points: list[dict] = []
+
+    def extend_to(self, target: float) -> None:
+        while len(self.points) < len(self.settings) and not any(p["recall"] >= target for p in self.points):
+            s = self.settings[len(self.points)]
+            res, times = timed(self.make(s), self.qv)
+            self.points.append({"setting": s, "recall": round(recall(res, self.truth), 4), **pct(times)})
+        log(f"{self.label} curve: {[(p['setting'], p['recall'], p['p50_ms']) for p in self.points]}")
+
+    def cheapest(self, target: float) -> dict | None:
+        """The first setting reaching target (settings with one knob, where latency grows with
+        the setting), or, with by_latency (two knobs), the one of lowest tuning p50 among those
+        reaching it; None when no setting does."""
+        self.extend_to(target)
+        ok = [p for p in self.points if p["recall"] >= target]
+        if not ok:
+            return None
+        return min(ok, key=lambda p: p["p50_ms"]) if self.by_latency else ok[0]
+
+    def tuned(self, target: float):
+        """(setting, [(setting, recall) tried]) as the latency section reports it; the last
+        setting when none reaches target."""
+        p = self.cheapest(target) or self.points[-1]
+        upto = self.points.index(p) + 1 if not self.by_latency else len(self.points)
+        return p["setting"], [(q["setting"], q["recall"]) for q in self.points[:upto]]
 
 
 def latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, lance) -> dict:
@@ -226,6 +268,83 @@ def latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, la
     return results
 
 
+HNSW_EFS = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512]
+
+
+def interleaved(runners: dict, qv, rounds: int) -> dict:
+    """Each runner on every query vector, query by query in rotating order, `rounds` times:
+    (results of the first round, all times) per label."""
+    labels = list(runners)
+    for fn in runners.values():
+        fn(qv[0])                                 # warm-up
+    res = {k: [] for k in labels}
+    times = {k: [] for k in labels}
+    for r in range(rounds):
+        for i, v in enumerate(qv):
+            for j in range(len(labels)):
+                k = labels[(i + r + j) % len(labels)]
+                t = time.perf_counter()
+                out = runners[k](v)
+                times[k].append(time.perf_counter() - t)
+                if r == 0:
+                    res[k].append(out)
+    return {k: (res[k], times[k]) for k in labels}
+
+
+def equal_recall_section(n, args, db, curves: dict, qv, truth) -> dict:
+    """Every approximate method at its cheapest setting reaching each recall target (chosen on
+    the tuning queries), timed interleaved on the test queries; search only (no text encoding)."""
+    baseline = {k: c.cheapest(args.recall) for k, c in curves.items()}
+    reached = [p["recall"] for p in baseline.values() if p is not None]
+    targets = [(f"{t:g}", t) for t in sorted(args.targets)]
+    if reached:
+        targets.append((f"matched {max(reached):g}", max(reached)))
+    out = {"note": f"settings: cheapest whose recall@10 on {len(curves['ours'].qv)} tuning queries reaches the target; "
+                   f"measured on {len(qv)} other queries, interleaved, {args.eq_rounds} rounds; search only; "
+                   f"'matched' = the highest tuning recall any method got at its --recall {args.recall} setting",
+           "curves": {k: c.points for k, c in curves.items()}, "targets": []}
+    lines = [f"equal recall at {n} entries ({out['note']})",
+             f"{'target':<14} {'method':<24} {'setting':<12} {'recall tune':>11} {'recall test':>11} "
+             f"{'p50 ms':>8} {'p95 ms':>8} {'LanceDB/ours':>12}"]
+    for label_t, target in targets:
+        chosen = {k: c.cheapest(target) for k, c in curves.items()}
+        runners = {k: curves[k].make(p["setting"]) for k, p in chosen.items() if p is not None}
+        if chosen["ours"] is not None and db.index_type == "ivf":
+            s = chosen["ours"]["setting"]     # the faiss index alone at ours' setting: what the rest of the path costs
+            runners["ours_index_only"] = lambda v, s=s: db.raw_search(v[None], 10, nprobe=s)[1][0]
+        la = loadavg()
+        got = interleaved(runners, qv, args.eq_rounds)
+        rows = {}
+        for k, p in chosen.items():
+            if p is None:
+                rows[k] = {"setting": None, "reached": False,
+                           "best_tuning_recall": max(q["recall"] for q in curves[k].points)}
+                continue
+            res, times = got[k]
+            rows[k] = {"setting": p["setting"], "recall_tune": p["recall"], "recall_test": round(recall(res, truth), 4),
+                       **pct(times)}
+        if "ours_index_only" in got:
+            res, times = got["ours_index_only"]
+            rows["ours_index_only"] = {"setting": chosen["ours"]["setting"], "recall_test": round(recall(res, truth), 4),
+                                       **pct(times)}
+        ours = rows["ours"].get("p50_ms")
+        for k, row in rows.items():
+            if k.startswith("lancedb") and row.get("p50_ms") and ours:
+                row["lancedb_over_ours_p50"] = round(row["p50_ms"] / ours, 2)
+        out["targets"].append({"target": label_t, "recall": target, "loadavg": la, "methods": rows})
+        for i, (k, row) in enumerate(rows.items()):
+            first = label_t if i == 0 else ""
+            if not row.get("setting") and "p50_ms" not in row:
+                lines.append(f"{first:<14} {k:<24} {'not reached (best ' + str(row['best_tuning_recall']) + ')':<36}")
+                continue
+            ratio = f"{row['lancedb_over_ours_p50']:.2f}x" if "lancedb_over_ours_p50" in row else ""
+            lines.append(f"{first:<14} {k:<24} {str(row['setting']):<12} {str(row.get('recall_tune', '')):>11} "
+                         f"{row['recall_test']:>11.4f} {row['p50_ms']:>8.3f} {row['p95_ms']:>8.3f} {ratio:>12}")
+    out["table"] = lines
+    print("\n".join(lines), flush=True)
+    return out
+
+
 def bench_size(n: int, args, enc, workdir: Path) -> dict:
     rng = np.random.default_rng(n)
     report: dict = {"entries": n, "loadavg_start": loadavg()}
@@ -240,10 +359,11 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     log(f"{n}: vectors ready ({n_real} real)")
 
     root = workdir / f"n{n}"
-    if args.reuse and (root / "databases" / "bench" / "manifest.json").is_file():
+    manifest = root / "databases" / "bench" / "manifest.json"
+    if args.reuse and manifest.is_file() and json.loads(manifest.read_text())["index"].get("choice") == args.index:
         report["build_without_encoding"] = "reused from an earlier run in --workdir (same vectors: seeded)"
     else:
-        report["build_without_encoding"] = build_ours(n, vecs, root, args.frames, enc)
+        report["build_without_encoding"] = build_ours(n, vecs, root, args.frames, enc, index_type=args.index)
     log(f"{n}: built {report['build_without_encoding']}")
     if n == min(args.sizes) and args.encode_build:
         m = min(n, args.encode_build)
@@ -264,13 +384,20 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     flat = vi.new_index("flat", enc.dim, vecs, {})
     target = args.recall
     tuners: dict = {}
-    if db.index_type == "ivf":
-        nlist = db.manifest["index"]["params"]["nlist"]
-        settings = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if s <= nlist]
+    curves: dict = {}
 
-        def make_ours(s):
-            return lambda v: np.array([h.caption_id for h in db.search_vector(v, 10, one_per_source=False, nprobe=s)])
-        tuners["ours"] = tune(make_ours, settings, qv_tune, truth_tune, target)
+    def make_ours(s):
+        opts = {"nprobe": s} if db.index_type == "ivf" else {"ef_search": s} if db.index_type == "hnsw" else {}
+        return lambda v: np.array([h.caption_id for h in db.search_vector(v, 10, one_per_source=False, **opts)])
+    if db.index_type == "ivf":
+        ours_settings = fine_grid(db.manifest["index"]["params"]["nlist"])
+    elif db.index_type == "hnsw":
+        ours_settings = HNSW_EFS
+    else:
+        ours_settings = [None]            # exact: one setting, recall 1
+    curves["ours"] = Curve(f"{n}: ours ({db.index_type})", make_ours, ours_settings, qv_tune, truth_tune)
+    if db.index_type == "ivf":
+        tuners["ours"] = curves["ours"].tuned(target)
         log(f"{n}: ours tuned {tuners['ours']}")
     if n <= args.hnsw_max:
         t = time.perf_counter()
@@ -283,26 +410,28 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
                 vi.apply_search_params(index, "hnsw", params, ef_search=s)
                 return vi.search(index, v[None], 10)[1][0]
             return run
-        s, tried = tune(make_hnsw, [16, 24, 32, 48, 64, 96, 128, 192, 256, 512], qv_tune, truth_tune, target)
+        curves["faiss_hnsw"] = Curve(f"{n}: faiss_hnsw", make_hnsw, HNSW_EFS, qv_tune, truth_tune)
+        s, tried = curves["faiss_hnsw"].tuned(target)
         tuners["faiss_hnsw"] = (make_hnsw, s, tried, {"build_s": built, "params": params})
         log(f"{n}: hnsw built in {built}s, tuned {tried}")
     report["rss_after_indexes_mb"] = rss_mb()
 
     lance = []
     if not args.skip_lancedb:
-        lance = lancedb_methods(n, vecs, enc.dim, workdir, qv_tune, truth_tune, target, report, args.reuse)
+        lance = lancedb_methods(n, vecs, enc.dim, workdir, qv_tune, truth_tune, target, report, args.reuse, curves)
 
     runs = args.repeat if n == max(args.sizes) else 1
     report["latency_runs"] = []
     for r in range(runs):
         report["latency_runs"].append(latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, lance))
+    report["equal_recall"] = equal_recall_section(n, args, db, curves, qv, truth)
     report["rss_end_mb"] = rss_mb()
     report["loadavg_end"] = loadavg()
     db.close()
     return report
 
 
-def lancedb_methods(n, vecs, dim, workdir, qv_tune, truth_tune, target, report, reuse=False) -> list:
+def lancedb_methods(n, vecs, dim, workdir, qv_tune, truth_tune, target, report, reuse=False, curves=None) -> list:
     try:
         import lancedb
         import pyarrow as pa
@@ -342,13 +471,16 @@ def lancedb_methods(n, vecs, dim, workdir, qv_tune, truth_tune, target, report, 
     methods = [("lancedb_exact", runner(tables["exact"], exact=True), {})]
     # LanceDB's default partition count is about sqrt(n); PQ with 48 sub-vectors (8 dims each).
     parts = max(1, min(int(round(np.sqrt(n))), n // 256))
-    settings = [s for s in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if s <= parts]
+    settings = fine_grid(parts)
+    curves = {} if curves is None else curves
     t = time.perf_counter()
     if not reused:
         tables["ivf_flat"].create_index(metric="dot", num_partitions=parts, index_type="IVF_FLAT",
                                         vector_column_name="vector")
     built = round(time.perf_counter() - t, 2) if not reused else "reused"
-    s, tried = tune(lambda p: runner(tables["ivf_flat"], nprobes=p), settings, qv_tune, truth_tune, target)
+    curves["lancedb_ivf_flat"] = Curve(f"{n}: lancedb_ivf_flat", lambda p: runner(tables["ivf_flat"], nprobes=p),
+                                       settings, qv_tune, truth_tune)
+    s, tried = curves["lancedb_ivf_flat"].tuned(target)
     methods.append(("lancedb_ivf_flat", runner(tables["ivf_flat"], nprobes=s),
                     {"index_s": built, "partitions": parts, "nprobes": s, "tuning": tried}))
     log(f"{n}: lancedb ivf_flat built {built}s tuned {tried}")
@@ -357,10 +489,13 @@ def lancedb_methods(n, vecs, dim, workdir, qv_tune, truth_tune, target, report, 
         tables["ivf_pq"].create_index(metric="dot", num_partitions=parts, num_sub_vectors=dim // 8,
                                       index_type="IVF_PQ", vector_column_name="vector")
     built = round(time.perf_counter() - t, 2) if not reused else "reused"
-    combos = [(p, r) for r in (5, 10, 20, 40) for p in settings]
+    coarse = [s for s in (1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256) if s <= parts]
+    combos = [(p, r) for r in (5, 10, 20, 40) for p in coarse]
     combos.sort(key=lambda pr: pr[0] * (1 + pr[1] / 64))      # roughly by work
-    s, tried = tune(lambda pr: runner(tables["ivf_pq"], nprobes=pr[0], refine=pr[1]), combos, qv_tune, truth_tune,
-                    target)
+    curves["lancedb_ivf_pq_refine"] = Curve(f"{n}: lancedb_ivf_pq_refine",
+                                            lambda pr: runner(tables["ivf_pq"], nprobes=pr[0], refine=pr[1]), combos,
+                                            qv_tune, truth_tune, by_latency=True)
+    s, tried = curves["lancedb_ivf_pq_refine"].tuned(target)
     methods.append(("lancedb_ivf_pq_refine", runner(tables["ivf_pq"], nprobes=s[0], refine=s[1]),
                     {"index_s": built, "partitions": parts, "sub_vectors": dim // 8, "nprobes": s[0],
                      "refine_factor": s[1], "tuning": tried[-6:]}))
@@ -515,6 +650,11 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=8, help="frames of joints stored per entry")
     p.add_argument("--recall", type=float, default=0.95, help="recall@10 the approximate methods are tuned to")
     p.add_argument("--repeat", type=int, default=1, help="latency runs at the largest size")
+    p.add_argument("--index", default="auto", choices=["auto", "flat", "ivf", "hnsw"],
+                   help="index kind of our database (auto: exact flat up to the IVF threshold, IVF above)")
+    p.add_argument("--targets", type=float, nargs="+", default=[0.95, 0.97, 0.99],
+                   help="recall@10 targets of the equal-recall comparison")
+    p.add_argument("--eq-rounds", type=int, default=3, help="rounds over the test queries per equal-recall target")
     p.add_argument("--hnsw-max", type=int, default=200_000, help="largest size HNSW is built for")
     p.add_argument("--encode-build", type=int, default=5_000,
                    help="entries of the real-encoder build at the smallest size (0: none)")
