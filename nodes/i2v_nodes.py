@@ -373,7 +373,9 @@ class LoadOfflineCAMA:
                    "(motionrag-offline-small, trained on the built-in video database) or come from "
                    "models/motionrag/offline/<name> (python -m models.i2v.train). Use it with a video database "
                    "built with the offline encoders (e.g. builtin_videos). Its motion tokens fit a Motion-Adapter "
-                   "trained for them, not the released ones (1024-d).")
+                   "trained for them, not the released ones (1024-d). The shipped model reads the references' "
+                   "motion only (its appearance branch is off: with 60 training clips it memorised them); its notes "
+                   "say which parts a model uses.")
     CATEGORY = comfy_env.CATEGORY
     FUNCTION = "load"
     RETURN_TYPES = (CAMA_TYPE, "STRING")

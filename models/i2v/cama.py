@@ -37,11 +37,13 @@ class MotionContextTransformer(nn.Module):
         # checkpoint carries one.
         self.sos_token = nn.Parameter(torch.randn(1, c.tokens_per_clip, c.d_model) / c.d_model ** 0.5)
 
-    def forward(self, motion: torch.Tensor, appearance: torch.Tensor, *, last_block_only: bool = False) -> torch.Tensor:
+    def forward(self, motion: torch.Tensor, appearance: torch.Tensor, *, last_block_only: bool = False,
+                use_appearance: bool = True) -> torch.Tensor:
         """motion: (B, K, L, D) motion tokens of clips 0..K-1 in context order (most similar last);
         appearance: (B, K+1, N, E) appearance features of clips 0..K, the query last.
         Returns (B, K+1, L, D): block i is the prediction for clip i; with `last_block_only`, (B, 1, L, D),
-        the last block alone (the same values, computed without the other blocks' last-layer outputs)."""
+        the last block alone (the same values, computed without the other blocks' last-layer outputs).
+        use_appearance=False leaves the appearance condition out (zero): for models trained so."""
         c = self.config
         L, D = c.tokens_per_clip, c.d_model
         if motion.ndim != 4 or tuple(motion.shape[2:]) != (L, D):
@@ -58,12 +60,12 @@ class MotionContextTransformer(nn.Module):
         dtype = self.sos_token.dtype
         device = self.sos_token.device
         n = (K + 1) * L
-        cond = self.condition_proj(appearance.reshape(B * (K + 1), *appearance.shape[2:]).to(device))
-        cond = cond + sinusoid_table(L, D, max_length=c.appearance_pe_length, device=device, dtype=cond.dtype)
-        cond = cond.reshape(B, n, D)
         x = torch.cat([self.sos_token.expand(B, -1, -1), motion.to(device, dtype).reshape(B, K * L, D)], dim=1)
         x = x + sinusoid_table(n, D, max_length=c.max_sequence, device=device, dtype=dtype)
-        x = x + cond
+        if use_appearance:
+            cond = self.condition_proj(appearance.reshape(B * (K + 1), *appearance.shape[2:]).to(device))
+            cond = cond + sinusoid_table(L, D, max_length=c.appearance_pe_length, device=device, dtype=cond.dtype)
+            x = x + cond.reshape(B, n, D)
         mask = block_causal_mask(K + 1, L, device)
         if not last_block_only:
             return self.transformer(x, mask=mask).reshape(B, K + 1, L, D)

@@ -59,9 +59,9 @@ def held_out_videos(videos: list[str], every: int = 5, offset: int = 2) -> set[s
     return {v for i, v in enumerate(ordered) if i % every == offset % every}
 
 
-def split(clips: OfflineClips, every: int = 5) -> tuple[list[int], list[int]]:
+def split(clips: OfflineClips, every: int = 5, offset: int = 2) -> tuple[list[int], list[int]]:
     """(training clip indices, held-out clip indices), split by whole videos."""
-    test_videos = held_out_videos(clips.videos, every)
+    test_videos = held_out_videos(clips.videos, every, offset)
     train = [i for i, v in enumerate(clips.videos) if v not in test_videos]
     test = [i for i, v in enumerate(clips.videos) if v in test_videos]
     return train, test

@@ -15,10 +15,10 @@ METHODS = ("cama", "mean_of_refs", "top1_ref", "cama_random_refs", "train_mean")
 
 
 @torch.no_grad()
-def evaluate(model, clips: OfflineClips, encoder, *, refs: int = 4, holdout_every: int = 5,
+def evaluate(model, clips: OfflineClips, encoder, *, refs: int = 4, holdout_every: int = 5, holdout_offset: int = 2,
              random_draws: int = 5, seed: int = 0) -> dict:
     """{"tokens": {method: mse}, "flow": {method: mse}, "queries": n, ...} over the held-out clips."""
-    train_idx, test_idx = split(clips, holdout_every)
+    train_idx, test_idx = split(clips, holdout_every, holdout_offset)
     if not test_idx:
         raise ValueError("evaluation: the split holds out no video")
     train, test = clips.subset(train_idx), clips.subset(test_idx)

@@ -6,6 +6,12 @@ instead of VideoMAE + DINOv2.
     flow_decoder   stage 1 only: motion tokens -> the clip's flow features again (reconstruction)
     cama           MotionContextTransformer (cama.py) reading motion tokens of references and
                    EfficientNet-Lite0 tokens of first frames, predicting the query's motion tokens
+    skip           (reference_skip) the prediction is gate * mean(references) + (1 - gate) * prior
+                   + a correction read from CAMA's output; gate starts at 0, the correction at 0,
+                   prior is the training clips' mean tokens. Without it CAMA memorised its 60
+                   training clips (README, "Evaluation").
+With appearance=0 CAMA's appearance branch reads nothing (its condition is zero): on the built-in
+data the Lite0 tokens of a first frame identify the clip, and CAMA learnt that instead of motion.
 
 Checkpoint: a folder with model.safetensors (tensors only) and config.json (sizes + how it was made).
 """
@@ -32,6 +38,11 @@ SHIPPED_NAME = "motionrag-offline-small"
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / SHIPPED_NAME
 
 
+SWITCHES = ("appearance", "reference_skip")
+# configs written before the switches existed describe the plain model
+LEGACY_SWITCHES = {"appearance": 1, "reference_skip": 0}
+
+
 @dataclass(frozen=True)
 class OfflineConfig:
     flow_steps: int = 15          # flow fields between the 16 frames of a clip
@@ -47,11 +58,16 @@ class OfflineConfig:
     appearance_tokens: int = 49   # offline_encoders.LITE0_TOKENS
     appearance_dim: int = 1280    # offline_encoders.LITE0_DIM
     max_references: int = 9
+    appearance: int = 0           # 1: CAMA reads the Lite0 tokens; 0: its appearance condition is zero
+    reference_skip: int = 1       # 1: the gated skip from the references' mean (see the module notes)
 
     def __post_init__(self):
         for f in fields(self):
             v = getattr(self, f.name)
-            if not isinstance(v, int) or isinstance(v, bool) or v < 1:
+            if f.name in SWITCHES:
+                if v not in (0, 1) or isinstance(v, bool):
+                    raise ValueError(f"OfflineConfig.{f.name} must be 0 or 1, got {v!r}")
+            elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"OfflineConfig.{f.name} must be a positive int, got {v!r}")
         if self.d_model % self.heads:
             raise ValueError(f"OfflineConfig: d_model {self.d_model} is not divisible by heads {self.heads}")
@@ -80,6 +96,8 @@ class OfflineMotionModel(nn.Module):
         self.flow_decoder = nn.Sequential(nn.Linear(c.tokens * c.d_model, c.decoder_hidden), nn.GELU(),
                                           nn.Linear(c.decoder_hidden, c.flow_steps * c.flow_dim))
         self.cama = MotionContextTransformer(c.cama())
+        if c.reference_skip:
+            self.skip = ReferenceSkip(c.tokens, c.d_model)
         # per-channel spread of the training flow: flow enters and leaves the model divided by it
         self.register_buffer("flow_scale", torch.ones(c.flow_dim))
 
@@ -115,8 +133,43 @@ class OfflineMotionModel(nn.Module):
             raise ValueError(f"ref_flow: expected (batch, references, steps, dim), got {tuple(ref_flow.shape)}")
         b, k = ref_flow.shape[:2]
         motion = self.motion_tokens(ref_flow.flatten(0, 1)).view(b, k, self.config.tokens, self.config.d_model)
-        return self.cama.predict(motion, ref_appearance.to(motion), query_appearance.to(motion),
-                                 most_similar_first=most_similar_first, last_block_only=True)
+        if most_similar_first:
+            motion, ref_appearance = motion.flip(1), ref_appearance.flip(1)
+        appearance = torch.cat([ref_appearance.to(motion), query_appearance[:, None].to(motion)], dim=1)
+        return self.context_blocks(motion, appearance, last_block_only=True)[:, -1]
+
+    def context_blocks(self, motion: torch.Tensor, appearance: torch.Tensor, *,
+                       last_block_only: bool = False) -> torch.Tensor:
+        """CAMA's block predictions (B, K+1, L, D) (or the last block, (B, 1, L, D)) from context
+        motion tokens (B, K, L, D) in context order and appearance (B, K+1, N, E), with this model's
+        appearance switch and skip applied."""
+        out = self.cama(motion, appearance, last_block_only=last_block_only,
+                        use_appearance=bool(self.config.appearance))
+        if not self.config.reference_skip:
+            return out
+        return self.skip(out, motion, last_block_only=last_block_only)
+
+
+class ReferenceSkip(nn.Module):
+    """gate * (mean of the context clips before a block) + (1 - gate) * prior + correction(CAMA's output).
+    Block 0 has no context clip before it: its mean is zero."""
+
+    def __init__(self, tokens: int, d_model: int):
+        super().__init__()
+        self.gate = nn.Parameter(torch.zeros(tokens, d_model))
+        self.correction = nn.Linear(d_model, d_model)
+        nn.init.zeros_(self.correction.weight)
+        nn.init.zeros_(self.correction.bias)
+        self.register_buffer("prior", torch.zeros(tokens, d_model))
+
+    def forward(self, out: torch.Tensor, motion: torch.Tensor, *, last_block_only: bool = False) -> torch.Tensor:
+        b, k = motion.shape[:2]
+        if last_block_only:
+            before = motion.mean(1, keepdim=True) if k else torch.zeros_like(out)
+        else:
+            count = torch.arange(1, k + 1, device=motion.device, dtype=motion.dtype).view(1, k, 1, 1)
+            before = torch.cat([torch.zeros_like(out[:, :1]), motion.cumsum(1) / count], dim=1)
+        return self.gate * before + (1 - self.gate) * self.prior + self.correction(out)
 
 
 def _resampler(config: ResamplerConfig):
@@ -152,7 +205,7 @@ def read_config(folder: str | os.PathLike) -> tuple[OfflineConfig, dict]:
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
-        return OfflineConfig(**meta["config"]), meta
+        return OfflineConfig(**{**LEGACY_SWITCHES, **meta["config"]}), meta
     except (OSError, ValueError, TypeError, KeyError) as exc:
         raise CheckpointError(f"{path}: not an offline motion model config ({type(exc).__name__}: {exc})") from None
 

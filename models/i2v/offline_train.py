@@ -4,7 +4,10 @@ stage 1  the motion Resampler learns to reconstruct a clip's own flow features t
          tokens (resampler + a small decoder, MSE on flow divided by its per-channel spread);
 stage 2  the Resampler is frozen and CAMA learns, from retrieved references (the query clip's own video
          excluded) and first-frame appearance, to predict every clip's motion tokens block by block
-         (block-causal: block i sees the start block and clips 0..i-1).
+         (block-causal: block i sees the start block and clips 0..i-1). Each episode draws its
+         references from the top `ref_pool` by caption (kept in similarity order) and adds noise
+         to their tokens: with one fixed episode per clip CAMA memorised the episodes. The step
+         count was chosen on a validation split of the training videos (README, "Evaluation").
 
 Only the training split takes part (whole videos held out, offline_data.split). Fixed seeds; one torch
 thread by default so that the same command gives the same bytes.
@@ -25,14 +28,17 @@ from .offline_model import OfflineConfig, OfflineMotionModel
 @dataclass(frozen=True)
 class TrainSettings:
     stage1_steps: int = 1000
-    stage2_steps: int = 600
+    stage2_steps: int = 150
     batch_size: int = 32
     refs: int = 4                 # references per training episode (the query is the last block)
+    ref_pool: int = 10            # an episode's references: `refs` of the top `ref_pool` by caption
+    token_noise: float = 0.3      # std of Gaussian noise on the references' tokens in stage 2
     lr_stage1: float = 1e-3
     lr_stage2: float = 5e-4
     weight_decay: float = 0.01
     mirror: bool = True           # left-right mirrored episodes as augmentation
     holdout_every: int = 5        # every 5th video (offline_data.held_out_videos) never trains
+    holdout_offset: int = 2       # ... counting from this one (2: the split the shipped model used)
     seed: int = 0
 
 
@@ -80,20 +86,28 @@ def _stage2(model: OfflineMotionModel, clips: OfflineClips, refs: np.ndarray, s:
                              + ([model.motion_tokens(torch.from_numpy(mirror_flow(clips.flow)))] if s.mirror else []))
     appearance = torch.stack([torch.from_numpy(clips.appearance)]
                              + ([torch.from_numpy(mirror_appearance(clips.appearance))] if s.mirror else []))
-    params = list(model.cama.parameters())
+    if model.config.reference_skip:
+        model.skip.prior.copy_(tokens[0].mean(0))
+    params = list(model.cama.parameters()) + (list(model.skip.parameters()) if model.config.reference_skip else [])
     opt = torch.optim.AdamW(params, lr=s.lr_stage2, weight_decay=s.weight_decay)
     losses = []
     n = len(clips)
+    pool = refs.shape[1]
     for step in range(s.stage2_steps):
         for g in opt.param_groups:
             g["lr"] = _cosine_lr(step, s.stage2_steps, s.lr_stage2)
         query = rng.integers(0, n, s.batch_size)
         side = rng.integers(0, len(tokens), s.batch_size) if s.mirror else np.zeros(s.batch_size, int)
+        pick = np.sort(np.argsort(rng.random((s.batch_size, pool)), axis=1)[:, :s.refs], axis=1)
+        chosen = np.take_along_axis(refs[query], pick, axis=1)                           # best first
         # context order: least similar first, the most similar next to the query, the query last
-        order = torch.from_numpy(np.concatenate([refs[query][:, ::-1], query[:, None]], axis=1))   # (B, K+1)
+        order = torch.from_numpy(np.concatenate([chosen[:, ::-1], query[:, None]], axis=1))   # (B, K+1)
         side = torch.from_numpy(side)[:, None]
         tok, app = tokens[side, order], appearance[side, order]
-        pred = model.cama(tok[:, :-1], app)                                              # (B, K+1, L, D)
+        context = tok[:, :-1]
+        if s.token_noise:
+            context = context + s.token_noise * torch.randn_like(context)
+        pred = model.context_blocks(context, app)                                        # (B, K+1, L, D)
         loss = F.mse_loss(pred, tok)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -111,12 +125,17 @@ def train(clips: OfflineClips, encoder, settings: TrainSettings = TrainSettings(
     s = settings
     if s.refs > config.max_references:
         raise ValueError(f"refs: {s.refs} references do not fit the model's {config.max_references}")
+    if s.ref_pool < s.refs:
+        raise ValueError(f"ref_pool: {s.ref_pool} is fewer than the {s.refs} references an episode takes")
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
-    train_idx, test_idx = split(clips, s.holdout_every)
+    train_idx, test_idx = split(clips, s.holdout_every, s.holdout_offset)
     train_clips = clips.subset(train_idx)
     first, all_vecs = caption_vectors(train_clips, encoder)
-    refs = retrieve(first, train_clips.videos, all_vecs, train_clips.videos, s.refs)
+    # a small database may have fewer candidates outside a clip's own video than ref_pool
+    biggest_video = max(train_clips.videos.count(v) for v in set(train_clips.videos))
+    pool = max(s.refs, min(s.ref_pool, len(train_clips) - biggest_video))
+    refs = retrieve(first, train_clips.videos, all_vecs, train_clips.videos, pool)
     model = OfflineMotionModel(config)
     model.flow_scale.copy_(torch.from_numpy(flow_scale(train_clips.flow)))
     model.train()

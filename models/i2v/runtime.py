@@ -438,7 +438,11 @@ def load_offline_bundle(folder: str | os.PathLike, base: str, *, name: str, devi
     notes = [f"offline motion model {name!r}: {Path(folder)} ({c.tokens} motion tokens of {c.d_model}; trained on "
              f"{made.get('train_clips', '?')} clips of {made.get('train_videos', '?')} videos of "
              f"{made.get('database', '?')!r}, seed {made.get('settings', {}).get('seed', '?')})",
-             f"appearance: EfficientNet-Lite0 ImageNet weights {lite0_weights_path()}",
+             (f"appearance: EfficientNet-Lite0 ImageNet weights {lite0_weights_path()}" if c.appearance else
+              "appearance: off in this model (it predicts from the references' motion alone; the query image is "
+              "checked and encoded, but does not change the motion)"),
+             *(["prediction: the references' mean gated towards the training clips' mean, plus CAMA's correction"]
+               if c.reference_skip else []),
              f"tokens are for a {base} Motion-Adapter that reads {c.d_model}-d motion tokens (the released "
              "adapters read the paper's 1024-d ones)"]
     return OfflineCamaBundle(base, model, lite0, uncond.float().cpu(), name, notes)

@@ -32,7 +32,7 @@ def build_parser() -> argparse.ArgumentParser:
                    "(builtin_videos is built there first when missing)")
     p.add_argument("--out", required=True, help="output folder for model.safetensors + config.json")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=_steps, default=None, help="STAGE1,STAGE2 step counts (default 1000,600)")
+    p.add_argument("--steps", type=_steps, default=None, help="STAGE1,STAGE2 step counts (default 1000,150)")
     p.add_argument("--refs", type=int, default=None, help="references per training episode (default 4)")
     p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: the same bytes every run)")
     p.add_argument("--no-progress", action="store_true")

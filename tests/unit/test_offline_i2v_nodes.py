@@ -18,7 +18,9 @@ from . import i2v_tiny_assets as assets
 from .test_i2v_fixtures import one_thread  # noqa: F401
 
 pytestmark = pytest.mark.usefixtures("one_thread")
-SMALL = OfflineConfig(d_model=32, heads=2, layers=1, feedforward=64, resampler_depth=1, decoder_hidden=32, tokens=4)
+# the plain CAMA (appearance read, no reference skip): untrained, its output still depends on both inputs
+SMALL = OfflineConfig(d_model=32, heads=2, layers=1, feedforward=64, resampler_depth=1, decoder_hidden=32, tokens=4,
+                      appearance=1, reference_skip=0)
 
 
 @pytest.fixture(scope="module")
@@ -76,9 +78,14 @@ def test_cama_adapt_with_the_offline_model(models):
 def test_shipped_model_loads_and_adapts(models):
     _, db, _ = models
     cama, notes = n.LoadOfflineCAMA().load(SHIPPED_NAME, "CogVideoX")
-    assert "builtin_videos" in notes
+    assert "builtin_videos" in notes and "appearance: off" in notes and "gated towards" in notes
     tokens, _ = n.CAMAAdapt().adapt(_refs(db, "a bar falls down"), _image(), cama)
     assert tokens.cond.shape == (1, 8, 128) and torch.isfinite(tokens.cond).all()
+    # the references' motion reaches the shipped model's tokens (the test bar_down clip has no flow
+    # inside the 128-px crop, bar_right has)
+    down, _ = n.CAMAAdapt().adapt(_refs(db, "a bar falls down", k=1), _image(), cama)
+    right, _ = n.CAMAAdapt().adapt(_refs(db, "a bright bar slides to the right", k=1), _image(), cama)
+    assert down.references != right.references and not torch.allclose(down.cond, right.cond)
 
 
 def test_families_must_match(models):

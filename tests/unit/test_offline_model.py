@@ -61,10 +61,13 @@ def test_shapes_and_flow_check():
     assert pred.shape == (2, SMALL.tokens, SMALL.d_model)
 
 
+PLAIN = OfflineConfig(**{**SMALL.__dict__, "appearance": 1, "reference_skip": 0})
+
+
 def test_prediction_is_block_causal_in_the_query():
     """The query's prediction reads its references: changing one reference's flow changes it."""
     torch.manual_seed(0)
-    model = OfflineMotionModel(SMALL).eval()
+    model = OfflineMotionModel(PLAIN).eval()
     flow = torch.randn(1, 3, 15, 128)
     app, q = torch.randn(1, 3, 49, 16), torch.randn(1, 49, 16)
     a = model.predict(flow, app, q)
@@ -72,6 +75,52 @@ def test_prediction_is_block_causal_in_the_query():
     flow2[0, 1] += 1.0
     assert not torch.allclose(a, model.predict(flow2, app, q))
     assert torch.allclose(a, model.predict(flow, app, q))
+
+
+def test_reference_skip_starts_at_the_prior_and_gates_to_the_references_mean():
+    torch.manual_seed(0)
+    model = OfflineMotionModel(SMALL).eval()
+    model.skip.prior.copy_(torch.randn(SMALL.tokens, SMALL.d_model))
+    flow, app, q = torch.randn(2, 3, 15, 128), torch.randn(2, 3, 49, 16), torch.randn(2, 49, 16)
+    with torch.no_grad():
+        # gate 0 and correction 0 at initialisation: the training clips' mean tokens, whatever the references
+        assert torch.allclose(model.predict(flow, app, q), model.skip.prior.expand(2, -1, -1))
+        model.skip.gate.fill_(1.0)
+        refs_mean = model.motion_tokens(flow.flatten(0, 1)).view(2, 3, SMALL.tokens, -1).mean(1)
+        assert torch.allclose(model.predict(flow, app, q), refs_mean, atol=1e-6)
+        # every block's skip reads only the clips before it: the full forward's last block is predict's
+        motion = model.motion_tokens(flow.flatten(0, 1)).view(2, 3, SMALL.tokens, -1).flip(1)
+        appearance = torch.cat([app.flip(1), q[:, None]], 1)
+        blocks = model.context_blocks(motion, appearance)
+        assert torch.allclose(blocks[:, -1], model.predict(flow, app, q), atol=1e-5)
+        assert torch.allclose(blocks[:, 1], motion[:, 0], atol=1e-6)         # block 1: clip 0 alone
+        assert torch.allclose(blocks[:, 0], torch.zeros_like(blocks[:, 0]))  # block 0: no clip before it
+
+
+def test_appearance_switch():
+    """appearance=0: the query image cannot change the prediction; appearance=1: it does."""
+    flow, app = torch.randn(1, 3, 15, 128), torch.randn(1, 3, 49, 16)
+    q1, q2 = torch.randn(1, 49, 16), torch.randn(1, 49, 16)
+    for switch in (0, 1):
+        torch.manual_seed(0)
+        model = OfflineMotionModel(OfflineConfig(**{**PLAIN.__dict__, "appearance": switch})).eval()
+        with torch.no_grad():
+            same = torch.allclose(model.predict(flow, app, q1), model.predict(flow, app, q2))
+        assert same == (switch == 0)
+    with pytest.raises(ValueError, match="appearance must be 0 or 1"):
+        OfflineConfig(appearance=2)
+
+
+def test_configs_without_switches_load_as_the_plain_model(tmp_path):
+    torch.manual_seed(2)
+    model = OfflineMotionModel(PLAIN).eval()
+    save_model(tmp_path, model)
+    meta = json.loads((tmp_path / "config.json").read_text())
+    for key in ("appearance", "reference_skip"):
+        del meta["config"][key]
+    (tmp_path / "config.json").write_text(json.dumps(meta))
+    loaded, _ = load_model(tmp_path)
+    assert loaded.config == PLAIN
 
 
 def test_save_load_round_trip_and_refusals(tmp_path):
