@@ -17,10 +17,17 @@ Parts (sizes from config.py: presets tiny / small / paper):
   independent text / retrieval dropout. The residual quantiser layers 1..Q-1 are predicted by a
   residual transformer (MoMask's design: input = sum of lower layers' codes + layer embedding,
   text-conditioned with its own guidance scale, no retrieval), one pass per layer.
+- refiner.py: the retrieval refiner. The tokens alone cannot carry a motion the tokenizer never
+  saw, so the decoded motion and the retrieved motions (time-aligned to the output, continuous
+  features) go through a small convolutional net that weighs, per frame, the decoded motion
+  against each reference (an identity path for each) and adds a learned correction. Trained last,
+  with the other stages frozen, on crops whose references are perturbed copies of the target or
+  real retrieved neighbours, and whose decoded motion is sometimes another clip's; it sees no
+  references when retrieval is off.
 - decoding.py: confidence-based iterative decoding on a cosine schedule (lowest-confidence
   predictions re-masked), top-k filtered sampling.
 - trainer.py / train.py: `python -m models.t2m.train --db-root R --db NAME --out DIR` from the
-  pack folder; tokenizer, masked and residual stages; retrieval excludes the sample and its
+  pack folder; tokenizer, masked, residual and refiner stages; retrieval excludes the sample and its
   mirrored twin; per-step seeding makes --resume bit-identical to an uninterrupted run.
 - checkpoint.py: safetensors + JSON only, keys and shapes checked on load.
 - benchmark.py: `python -m models.t2m.benchmark --config small` times training steps.
@@ -33,7 +40,7 @@ import importlib
 
 _EXPORTS = {
     "T2MModel": "model", "ModelConfig": "config", "TokenizerConfig": "config", "TransformerConfig": "config",
-    "TrainConfig": "config", "preset": "config", "PRESETS": "config", "ConfigError": "config",
+    "TrainConfig": "config", "RefinerConfig": "config", "preset": "config", "PRESETS": "config", "ConfigError": "config",
     "CheckpointError": "checkpoint", "load_model": "checkpoint", "train": "trainer",
     "TrainingDataError": "data", "combine_guidance": "transformer", "condition_masks": "transformer",
 }

@@ -23,8 +23,8 @@ def run(config: str, steps: int, threads: int | None) -> None:
     from .data import TrainingData
     from .model import T2MModel
     from .normalization import feature_stats
-    from .trainer import (_make_optimizer, _masked_step, _residual_step, _retrieval_latents, _tokenizer_step,
-                          stage_steps)
+    from .trainer import (STAGES, _make_optimizer, _masked_step, _refiner_step, _residual_step, _retrieval_latents,
+                          _tokenizer_step, stage_steps)
 
     if threads:
         torch.set_num_threads(threads)
@@ -48,12 +48,13 @@ def run(config: str, steps: int, threads: int | None) -> None:
     print(f"config {config}: {n_params:,} parameters, checkpoint {size / 2 ** 20:.2f} MiB; "
           f"torch threads {torch.get_num_threads()}; batch {train_cfg.batch_size}")
     estimate = 0.0
-    for name in ("tokenizer", "masked", "residual"):
+    for name in STAGES:
         if not totals[name]:
             continue
         opt = _make_optimizer(model, name, train_cfg)
-        for module in (model.tokenizer, model.masked, model.residual):
-            module.train(module is getattr(model, name))
+        for module in (model.tokenizer, model.masked, model.residual, model.refiner):
+            if module is not None:
+                module.train(module is getattr(model, name))
         latents = _retrieval_latents(model, data) if name == "masked" else None
         times = []
         for i in range(steps + 2):
@@ -63,8 +64,10 @@ def run(config: str, steps: int, threads: int | None) -> None:
                 loss, _ = _tokenizer_step(model, data, train_cfg, rng)
             elif name == "masked":
                 loss, _ = _masked_step(model, data, train_cfg, rng, gen, latents)
-            else:
+            elif name == "residual":
                 loss, _ = _residual_step(model, data, train_cfg, rng, gen)
+            else:
+                loss, _ = _refiner_step(model, data, train_cfg, rng, gen)
             opt.zero_grad()
             loss.backward()
             opt.step()

@@ -49,9 +49,35 @@ class TransformerConfig:
 
 
 @dataclass(frozen=True)
+class RefinerConfig:
+    """The retrieval refiner (refiner.py): decoded tokens + time-aligned retrieved motions -> motion.
+
+    Training draws, per sample, one of four cases (probabilities below, the rest is "both"):
+    no references (RAG off: the refiner only cleans up the decoded motion); a faithful decoded
+    motion with retrieved neighbours only (they must be ignored); a wrong decoded motion (another
+    clip's) with a perturbed copy of the target among the references (it must be used); a faithful
+    decoded motion with the perturbed target among the references (either may be used)."""
+    width: int = 0                # conv channels; 0 = no refiner (checkpoints from before it existed)
+    depth: int = 3                # dilated residual blocks per stack (dilations 1, 2, 4, ...)
+    p_no_references: float = 0.15
+    p_neighbours_only: float = 0.25
+    p_wrong_base: float = 0.4
+    p_positive_first: float = 0.8  # chance the perturbed target sits in the first (top-ranked) slot
+    max_speed: float = 1.25       # perturbed target: speed in [1/max_speed, max_speed] ...
+    max_shift: float = 0.15       # ... its window shifted by up to this share of the crop ...
+    noise: float = 0.05           # ... plus Gaussian noise of this std in normalised feature units
+    ric_weight: float = 0.5
+
+    @property
+    def enabled(self) -> bool:
+        return self.width > 0
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
     transformer: TransformerConfig = field(default_factory=TransformerConfig)
+    refiner: RefinerConfig = field(default_factory=lambda: RefinerConfig(width=64))
     text_encoder: str = "all-MiniLM-L6-v2"
     fps: float = 20.0
 
@@ -68,8 +94,10 @@ class ModelConfig:
             raise ConfigError(f"model config: expected a JSON object, got {type(data).__name__}")
         tok = _build(TokenizerConfig, data.get("tokenizer", {}), "tokenizer")
         tr = _build(TransformerConfig, data.get("transformer", {}), "transformer")
-        rest = {k: v for k, v in data.items() if k not in ("tokenizer", "transformer")}
-        cfg = _build(cls, rest, "model", extra=dict(tokenizer=tok, transformer=tr))
+        # A config written before the refiner existed has no "refiner": that model has none.
+        ref = _build(RefinerConfig, data.get("refiner", {"width": 0}), "refiner")
+        rest = {k: v for k, v in data.items() if k not in ("tokenizer", "transformer", "refiner")}
+        cfg = _build(cls, rest, "model", extra=dict(tokenizer=tok, transformer=tr, refiner=ref))
         cfg.validate()
         return cfg
 
@@ -95,6 +123,20 @@ class ModelConfig:
                 raise ConfigError(f"{name}: expected a probability in [0, 1), got {p!r}")
         if m.residual_layers < 0 or m.retrieval_layers < 0 or m.num_retrieved < 0:
             raise ConfigError("transformer.residual_layers / retrieval_layers / num_retrieved: expected >= 0")
+        r = self.refiner
+        for name, value, low in [("refiner.width", r.width, 0), ("refiner.depth", r.depth, 1)]:
+            if not isinstance(value, int) or isinstance(value, bool) or value < low:
+                raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+        for name, p in [("refiner.p_no_references", r.p_no_references),
+                        ("refiner.p_neighbours_only", r.p_neighbours_only), ("refiner.p_wrong_base", r.p_wrong_base),
+                        ("refiner.p_positive_first", r.p_positive_first), ("refiner.max_shift", r.max_shift)]:
+            if not (0.0 <= float(p) <= 1.0):
+                raise ConfigError(f"{name}: expected a probability in [0, 1], got {p!r}")
+        if r.p_no_references + r.p_neighbours_only + r.p_wrong_base > 1.0 + 1e-9:
+            raise ConfigError("refiner.p_no_references + p_neighbours_only + p_wrong_base: expected at most 1")
+        if not float(r.max_speed) >= 1.0 or not float(r.noise) >= 0.0 or not float(r.ric_weight) >= 0.0:
+            raise ConfigError(f"refiner.max_speed (>= 1), noise, ric_weight (>= 0): got {r.max_speed!r}, "
+                              f"{r.noise!r}, {r.ric_weight!r}")
 
 
 @dataclass(frozen=True)
@@ -102,6 +144,7 @@ class TrainConfig:
     tokenizer_steps: int = 6000
     masked_steps: int = 6000
     residual_steps: int = 3000
+    refiner_steps: int = 2000
     batch_size: int = 32
     lr: float = 1e-3              # tokenizer stage
     transformer_lr: float = 5e-4  # masked and residual stages
@@ -149,20 +192,23 @@ TINY = ModelConfig(
     tokenizer=TokenizerConfig(width=32, code_dim=32, num_codes=32, num_quantizers=3, depth=1),
     transformer=TransformerConfig(latent=32, heads=2, layers=1, ff=64, dropout=0.0, retrieval_layers=1,
                                   residual_layers=1, max_tokens=64, max_retrieved_tokens=32),
+    refiner=RefinerConfig(width=16, depth=1),
 )
 SMALL = ModelConfig()
 PAPER = ModelConfig(
     tokenizer=TokenizerConfig(width=512, code_dim=512, num_codes=512, num_quantizers=6, depth=3),
     transformer=TransformerConfig(latent=384, heads=6, layers=8, ff=1024, dropout=0.2, retrieval_layers=2,
                                   residual_layers=8, max_tokens=50, max_retrieved_tokens=50),
+    refiner=RefinerConfig(width=256, depth=4),
 )
 PRESETS = {"tiny": TINY, "small": SMALL, "paper": PAPER}
 
 TRAIN_PRESETS = {
-    "tiny": TrainConfig(tokenizer_steps=4, masked_steps=4, residual_steps=2, batch_size=4, warmup=2,
+    "tiny": TrainConfig(tokenizer_steps=4, masked_steps=4, residual_steps=2, refiner_steps=2, batch_size=4, warmup=2,
                         window_frames=16, min_crop_frames=12, max_crop_frames=48, save_every=1000),
     "small": TrainConfig(),
-    "paper": TrainConfig(tokenizer_steps=100_000, masked_steps=100_000, residual_steps=100_000, batch_size=64,
+    "paper": TrainConfig(tokenizer_steps=100_000, masked_steps=100_000, residual_steps=100_000,
+                         refiner_steps=50_000, batch_size=64,
                          lr=2e-4, transformer_lr=2e-4, warmup=2000, window_frames=64, min_crop_frames=40, max_crop_frames=196, save_every=5000),
 }
 

@@ -146,3 +146,84 @@ def transformer_batch(data: TrainingData, rng: np.random.Generator, batch: int, 
         start = int(rng.integers(0, len(f) - length + 1))
         out[i] = f[start:start + length]
     return TransformerBatch(out, caps, [list(data.neighbours[c]) for c in caps])
+
+
+@dataclass
+class RefinerBatch:
+    target: np.ndarray            # (B, L, 263) crops the refiner must output, not normalised
+    base: np.ndarray              # (B, L, 263) what the tokenizer round trip turns into the decoded motion
+    references: np.ndarray        # (B, K, L, 263) time-aligned references (zeros where off)
+    reference_on: np.ndarray      # (B, K) bool
+    positive: np.ndarray          # (B, K) bool, the slot holds a perturbed copy of the target
+    wrong_base: np.ndarray        # (B,) bool, the decoded motion is another clip's
+
+
+def _window(feats: np.ndarray, start: int, length: int, rows: int) -> np.ndarray:
+    from .refiner import align_rows
+
+    return align_rows(feats[start:start + length], rows)
+
+
+def refiner_batch(data: TrainingData, rng: np.random.Generator, batch: int, fpt: int, min_rows: int, max_rows: int,
+                  max_tokens: int, refiner, num_references: int) -> RefinerBatch:
+    """Sub-clip crops with the four training cases of config.RefinerConfig (`refiner`) drawn per sample.
+
+    Perturbed target: a window of the same clip around the crop, up to `max_speed` faster or
+    slower and shifted by up to `max_shift` of its length, resampled to the crop's rows.
+    Neighbours: the caption's retrieved entries (self and mirror excluded), whole, resampled to
+    the crop's rows, as generation aligns a retrieved clip to the requested length. Wrong
+    decoded motion: a crop of another clip (not the target's mirrored twin)."""
+    usable_caps = np.nonzero(np.isin(data.caption_entry, data.usable))[0]
+    rows = np.array([len(data.features[e]) for e in data.caption_entry[usable_caps]])
+    hi = max(1, min(max_rows, int(rows.max()), max_tokens * fpt) // fpt)
+    lo = max(1, min(math.ceil(min_rows / fpt), hi))
+    length = int(rng.integers(lo, hi + 1)) * fpt
+    caps = rng.choice(usable_caps[rows >= length], size=batch)
+    K = int(num_references)
+    target = np.empty((batch, length, 263), np.float32)
+    base = np.empty_like(target)
+    refs = np.zeros((batch, K, length, 263), np.float32)
+    ref_on = np.zeros((batch, K), bool)
+    positive = np.zeros((batch, K), bool)
+    wrong = np.zeros(batch, bool)
+    c1 = refiner.p_no_references
+    c2 = c1 + refiner.p_neighbours_only
+    c3 = c2 + refiner.p_wrong_base
+    log_speed = math.log(refiner.max_speed)
+    for i, cap in enumerate(caps):
+        e = int(data.caption_entry[cap])
+        f = data.features[e]
+        start = int(rng.integers(0, len(f) - length + 1))
+        target[i] = f[start:start + length]
+        base[i] = target[i]
+        u = float(rng.random())
+        if u < c1 or K == 0:
+            continue
+        with_positive = u >= c2
+        pos_slot = -1
+        if with_positive:
+            pos_slot = 0 if (K == 1 or rng.random() < refiner.p_positive_first) else int(rng.integers(1, K))
+            n = int(np.clip(round(length * math.exp(rng.uniform(-log_speed, log_speed))), 2, len(f)))
+            centre = start + length / 2 + rng.uniform(-refiner.max_shift, refiner.max_shift) * length
+            s = int(np.clip(round(centre - n / 2), 0, len(f) - n))
+            refs[i, pos_slot] = _window(f, s, n, length)
+            ref_on[i, pos_slot] = positive[i, pos_slot] = True
+        nbs = iter(data.neighbours[cap])
+        for slot in range(K):
+            if slot == pos_slot:
+                continue
+            nb = next(nbs, None)
+            if nb is not None:
+                refs[i, slot] = _window(data.features[nb], 0, len(data.features[nb]), length)
+                ref_on[i, slot] = True
+        if with_positive and u < c3:
+            twin = int(data.mirror_of[e])
+            others = [o for o in data.usable if o != e and o != twin]
+            if others:
+                o = int(others[int(rng.integers(0, len(others)))])
+                g = data.features[o]
+                n = min(length, len(g))
+                s = int(rng.integers(0, len(g) - n + 1))
+                base[i] = _window(g, s, n, length)
+                wrong[i] = True
+    return RefinerBatch(target, base, refs, ref_on, positive, wrong)

@@ -13,6 +13,7 @@ from ..motion import humanml3d as h3d
 from ..motion.motion import Motion, MotionError, validate_features
 from .config import ModelConfig
 from .decoding import iterative_decode, sample
+from .refiner import RetrievalRefiner, align_rows
 from .tokenizer import MotionTokenizer
 from .transformer import MaskedTransformer, ResidualTransformer
 
@@ -42,6 +43,8 @@ class T2MModel(nn.Module):
         self.tokenizer = MotionTokenizer(config.tokenizer)
         self.masked = MaskedTransformer(config)
         self.residual = ResidualTransformer(config)
+        # Built last: the modules above get the same initial weights as in models without it.
+        self.refiner = RetrievalRefiner(config.refiner) if config.refiner.enabled else None
         self.trained: dict = {}
 
     # -- persistence ------------------------------------------------------------------------
@@ -81,6 +84,13 @@ class T2MModel(nn.Module):
             out.append(self.tokenizer.latents(self.tokenizer.normalize(x))[0])
         return out
 
+    def aligned_references(self, motions: Sequence[Any], rows: int) -> torch.Tensor:
+        """(1, K, rows, 263) normalised features of retrieved motions, each resampled to `rows` rows."""
+        feats = [align_rows(motion_features(m, self.config.fps, f"retrieved_motions[{i}]"), rows)
+                 for i, m in enumerate(motions)]
+        x = torch.from_numpy(np.stack(feats).astype(np.float32)).to(self.device)
+        return self.tokenizer.normalize(x)[None]
+
     # -- generation -------------------------------------------------------------------------
     @torch.no_grad()
     def generate(self, text_embedding, retrieved_motions: Sequence[Any] = (), length_frames: int = 120,
@@ -94,7 +104,9 @@ class T2MModel(nn.Module):
         text_embedding: (text_dim,) from the model's text encoder (MiniLM, 384-d).
         retrieved_motions: Motions or (T, 263) HumanML3D feature arrays (any number, 0 allowed).
         guidance_text / guidance_retrieval: the two classifier-free guidance scales (see
-        transformer.combine_guidance); 0 and 0 sample unconditionally.
+        transformer.combine_guidance); 0 and 0 sample unconditionally. A model with a retrieval
+        refiner (refiner.py) also hands it the retrieved motions, time-aligned to the output,
+        unless guidance_retrieval is 0 (then it sees none, as with no retrieved motions).
         progress(i, total) is called after every decoding pass; an exception it raises stops
         generation (cancel).
         """
@@ -155,8 +167,13 @@ class T2MModel(nn.Module):
             guided = logits[0:1] + g_res * (logits[1:2] - logits[0:1])
             indices = torch.cat([indices, sample(guided, gen, temperature, top_k)[..., None]], dim=-1)
             on_step(steps + q - 1)
-        feats = self.tokenizer.denormalize(self.tokenizer.decode(indices))[0, :rows]
+        decoded = self.tokenizer.decode(indices)[:, :rows]
+        if self.refiner is not None:
+            refs = self.aligned_references(retrieved, rows) if retrieved and g_retr != 0 else None
+            decoded = self.refiner(decoded, refs)[0]
+        feats = self.tokenizer.denormalize(decoded)[0]
         feats = feats.cpu().numpy().astype(np.float64)
         prov = {"generator": "motionrag-t2m", "seed": seed, "guidance_text": g_text, "guidance_retrieval": g_retr,
-                "steps": steps, "retrieved": [getattr(m, "name", "") or f"array[{i}]" for i, m in enumerate(retrieved)]}
+                "steps": steps, "refiner": self.refiner is not None,
+                "retrieved": [getattr(m, "name", "") or f"array[{i}]" for i, m in enumerate(retrieved)]}
         return h3d.features_to_motion(feats, fps=self.config.fps, caption=caption, provenance=prov)

@@ -2,9 +2,10 @@
 
     cd <pack folder>
     python -m models.t2m.train --db-root R --db NAME --out DIR [--config small|paper|tiny] [--seed N]
-                               [--steps TOK,MASKED,RESIDUAL] [--batch-size B] [--resume] [--stop-at N]
+                               [--steps TOK,MASKED,RESIDUAL[,REFINER]] [--batch-size B] [--resume] [--stop-at N]
 
-Stages run in order (tokenizer, masked transformer, residual transformer); DIR receives
+Stages run in order (tokenizer, masked transformer, residual transformer, retrieval refiner);
+--resume on a finished model from before the refiner existed trains only the refiner. DIR receives
 model.safetensors + config.json (the model) and train_state.* (to --resume). Errors print one
 line and exit with status 2.
 """
@@ -18,9 +19,10 @@ def _steps(text: str) -> tuple:
     try:
         parts = tuple(int(p) for p in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected three integers TOK,MASKED,RESIDUAL, got {text!r}") from None
-    if len(parts) != 3 or min(parts) < 0:
-        raise argparse.ArgumentTypeError(f"expected three integers >= 0 TOK,MASKED,RESIDUAL, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected integers TOK,MASKED,RESIDUAL[,REFINER], got {text!r}") from None
+    if len(parts) not in (3, 4) or min(parts) < 0:
+        raise argparse.ArgumentTypeError(f"expected three or four integers >= 0 TOK,MASKED,RESIDUAL[,REFINER], "
+                                         f"got {text!r}")
     return parts
 
 
@@ -31,7 +33,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for the checkpoint")
     p.add_argument("--config", default="small", choices=["tiny", "small", "paper"], help="model and training preset")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=_steps, default=None, help="TOK,MASKED,RESIDUAL step counts (default: preset's)")
+    p.add_argument("--steps", type=_steps, default=None,
+                   help="TOK,MASKED,RESIDUAL[,REFINER] step counts (default: preset's)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps within a stage")
     p.add_argument("--resume", action="store_true", help="continue the checkpoint in --out")

@@ -1,10 +1,14 @@
-"""Training: tokenizer stage, then masked-transformer stage, then residual-transformer stage.
+"""Training: tokenizer stage, then masked-transformer stage, then residual-transformer stage, then
+the retrieval refiner's stage (refiner.py; models whose config has one).
 
 Reproducibility: every step draws its randomness (batch choice, crops, masking, condition
 dropout, dropout layers, dead-code resets) from generators seeded with (seed, stage, step), so
 a run resumed from a checkpoint continues exactly as an uninterrupted run would: the resumed
 process needs only the weights, the EMA codebooks and the optimizer moments, all stored as
-tensors (checkpoint.py).
+tensors (checkpoint.py). For the same reason a finished checkpoint from before the refiner existed
+can be continued with --resume: its three stages are kept and only the refiner is trained, giving
+the same weights as a run from scratch (the refiner's initial weights are drawn at construction,
+after the other modules', from the same seed).
 """
 from __future__ import annotations
 
@@ -23,12 +27,13 @@ import torch.nn.functional as F
 from .checkpoint import (CONFIG_FILE, MODEL_FILE, STATE_FILE, STATE_JSON, CheckpointError, load_model, load_tensors,
                          optimizer_from_tensors, optimizer_to_tensors, read_json, save_model, save_tensors, write_json)
 from .config import ModelConfig, TrainConfig, preset
-from .data import TrainingData, check_exclusion, load_training_data, tokenizer_batch, transformer_batch
+from .data import (TrainingData, check_exclusion, load_training_data, refiner_batch, tokenizer_batch,
+                   transformer_batch)
 from .model import T2MModel
 from .normalization import feature_stats
 from .transformer import condition_masks, mask_tokens
 
-STAGES = ("tokenizer", "masked", "residual")
+STAGES = ("tokenizer", "masked", "residual", "refiner")
 NEIGHBOURS_FILE = "retrieval_neighbours.json"
 
 
@@ -56,11 +61,13 @@ def learning_rate(cfg: TrainConfig, stage: str, step: int, total: int) -> float:
 
 def stage_steps(cfg: TrainConfig, model_cfg: ModelConfig) -> dict:
     res = cfg.residual_steps if model_cfg.tokenizer.num_quantizers > 1 and model_cfg.transformer.residual_layers else 0
-    return {"tokenizer": cfg.tokenizer_steps, "masked": cfg.masked_steps, "residual": res}
+    ref = cfg.refiner_steps if model_cfg.refiner.enabled else 0
+    return {"tokenizer": cfg.tokenizer_steps, "masked": cfg.masked_steps, "residual": res, "refiner": ref}
 
 
 def _stage_params(model: T2MModel, stage: str):
-    return {"tokenizer": model.tokenizer, "masked": model.masked, "residual": model.residual}[stage].parameters()
+    return {"tokenizer": model.tokenizer, "masked": model.masked, "residual": model.residual,
+            "refiner": model.refiner}[stage].parameters()
 
 
 def _make_optimizer(model: T2MModel, stage: str, cfg: TrainConfig):
@@ -144,6 +151,25 @@ def _residual_step(model, data, cfg, rng, gen):
     return loss, {"loss": loss.item(), "acc": acc.item()}
 
 
+def _refiner_step(model, data, cfg, rng, gen):
+    c = model.config
+    tok = model.tokenizer
+    b = refiner_batch(data, rng, cfg.batch_size, tok.frames_per_token, cfg.min_crop_frames, cfg.max_crop_frames,
+                      c.transformer.max_tokens, c.refiner, c.transformer.num_retrieved)
+    dev = model.device
+    target = tok.normalize(torch.from_numpy(b.target).to(dev))
+    # The decoded motion as generation produces it: codes of the crop (or of another clip), decoded.
+    base = tok.decode(tok.encode(tok.normalize(torch.from_numpy(b.base).to(dev))))[:, :target.shape[1]]
+    refs = tok.normalize(torch.from_numpy(b.references).to(dev))
+    noise = torch.randn(refs.shape, generator=gen).to(dev) * c.refiner.noise
+    refs = refs + noise * torch.from_numpy(b.positive).to(dev)[:, :, None, None]
+    pred, weights = model.refiner(base, refs, torch.from_numpy(b.reference_on).to(dev))
+    loss, info = model.refiner.loss(pred, target)
+    if b.positive.any():
+        info["w_pos"] = weights[:, 1:][torch.from_numpy(b.positive).to(dev)].mean().item()
+    return loss, info
+
+
 def _retrieval_latents(model: T2MModel, data: TrainingData) -> dict:
     tok = model.tokenizer
     return {int(e): tok.latents(tok.normalize(torch.from_numpy(data.features[e]).to(model.device)[None]))[0]
@@ -165,12 +191,30 @@ def _check_resume(state: dict, run: dict, source: Path) -> None:
             raise CheckpointError(f"{source}: the checkpoint was trained with {key}={state.get(key)!r}, this run "
                                   f"asks for {run[key]!r}; resume with the same {key} or use another --out")
     # Step counts and the save interval may change on resume (to extend a run); the rest may not.
-    free = {"tokenizer_steps", "masked_steps", "residual_steps", "save_every"}
+    free = {"tokenizer_steps", "masked_steps", "residual_steps", "refiner_steps", "save_every"}
     before, now = state.get("train", {}), run["train"]
     for key in sorted(set(before) | set(now)):
         if key not in free and before.get(key) != now.get(key):
             raise CheckpointError(f"{source}: the checkpoint was trained with {key}={before.get(key)!r}, this run "
                                   f"asks for {now.get(key)!r}; resume with the same setting")
+
+
+def _add_refiner(old: T2MModel, model_cfg: ModelConfig, preset_name: str, stage: str, seed: int, device: str,
+                 source: Path) -> T2MModel:
+    """The finished refiner-less checkpoint `old` as a model of `model_cfg` whose refiner is untrained,
+    with the initial weights a run from scratch would give it."""
+    same_otherwise = dataclasses.replace(model_cfg, refiner=old.config.refiner) == old.config
+    if old.config.refiner.enabled or not model_cfg.refiner.enabled or not same_otherwise:
+        raise CheckpointError(f"{source / CONFIG_FILE}: model config differs from preset {preset_name!r}")
+    if stage != "done":
+        raise CheckpointError(f"{source}: a model without a retrieval refiner, stopped at {stage}; finish it with the "
+                              f"code that started it, or train from scratch")
+    seed_everything(seed)
+    model = T2MModel(model_cfg).to(device)
+    for name in ("tokenizer", "masked", "residual"):
+        getattr(model, name).load_state_dict(getattr(old, name).state_dict())
+    model.trained = dict(old.trained)
+    return model
 
 
 def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, steps: tuple | None = None,
@@ -179,7 +223,7 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
           log: Callable[[str], None] = print) -> dict:
     """Train on motion database `db_name` under `db_root`, writing checkpoints to `out`.
 
-    steps: (tokenizer, masked, residual) step counts (default: the preset's). stop_at: stop
+    steps: (tokenizer, masked, residual[, refiner]) step counts (default: the preset's). stop_at: stop
     after this many steps in total over all stages, leaving a resumable checkpoint.
     Returns a summary (steps done, last losses, seconds, parameter count)."""
     from ...retrieval import open_database
@@ -190,9 +234,12 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
     model_cfg, train_cfg = preset(config)
     overrides = {}
     if steps is not None:
-        if len(steps) != 3 or any((not isinstance(s, int)) or s < 0 for s in steps):
-            raise ValueError(f"steps: expected three step counts >= 0 (tokenizer, masked, residual), got {steps!r}")
+        if len(steps) not in (3, 4) or any((not isinstance(s, int)) or s < 0 for s in steps):
+            raise ValueError(f"steps: expected three or four step counts >= 0 (tokenizer, masked, residual"
+                             f"[, refiner]), got {steps!r}")
         overrides.update(tokenizer_steps=steps[0], masked_steps=steps[1], residual_steps=steps[2])
+        if len(steps) == 4:
+            overrides["refiner_steps"] = steps[3]
     if batch_size is not None:
         overrides["batch_size"] = int(batch_size)
     if save_every is not None:
@@ -209,11 +256,14 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
         state = read_json(out / STATE_JSON)
         _check_resume(state, run, out / STATE_JSON)
         stage, step, done, opt_meta = state["stage"], int(state["step"]), dict(state["done"]), state["optimizer"]
+        done.setdefault("refiner", 0)
         run["history"] = list(state.get("history", []))
         run["last"] = dict(state.get("last", {}))
         model = load_model(out, device)
         if model.config != model_cfg:
-            raise CheckpointError(f"{out / CONFIG_FILE}: model config differs from preset {config!r}")
+            model = _add_refiner(model, model_cfg, config, stage, seed, device, out)
+            stage, step = "refiner", 0
+            log(f"{out}: a finished model without a retrieval refiner; keeping its three stages, training the refiner")
         log(f"resuming at {stage} step {step}")
     else:
         if (out / MODEL_FILE).exists() or (out / STATE_JSON).exists():
@@ -246,6 +296,9 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
             first = step if name == stage else 0
             if first >= total:
                 done[name] = total
+                if si + 1 == len(STAGES):
+                    # A last stage with nothing to do (a model without a refiner) still ends the run.
+                    _save(out, model, None, "done", 0, run, done)
                 continue
             opt = _make_optimizer(model, name, train_cfg)
             if first > 0:
@@ -253,8 +306,9 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
                     raise CheckpointError(f"{out / STATE_JSON}: no optimizer state for {name} step {first}")
                 optimizer_from_tensors(opt, name, load_tensors(out / STATE_FILE), opt_meta, str(out / STATE_FILE))
             model.train()
-            for module in (model.tokenizer, model.masked, model.residual):
-                module.train(module is getattr(model, name))     # earlier stages stay frozen
+            for module in (model.tokenizer, model.masked, model.residual, model.refiner):
+                if module is not None:
+                    module.train(module is getattr(model, name))     # earlier stages stay frozen
             latents = _retrieval_latents(model, data) if name == "masked" else None
             bar = _Progress(name, total, first, log, progress)
             try:
@@ -273,8 +327,10 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
                         loss, info = _tokenizer_step(model, data, train_cfg, rng)
                     elif name == "masked":
                         loss, info = _masked_step(model, data, train_cfg, rng, gen, latents)
-                    else:
+                    elif name == "residual":
                         loss, info = _residual_step(model, data, train_cfg, rng, gen)
+                    else:
+                        loss, info = _refiner_step(model, data, train_cfg, rng, gen)
                     if not torch.isfinite(loss):
                         # Not saved: the EMA codebooks may already hold the bad values.
                         raise TrainingError(f"{name} step {k}: loss is {loss.item()}; the last checkpoint in {out} "

@@ -27,14 +27,18 @@ Conditions (same model, same prompts, same generation seeds):
   one per source clip, re-ranked for the target length (as the node retrieves),
   guidance_retrieval=1 (the node's default; --guidance-retrieval changes it), guidance_text=4, 10 steps.
 - RAG off: no references at all (retrieved_motions=[]) and guidance_retrieval=0: the model
-  sees only the text embedding.
+  sees only the text embedding; its retrieval refiner (models/t2m/refiner.py), when it has one,
+  sees no reference either and only corrects the decoded motion.
 - retrieval-only: the top-1 retrieved clip, returned as is (not resampled: DTW handles the
   length). When retrieval finds the held-out clip itself its DTW-MPJPE is exactly 0 -- the
   database holds the answer; a mirrored copy (M_...) counts as found but scores > 0.
 Every condition generates the held-out clip's own number of frames.
 Also printed: the held-out mocap's own skating / jerk / bone-length variance, and the model's
 tokenizer round trip of each held-out clip (encode to codes, decode): the floor of DTW-MPJPE
-this model can reach.
+the tokens alone can reach (a model with a retrieval refiner can go below it with RAG on, since
+the retrieved motion reaches its output without passing through the tokens). "to own ref" is
+RAG on's DTW-MPJPE to its top-1 reference, and diversity the mean DTW-MPJPE between the seeds'
+outputs for one prompt: the two numbers that tell a generator from a copy of its reference.
 Metrics: models/t2m/metrics.py. These numbers come from 20 motion-capture clips (16 in
 training); they are NOT comparable to published HumanML3D figures (FID, R-precision, MPJPE).
 """
@@ -268,6 +272,9 @@ def tables(result: dict, label: str) -> str:
             per = [100 * (a - b) / b for a, b in zip(on, off)]
             lines.append(f"| {action or '**all**'} | {kind or 'all'} | {fmt(on)} | {fmt(off)} | {change:+.1f}% | "
                          f"{fmt(per)}% |")
+    on, off = _per_seed(rows, "dtw_mpjpe", "rag_on"), _per_seed(rows, "dtw_mpjpe", "rag_off")
+    lines += ["", "Per seed, all prompts (RAG on vs RAG off): " + "; ".join(
+        f"seed {s}: {a:.1f} vs {b:.1f} mm ({100 * (a - b) / b:+.1f}%)" for s, (a, b) in enumerate(zip(on, off)))]
     ok = sum(r["top1_ok"] for r in result["retrieved"])
     lines += ["", f"Retrieval: top-1 was the prompted action (or its mirror) for {ok}/{n_prompts} prompts.", ""]
     for r in result["retrieved"]:

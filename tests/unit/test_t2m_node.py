@@ -250,7 +250,8 @@ def test_shipped_default_model_loads_and_is_the_documented_one():
     assert weights.stat().st_size < 15 * 2 ** 20
     config, trained = read_config(folder)
     assert trained == {"db": "builtin", "preset": "small", "seed": 0, "tokenizer": 6000, "masked": 6000,
-                       "residual": 3000}
+                       "residual": 3000, "refiner": 2000}
+    assert config.refiner.enabled
     provenance = (folder / "PROVENANCE.md").read_text()
     assert "--config small --seed 0" in provenance and "MIT" in provenance
     # The file shipped is the file documented.

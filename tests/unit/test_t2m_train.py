@@ -58,6 +58,7 @@ def test_cli_writes_safetensors_and_json_only(uninterrupted):
     cfg = json.loads((uninterrupted / "config.json").read_text())
     assert cfg["format"] == "motionrag-t2m"
     assert cfg["trained"]["tokenizer"] == 4 and cfg["trained"]["masked"] == 4 and cfg["trained"]["residual"] == 2
+    assert cfg["trained"]["refiner"] == 2        # the tiny preset's refiner steps (--steps gave three counts)
     state = json.loads((uninterrupted / "train_state.json").read_text())
     assert state["stage"] == "done" and state["seed"] == 3
     model = T2MModel.load(uninterrupted)
@@ -72,7 +73,7 @@ def test_resume_continues_exactly(db_root, uninterrupted, tmp_path, capsys):
     assert main(_args(db_root, out, "--stop-at", "6")) == 0
     state = json.loads((out / "train_state.json").read_text())
     assert (state["stage"], state["step"]) == ("masked", 2)
-    assert state["done"] == {"tokenizer": 4, "masked": 2, "residual": 0}
+    assert state["done"] == {"tokenizer": 4, "masked": 2, "residual": 0, "refiner": 0}
     assert load_tensors(out / "train_state.safetensors"), "optimizer moments were not saved"
     capsys.readouterr()
     assert main(_args(db_root, out, "--resume")) == 0
