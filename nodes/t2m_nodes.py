@@ -4,14 +4,21 @@ retrieval-augmented masked transformer (models/t2m).
 Models: "motionrag-t2m-small (built-in)" is the small model shipped in models/t2m/weights/ (a demo
 trained on the 20-clip built-in library, see its PROVENANCE.md); any folder under
 <motionrag folder>/t2m/ holding model.safetensors + config.json (what `python -m models.t2m.train`
-writes) is listed after it. The node keeps the one model it last used loaded (a few MB for the small
-preset) until another model is chosen or keep_loaded is switched off.
+writes) is listed after it.
+
+Ownership: the node object owns the model it last used (a few MB for the small preset) until another
+model is chosen or keep_loaded is switched off; a module-level weak reference only lets a second node
+share it. ComfyUI keeps node objects between runs and drops them on "Free model and node cache"
+(POST /free {"free_memory": true}), so the model's memory goes back then, as for the image-to-video
+models (comfy_models.py).
 """
 from __future__ import annotations
 
 import gc
+import logging
 import math
 import threading
+import weakref
 from pathlib import Path
 
 from ..retrieval.errors import RetrievalError
@@ -123,43 +130,54 @@ def _stamp(folder: Path) -> tuple:
     return tuple(out)
 
 
+log = logging.getLogger("MotionRAG")
 _slot_lock = threading.Lock()
-_slot: list = []          # [(key, model)]: the one loaded model, held strongly between runs
+_slot: list = []          # [(key, weak reference to the model)]: the last loaded model, owned by its node
+
+
+def model_key(name: str) -> tuple:
+    """(folder, file stamp) of model `name`: a new key when its files change."""
+    folder = model_folder(name)
+    check_model_folder(folder, name)
+    return (str(folder.resolve()), _stamp(folder))
 
 
 def load_t2m_model(name: str):
-    """The loaded model `name`: loaded once and kept for the next run (reloaded when its files
-    change); loading another model frees the previous one."""
+    """Model `name`: the one in memory when its files have not changed since it loaded, else read
+    from disk. The caller owns it (see the module notes); this module only remembers it weakly."""
     from ..models.t2m.checkpoint import CheckpointError, load_model
 
-    folder = model_folder(name)
-    check_model_folder(folder, name)
-    key = (str(folder.resolve()), _stamp(folder))
+    key = model_key(name)
+    folder = Path(key[0])
     with _slot_lock:
-        if _slot and _slot[0][0] == key:
-            return _slot[0][1]
-        _slot.clear()            # the previous model goes before the next one loads
+        model = _slot[0][1]() if _slot and _slot[0][0] == key else None
+        if model is not None:
+            return model
+        _slot.clear()
+        gc.collect()             # a previous model nobody owns goes before the next one loads
         try:
             model = load_model(folder, "cpu")
         except CheckpointError as exc:
             raise T2MInputError(f"model: {exc}") from None
-        _slot.append((key, model))
+        weakref.finalize(model, log.info, "MotionRAG: t2m model %s freed", name).atexit = False
+        log.info("MotionRAG: t2m model %s loaded from disk", name)
+        _slot.append((key, weakref.ref(model)))
         return model
 
 
 def loaded_model_key():
-    """(folder, file stamp) of the model held now, or None."""
+    """(folder, file stamp) of the model in memory now, or None."""
     with _slot_lock:
-        return _slot[0][0] if _slot else None
+        return _slot[0][0] if _slot and _slot[0][1]() is not None else None
 
 
 def release_model() -> bool:
-    """Free the held text-to-motion model; True when one was held."""
+    """Forget the last loaded model (its memory goes back once no node owns it); True when one was
+    in memory."""
     with _slot_lock:
-        held = bool(_slot)
+        held = bool(_slot) and _slot[0][1]() is not None
         _slot.clear()
-    if held:
-        gc.collect()
+    gc.collect()
     return held
 
 
@@ -317,7 +335,11 @@ class TextToMotionRAG:
         if references > clips:
             raise T2MInputError(f"references: {references} is more than the {clips} distinct source clips in motion "
                                 f"database {db.name!r}")
+        owned = getattr(self, "_owned", None)
+        if owned is not None and owned[0] != model_key(model):
+            self._owned = owned = None          # the previous model goes before the next one loads
         net = load_t2m_model(model)
+        self._owned = (model_key(model), net) if keep_loaded else None
         length = _check_length(length, net)
 
         try:
@@ -355,6 +377,7 @@ class TextToMotionRAG:
             if small:
                 torch.set_num_threads(threads)
             if not keep_loaded:
+                del net
                 release_model()
         motion = motion.replace(name=f"t2m_seed{seed}",
                                 provenance=dict(motion.provenance, model=model, database=db.name))

@@ -150,3 +150,27 @@ def test_bad_inputs_fail_naming_the_input(comfy, object_info, model_name):
             problems.append(f"{label}: error does not name {missing}: {text[:500]}")
         assert comfy.is_alive(), f"server died after {label}:\n{comfy.log_tail()}"
     assert not problems, "\n".join(problems)
+
+
+def test_the_model_stays_between_runs_and_free_model_and_node_cache_frees_it(comfy, object_info, model_name):
+    """The node object owns the model: a second run reuses it; 'Free model and node cache' drops
+    ComfyUI's node objects, and the model is garbage-collected (a weak finalizer logs 'freed')."""
+    import time
+
+    def run(seed):
+        mark = len(comfy.log_text())
+        comfy.run(workflow_graph(object_info, model_name, length=40, seed=seed)[0], timeout=300)
+        return comfy.log_text()[mark:]
+
+    run(21)
+    log = run(22)                                         # a new seed: the node runs again
+    assert f"t2m model {model_name} loaded from disk" not in log, log[-2000:]
+
+    mark = len(comfy.log_text())
+    status, raw = comfy._request("POST", "/free", {"unload_models": True, "free_memory": True})
+    assert status == 200, (status, raw[:500])
+    deadline = time.monotonic() + 60
+    while f"MotionRAG: t2m model {model_name} freed" not in comfy.log_text()[mark:]:
+        assert time.monotonic() < deadline, f"still held 60 s after /free:\n{comfy.log_text()[mark:][-2000:]}"
+        time.sleep(0.2)
+    assert f"t2m model {model_name} loaded from disk" in run(23)

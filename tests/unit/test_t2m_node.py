@@ -47,11 +47,11 @@ def db(models_root):
     return get_database(models_root, "builtin")
 
 
-def run(db, **kw):
+def run(db, node=None, **kw):
     args = dict(text="a person does a cartwheel", motion_db=db, model=MODEL, length=40, seed=0,
                 guidance_text=4.0, guidance_retrieval=1.0, references=2, steps=3)
     args.update(kw)
-    return tn.TextToMotionRAG().generate(**args)
+    return (node or tn.TextToMotionRAG()).generate(**args)
 
 
 def copy_model(models_root, name: str) -> Path:
@@ -106,30 +106,40 @@ def test_length_zero_takes_the_mean_length_of_the_references(db):
     assert from_motion_data(data).num_frames == min(want, 257)
 
 
-def test_model_is_cached_and_released(db):
+def test_the_node_owns_its_model_and_reuses_it(db):
+    """As in ComfyUI, one node object runs again and again: its model stays loaded between runs and is
+    freed with keep_loaded off, or when the node object goes (ComfyUI drops node objects on 'Free model
+    and node cache'; tests/integration/test_t2m_graph.py checks that in the real server)."""
     import gc
     import weakref
 
-    first = tn.load_t2m_model(MODEL)
-    ref = weakref.ref(first)
-    del first
-    run(db)
+    node = tn.TextToMotionRAG()
+    run(db, node)
+    ref = weakref.ref(tn.load_t2m_model(MODEL))
+    run(db, node)
     assert tn.load_t2m_model(MODEL) is ref(), "the model was loaded again instead of reused"
     assert tn.loaded_model_key()[0].endswith(MODEL)
-    run(db, keep_loaded=False)
+    run(db, node, keep_loaded=False)
     gc.collect()
     assert tn.loaded_model_key() is None and ref() is None, "keep_loaded off did not free the model"
+    run(db, node)
+    ref = weakref.ref(tn.load_t2m_model(MODEL))
+    del node
+    gc.collect()
+    assert ref() is None and tn.loaded_model_key() is None, "the model outlived the node that owned it"
 
 
-def test_choosing_another_model_frees_the_previous_one(models_root):
+def test_choosing_another_model_frees_the_previous_one(db, models_root):
     import gc
     import weakref
 
     copy_model(models_root, "second")
+    node = tn.TextToMotionRAG()
+    run(db, node)
     ref = weakref.ref(tn.load_t2m_model(MODEL))
-    other = tn.load_t2m_model("second")
+    run(db, node, model="second")
     gc.collect()
-    assert ref() is None and other is not None and tn.loaded_model_key()[0].endswith("second")
+    assert ref() is None and tn.loaded_model_key()[0].endswith("second")
 
 
 def test_progress_reports_every_pass_and_cancel_stops(db, monkeypatch):
