@@ -126,6 +126,18 @@ class TransformerBatch:
     neighbours: list[list[int]]   # per sample, retrieved entry ids
 
 
+def _crop_length_and_captions(data: TrainingData, rng: np.random.Generator, batch: int, fpt: int, min_rows: int,
+                              max_rows: int, max_tokens: int) -> tuple[int, np.ndarray]:
+    """A common crop length (a multiple of fpt, uniform in tokens up to the longest usable clip) and
+    `batch` captions drawn among the entries at least that long."""
+    usable_caps = np.nonzero(np.isin(data.caption_entry, data.usable))[0]
+    rows = np.array([len(data.features[e]) for e in data.caption_entry[usable_caps]])
+    hi = max(1, min(max_rows, int(rows.max()), max_tokens * fpt) // fpt)
+    lo = max(1, min(math.ceil(min_rows / fpt), hi))
+    length = int(rng.integers(lo, hi + 1)) * fpt
+    return length, rng.choice(usable_caps[rows >= length], size=batch)
+
+
 def transformer_batch(data: TrainingData, rng: np.random.Generator, batch: int, fpt: int, min_rows: int,
                       max_rows: int, max_tokens: int) -> TransformerBatch:
     """Random (entry, caption) pairs with a common random sub-clip length.
@@ -133,12 +145,7 @@ def transformer_batch(data: TrainingData, rng: np.random.Generator, batch: int, 
     The length is drawn first (uniform in tokens, up to the longest usable clip) and the
     captions among entries at least that long, so every position up to the longest clip is
     trained, not just the length of the shortest clip a batch happens to draw."""
-    usable_caps = np.nonzero(np.isin(data.caption_entry, data.usable))[0]
-    rows = np.array([len(data.features[e]) for e in data.caption_entry[usable_caps]])
-    hi = max(1, min(max_rows, int(rows.max()), max_tokens * fpt) // fpt)
-    lo = max(1, min(math.ceil(min_rows / fpt), hi))
-    length = int(rng.integers(lo, hi + 1)) * fpt
-    caps = rng.choice(usable_caps[rows >= length], size=batch)
+    length, caps = _crop_length_and_captions(data, rng, batch, fpt, min_rows, max_rows, max_tokens)
     ents = data.caption_entry[caps]
     out = np.empty((batch, length, 263), np.float32)
     for i, e in enumerate(ents):
@@ -173,12 +180,7 @@ def refiner_batch(data: TrainingData, rng: np.random.Generator, batch: int, fpt:
     Neighbours: the caption's retrieved entries (self and mirror excluded), whole, resampled to
     the crop's rows, as generation aligns a retrieved clip to the requested length. Wrong
     decoded motion: a crop of another clip (not the target's mirrored twin)."""
-    usable_caps = np.nonzero(np.isin(data.caption_entry, data.usable))[0]
-    rows = np.array([len(data.features[e]) for e in data.caption_entry[usable_caps]])
-    hi = max(1, min(max_rows, int(rows.max()), max_tokens * fpt) // fpt)
-    lo = max(1, min(math.ceil(min_rows / fpt), hi))
-    length = int(rng.integers(lo, hi + 1)) * fpt
-    caps = rng.choice(usable_caps[rows >= length], size=batch)
+    length, caps = _crop_length_and_captions(data, rng, batch, fpt, min_rows, max_rows, max_tokens)
     K = int(num_references)
     target = np.empty((batch, length, 263), np.float32)
     base = np.empty_like(target)

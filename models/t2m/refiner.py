@@ -21,6 +21,7 @@ from torch import nn
 
 from ..motion.motion import FEATURE_DIM
 from .config import RefinerConfig
+from .tokenizer import ResBlock
 
 
 def align_rows(feats: np.ndarray, rows: int) -> np.ndarray:
@@ -42,18 +43,8 @@ def align_rows(feats: np.ndarray, rows: int) -> np.ndarray:
     return (1 - w) * feats[i0] + w * feats[i1]
 
 
-class _Block(nn.Module):
-    def __init__(self, width: int, dilation: int):
-        super().__init__()
-        self.conv1 = nn.Conv1d(width, width, 3, padding=dilation, dilation=dilation)
-        self.conv2 = nn.Conv1d(width, width, 1)
-
-    def forward(self, x):
-        return x + self.conv2(F.relu(self.conv1(F.relu(x))))
-
-
 def _stack(width: int, depth: int) -> nn.Sequential:
-    return nn.Sequential(*[_Block(width, 2 ** i) for i in range(depth)])
+    return nn.Sequential(*[ResBlock(width, 2 ** i) for i in range(depth)])
 
 
 class RetrievalRefiner(nn.Module):
