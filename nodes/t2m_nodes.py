@@ -142,12 +142,13 @@ def model_key(name: str) -> tuple:
     return (str(folder.resolve()), _stamp(folder))
 
 
-def load_t2m_model(name: str):
-    """Model `name`: the one in memory when its files have not changed since it loaded, else read
-    from disk. The caller owns it (see the module notes); this module only remembers it weakly."""
+def load_t2m_model(name: str, key: tuple | None = None):
+    """Model `name` (whose model_key is `key` when the caller has it): the one in memory when its
+    files have not changed since it loaded, else read from disk. The caller owns it (see the module
+    notes); this module only remembers it weakly."""
     from ..models.t2m.checkpoint import CheckpointError, load_model
 
-    key = model_key(name)
+    key = key or model_key(name)
     folder = Path(key[0])
     with _slot_lock:
         model = _slot[0][1]() if _slot and _slot[0][0] == key else None
@@ -335,11 +336,12 @@ class TextToMotionRAG:
         if references > clips:
             raise T2MInputError(f"references: {references} is more than the {clips} distinct source clips in motion "
                                 f"database {db.name!r}")
+        key = model_key(model)
         owned = getattr(self, "_owned", None)
-        if owned is not None and owned[0] != model_key(model):
+        if owned is not None and owned[0] != key:
             self._owned = owned = None          # the previous model goes before the next one loads
-        net = load_t2m_model(model)
-        self._owned = (model_key(model), net) if keep_loaded else None
+        net = load_t2m_model(model, key)
+        self._owned = (key, net) if keep_loaded else None
         length = _check_length(length, net)
 
         try:

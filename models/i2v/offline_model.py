@@ -38,9 +38,9 @@ SHIPPED_NAME = "motionrag-offline-small"
 SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / SHIPPED_NAME
 
 
-SWITCHES = ("appearance", "reference_skip")
 # configs written before the switches existed describe the plain model
 LEGACY_SWITCHES = {"appearance": 1, "reference_skip": 0}
+SWITCHES = tuple(LEGACY_SWITCHES)
 
 
 @dataclass(frozen=True)

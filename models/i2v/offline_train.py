@@ -56,6 +56,15 @@ def flow_scale(flow: np.ndarray) -> np.ndarray:
     return np.maximum(std, 0.05 * float(std.mean()) + 1e-6).astype(np.float32)
 
 
+def _update(opt, params: list, loss: torch.Tensor, losses: list) -> None:
+    """One optimizer step on `loss` (gradients clipped to norm 1), its value appended to `losses`."""
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(params, 1.0)
+    opt.step()
+    losses.append(float(loss.detach()))
+
+
 def _stage1(model: OfflineMotionModel, flow: np.ndarray, s: TrainSettings, rng: np.random.Generator,
             log) -> list[float]:
     params = list(model.motion_proj.parameters()) + list(model.flow_decoder.parameters())
@@ -68,11 +77,7 @@ def _stage1(model: OfflineMotionModel, flow: np.ndarray, s: TrainSettings, rng: 
         batch = data[torch.from_numpy(rng.integers(0, len(data), s.batch_size))]
         recon = model.decode_flow(model.motion_tokens(batch))
         loss = F.mse_loss(recon, model.normalise_flow(batch))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+        _update(opt, params, loss, losses)
         log(1, step, s.stage1_steps, losses)
     return losses
 
@@ -109,11 +114,7 @@ def _stage2(model: OfflineMotionModel, clips: OfflineClips, refs: np.ndarray, s:
             context = context + s.token_noise * torch.randn_like(context)
         pred = model.context_blocks(context, app)                                        # (B, K+1, L, D)
         loss = F.mse_loss(pred, tok)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, 1.0)
-        opt.step()
-        losses.append(float(loss.detach()))
+        _update(opt, params, loss, losses)
         log(2, step, s.stage2_steps, losses)
     return losses
 
