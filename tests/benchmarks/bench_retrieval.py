@@ -5,7 +5,8 @@ figures; asserts nothing.
     .venv/bin/python tests/benchmarks/bench_retrieval.py --sizes 10000 100000 1000000 \\
         [--real 100000] [--cache-dir DIR] [--queries 100] [--frames 8] [--repeat 2] [--json out.json] \\
         [--index auto|ivf|flat|hnsw] [--targets 0.95 0.97 0.99] [--eq-rounds 3]
-    .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only
+    .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only \\
+        [--quality-encoder NAME --encoder-root MODELS_FOLDER]
 
 Per size N (entries, one caption each):
   * vectors: captions come from templates (bench_captions.py: 1,058,400 distinct sentences);
@@ -34,8 +35,9 @@ Per size N (entries, one caption each):
   * resident memory (RSS) after each stage, load average during each stage, bytes on disk.
 With --repeat R the latency section runs R times at the largest size (the CPU is shared).
 Then retrieval quality on the built-in library with the paraphrase sets in this folder
-(retrieval_queries_dev.txt, retrieval_queries_test.txt): top-1, top-3 and side-correct top-1
-for db.search and for the scoring variants that were tried (--quality-variants).
+(retrieval_queries_dev.txt; the held-out retrieval_queries_test.txt and retrieval_queries_test2.txt,
+and the two held-out sets together): top-1, top-3 and side-correct top-1 for db.search and for the
+scoring variants that were tried (--quality-variants).
 """
 from __future__ import annotations
 
@@ -61,6 +63,7 @@ from pack_loader import load_pack  # noqa: E402
 load_pack()
 
 import bench_captions as bc  # noqa: E402
+from retrieval_query_sets import HELD_OUT, SETS, load_queries, query_set_path  # noqa: E402
 from motionrag_suite.models.motion.motion import Motion  # noqa: E402
 from motionrag_suite.retrieval import vector_index as vi  # noqa: E402
 from motionrag_suite.retrieval.builders import build_from_library  # noqa: E402
@@ -509,20 +512,6 @@ def lancedb_methods(n, vecs, dim, workdir, qv_tune, truth_tune, target, report, 
 
 # ----------------------------------------------------------------------------- quality
 
-def load_queries(path: Path) -> list[tuple[str, set, set | None]]:
-    """`query | sources | entries or -` lines (see the files' headers)."""
-    out = []
-    for raw in path.read_text(encoding="utf-8").splitlines():
-        line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = [p.strip() for p in line.split("|")]
-        if len(parts) != 3 or not all(parts):
-            raise ValueError(f"{path.name}: expected 'query | sources | entries or -', got {raw!r}")
-        out.append((parts[0], set(parts[1].split(",")), None if parts[2] == "-" else set(parts[2].split(","))))
-    return out
-
-
 def score_ranking(ranked_names: list[list[str]], source_of: dict, qset) -> dict:
     """top-1 / top-3 by source clip, and top-1 that is also on the asked-for side."""
     t1 = t3 = side = 0
@@ -626,17 +615,19 @@ def quality_variants(db, enc, qsets: dict) -> dict:
     return out
 
 
-def bench_quality(workdir: Path, variants: bool) -> dict:
-    build_from_library(workdir / "quality", "builtin")
+def bench_quality(workdir: Path, variants: bool, encoder=None) -> dict:
+    """encoder: None for the default, or a loaded TextEncoder the database is built and queried with."""
+    build_from_library(workdir / "quality", "builtin", **({"encoder": encoder} if encoder else {}))
     db = open_database(workdir / "quality", "builtin")
-    qsets = {name: load_queries(HERE / f"retrieval_queries_{name}.txt") for name in ("dev", "test")}
+    qsets = {name: load_queries(query_set_path(name)) for name in SETS}
+    qsets["+".join(HELD_OUT)] = [q for name in HELD_OUT for q in qsets[name]]
     source_of = {name: db.entry(name).source_clip for name in db.entry_names()}
     out = {}
     for set_name, qset in qsets.items():
-        ranked = [[h.name for h in db.search(text, 3)] for text, _, _ in qset]
+        ranked = [[h.name for h in db.search(text, 3, encoder=encoder)] for text, _, _ in qset]
         out[f"db.search on {set_name}"] = score_ranking(ranked, source_of, qset)
     if variants:
-        out["variants"] = quality_variants(db, db.encoder(), qsets)
+        out["variants"] = quality_variants(db, encoder or db.encoder(), qsets)
     db.close()
     return out
 
@@ -668,6 +659,9 @@ def main(argv=None) -> int:
     p.add_argument("--skip-quality", action="store_true")
     p.add_argument("--quality-only", action="store_true")
     p.add_argument("--quality-variants", action="store_true")
+    p.add_argument("--quality-encoder", default=None, metavar="NAME",
+                   help="measure quality with this sentence-encoder folder under <--encoder-root>/text_encoders instead")
+    p.add_argument("--encoder-root", default=None, help="models folder holding text_encoders/<NAME>")
     args = p.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_retrieval_"))
@@ -685,7 +679,8 @@ def main(argv=None) -> int:
                 if args.json:
                     Path(args.json).write_text(json.dumps(out, indent=1))
         if not args.skip_quality:
-            out["quality_builtin"] = bench_quality(workdir, args.quality_variants)
+            qenc = get_text_encoder(args.quality_encoder, args.encoder_root) if args.quality_encoder else None
+            out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc)
             print(json.dumps(out["quality_builtin"], indent=1))
     finally:
         if args.workdir is None:

@@ -91,7 +91,8 @@ def test_canonical_placement(name):
 def test_captions_are_written_per_clip(name):
     caps = library.clip_captions(name)
     assert len(caps) >= 4 and len(set(caps)) == len(caps)
-    assert all(c.strip() == c and len(c.split()) >= 3 for c in caps)
+    # Two words at least: short forms with the move's name ("a backflip") are there on purpose.
+    assert all(c.strip() == c and len(c.split()) >= 2 for c in caps)
     mirrored = library.clip_captions("M_" + name)
     assert mirrored == [library.mirror_caption(c) for c in caps]
 
