@@ -2,15 +2,10 @@
 entries, and held out for real (no query is a library caption or appears in two sets)."""
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 
+from benchmarks.retrieval_query_sets import SETS, load_queries, query_set_path
 from motionrag_suite.models.motion import library
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from retrieval_query_sets import SETS, load_queries, query_set_path  # noqa: E402
 
 ORIGINALS = set(library.list_clips(include_mirrored=False))
 ENTRIES = set(library.list_clips())
