@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 from typing import Callable
 
-from ..models.paths import MODEL_FOLDER_NAME, MOTIONS_SUBFOLDER, default_models_root
+from ..common.paths import MODEL_FOLDER_NAME, MOTIONS_SUBFOLDER, default_models_root
 
 CATEGORY = "MotionRAG"
 

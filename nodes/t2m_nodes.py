@@ -65,7 +65,7 @@ def model_choices() -> list[str]:
 
 def model_folder(name: str) -> Path:
     """The folder of model `name` (the shipped one, or one under a motionrag t2m folder)."""
-    from ..models.paths import safe_child
+    from ..common.paths import safe_child
 
     if name == BUILTIN_MODEL:
         return BUILTIN_FOLDER

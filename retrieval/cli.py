@@ -18,7 +18,7 @@ import json
 import sys
 import time
 
-from ..models.paths import default_models_root
+from ..common.paths import default_models_root
 from .errors import RetrievalError
 
 

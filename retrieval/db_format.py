@@ -28,8 +28,8 @@ import sqlite3
 from pathlib import Path
 from typing import Any
 
-from ..models.atomic import atomic_write
-from ..models.paths import safe_child
+from ..common.atomic import atomic_write
+from ..common.paths import safe_child
 from .errors import DatabaseCorruptError, DatabaseNotFoundError, RetrievalError
 
 FORMAT = "motionrag-motion-db"

@@ -24,7 +24,7 @@ from typing import Sequence
 
 import numpy as np
 
-from ..models.paths import safe_child
+from ..common.paths import safe_child
 from .db_format import TEXT_ENCODERS_SUBFOLDER
 from .errors import RetrievalError
 

@@ -19,7 +19,7 @@ import struct
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..atomic import atomic_write
+from ...common.atomic import atomic_write
 from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
 from .layouts import FILES, HOST_PREFIX, Layout, layout_for
 

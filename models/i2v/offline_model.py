@@ -25,7 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ..atomic import atomic_write
+from ...common.atomic import atomic_write
 from .cama import MotionContextTransformer
 from .configs import CamaConfig, ResamplerConfig
 from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError

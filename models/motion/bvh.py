@@ -25,7 +25,7 @@ import re
 from pathlib import Path
 import numpy as np
 
-from ..atomic import atomic_write
+from ...common.atomic import atomic_write
 from . import rotations as R
 from . import skeleton
 from .motion import Motion, MotionError, validate_fps

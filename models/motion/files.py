@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ...common.atomic import atomic_write
 from . import humanml3d, skeleton
 from .bvh import load_bvh
 from .motion import FEATURE_DIM, Motion, MotionError

@@ -31,7 +31,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from pack_loader import load_pack  # noqa: E402
+sys.path.insert(0, str(HERE.parents[1]))  # the pack root: common.standalone
+from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 

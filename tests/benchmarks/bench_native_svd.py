@@ -27,7 +27,8 @@ SIZES = {"tiny": (32, [1, 1, 2, 2], 1, 16, 4, 48, 32),
 
 def _setup(gpu: bool):
     sys.path.insert(0, str(TESTS))
-    from pack_loader import load_pack
+    sys.path.insert(0, str(TESTS.parent))  # the pack root: common.standalone
+    from common.standalone import load_pack
 
     load_pack()
     from harness.comfy_server import find_comfyui

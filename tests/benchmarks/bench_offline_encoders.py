@@ -11,8 +11,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pack_loader import load_pack  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the pack root: common.standalone
+from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 

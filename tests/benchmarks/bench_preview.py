@@ -24,7 +24,8 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
-from pack_loader import load_pack  # noqa: E402
+sys.path.insert(0, str(TESTS.parent))  # the pack root: common.standalone
+from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 

@@ -57,8 +57,9 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
+sys.path.insert(0, str(HERE.parents[1]))  # the pack root: common.standalone
 sys.path.insert(0, str(HERE))
-from pack_loader import load_pack  # noqa: E402
+from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from pack_loader import load_pack  # noqa: E402
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))  # the pack root: common.standalone
+from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 

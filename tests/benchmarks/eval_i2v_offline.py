@@ -31,10 +31,11 @@ from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(TESTS))
+sys.path.insert(0, str(TESTS.parent))  # the pack root: common.standalone
 
 import os  # noqa: E402
 
-from pack_loader import load_pack  # noqa: E402
+from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 os.environ.setdefault("HF_HUB_OFFLINE", "1")

@@ -147,7 +147,7 @@ import json, sys, importlib.util
 sys.argv = ["probe", "--cpu"]
 tests, node_file = sys.stdin.readline().strip(), sys.stdin.readline().strip()
 sys.path.insert(0, tests)
-from pack_loader import load_pack
+from common.standalone import load_pack
 load_pack()
 from motionrag_suite.models.i2v import native_svd as ns
 sys.path.insert(0, ".")
@@ -178,7 +178,7 @@ def test_layer_map_matches_comfyuis_own_unets():
 
     comfyui = find_comfyui()
     proc = subprocess.run([sys.executable, "-c", _PROBE], cwd=comfyui, capture_output=True, text=True, timeout=300,
-                          input=f"{REPO_ROOT / 'tests'}\n{TEST_NODE}\n")
+                          input=f"{REPO_ROOT}\n{TEST_NODE}\n")
     line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("PROBE")), None)
     assert line is not None, proc.stdout[-2000:] + proc.stderr[-4000:]
     result = json.loads(line[5:])

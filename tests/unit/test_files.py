@@ -7,7 +7,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from motionrag_suite.models import atomic
+from motionrag_suite.common import atomic
 from motionrag_suite.models.motion import files as F
 from motionrag_suite.models.motion import humanml3d as H
 from motionrag_suite.models.motion.bvh import save_bvh

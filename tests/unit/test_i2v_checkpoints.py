@@ -134,11 +134,11 @@ def test_missing_file_says_exactly_where_to_put_it(tmp_path):
 
 def test_failed_download_falls_back_to_the_same_message(tmp_path):
     # A real hf_hub_download in offline mode (this machine has no route to the hub anyway).
-    code = ("import sys; sys.path.insert(0, %r); import pack_loader; pack_loader.load_pack()\n"
+    code = ("import sys; sys.path.insert(0, %r); from common.standalone import load_pack; load_pack()\n"
             "from motionrag_suite.models.i2v import checkpoints as ck\n"
             "try:\n    ck.load_checkpoint(%r, 'SVD', 'motion_proj', download=True)\n"
             "except ck.CheckpointNotFoundError as e:\n    print('MSG', e)\n") % (
-        str(Path(__file__).resolve().parents[1]), str(tmp_path))
+        str(Path(__file__).resolve().parents[2]), str(tmp_path))
     env = dict(os.environ, HF_HUB_OFFLINE="1")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     assert out.returncode == 0, out.stderr

@@ -82,13 +82,13 @@ def test_light_modules_import_without_torch():
     import sys
     from pathlib import Path
 
-    tests_dir = str(Path(__file__).resolve().parents[1])
-    code = ("import sys, json; sys.path.insert(0, %r); import pack_loader; pack_loader.load_pack()\n"
+    pack_root = str(Path(__file__).resolve().parents[2])
+    code = ("import sys, json; sys.path.insert(0, %r); from common.standalone import load_pack; load_pack()\n"
             "import motionrag_suite.models.i2v, motionrag_suite.models.i2v.configs, "
             "motionrag_suite.models.i2v.layouts, motionrag_suite.models.i2v.checkpoints, "
             "motionrag_suite.models.i2v.errors\n"
             "print(json.dumps(sorted(m for m in ('torch', 'diffusers', 'transformers', 'safetensors') "
-            "if m in sys.modules)))") % tests_dir
+            "if m in sys.modules)))") % pack_root
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert json.loads(out.stdout.strip().splitlines()[-1]) == []

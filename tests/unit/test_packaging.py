@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from pack_loader import PACK_ROOT
+from common.standalone import PACK_ROOT
 
 HEAVY = ("torch", "diffusers", "transformers", "faiss", "cv2", "matplotlib", "safetensors", "pybullet")
 

@@ -17,7 +17,7 @@ from motionrag_suite.retrieval.errors import BuildCancelled
 from motionrag_suite.retrieval.text_encoder import get_text_encoder
 from motionrag_suite.retrieval.writer import add_entries, remove_stale_builds
 
-from pack_loader import PACK_ROOT
+from common.standalone import PACK_ROOT
 
 from .test_retrieval_fixtures import CLIPS, build_small, clip_specs, file_hashes
 
@@ -26,8 +26,8 @@ QUERIES = ("a person walks forward", "someone waving", "a person crawls", "kick"
 PRELUDE = f"""
 import os, sys, time, json
 os.environ["HF_HUB_OFFLINE"] = "1"; os.environ["TRANSFORMERS_OFFLINE"] = "1"
-sys.path.insert(0, {str(PACK_ROOT / "tests")!r})
-from pack_loader import load_pack; load_pack()
+sys.path.insert(0, {str(PACK_ROOT)!r})
+from common.standalone import load_pack; load_pack()
 import numpy as np
 from motionrag_suite.retrieval.writer import EntrySpec, build_database, add_entries
 from motionrag_suite.retrieval.database import open_database

@@ -8,7 +8,7 @@ from motionrag_suite.models.motion import library
 from motionrag_suite.models.motion.files import save_npz
 from motionrag_suite.retrieval import db_format as fmt
 
-from pack_loader import PACK_ROOT
+from common.standalone import PACK_ROOT
 
 
 def cli(*args, root):

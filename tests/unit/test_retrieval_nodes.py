@@ -121,11 +121,11 @@ def test_damaged_builtin_database_is_rebuilt(models_root, builtin_db):
 
 def test_two_processes_racing_to_build_the_builtin_database_leave_one_good_copy(tmp_path):
     root = tmp_path / "race"
-    code = ("import sys; sys.path.insert(0, sys.argv[1]); import pack_loader; pack_loader.load_pack(); "
+    code = ("import sys; sys.path.insert(0, sys.argv[1]); from common.standalone import load_pack; load_pack(); "
             "from pathlib import Path; from motionrag_suite.nodes.retrieval_nodes import ensure_builtin_database; "
             "ensure_builtin_database(Path(sys.argv[2])); print('ok')")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    procs = [subprocess.Popen([sys.executable, "-c", code, str(TESTS_DIR), str(root)], env=env,
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(TESTS_DIR.parent), str(root)], env=env,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=300)
