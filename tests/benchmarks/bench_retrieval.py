@@ -35,8 +35,8 @@ Per size N (entries, one caption each):
   * resident memory (RSS) after each stage, load average during each stage, bytes on disk.
 With --repeat R the latency section runs R times at the largest size (the CPU is shared).
 Then retrieval quality on the built-in library with the paraphrase sets in this folder
-(retrieval_queries_dev.txt; the held-out retrieval_queries_test.txt and retrieval_queries_test2.txt,
-and the two held-out sets together): top-1, top-3 and side-correct top-1 for db.search and for the
+(retrieval_queries_dev.txt; the held-out retrieval_queries_test.txt, retrieval_queries_test2.txt and
+retrieval_queries_test3.txt, and the held-out sets together): top-1, top-3 and side-correct top-1 for db.search and for the
 scoring variants that were tried (--quality-variants).
 """
 from __future__ import annotations
