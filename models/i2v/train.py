@@ -104,6 +104,6 @@ def train_from_database(db_root, db: str, settings, *, progress: bool = False):
 
 
 if __name__ == "__main__":
-    from ...common.standalone import run_in_pack
+    from common.standalone import run_in_pack     # run as a top-level module: absolute import
 
     sys.exit(run_in_pack("models.i2v.train"))

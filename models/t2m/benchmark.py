@@ -97,6 +97,6 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    from ...common.standalone import run_in_pack
+    from common.standalone import run_in_pack     # run as a top-level module: absolute import
 
     sys.exit(run_in_pack("models.t2m.benchmark"))
