@@ -33,7 +33,7 @@ def write(models_dir: Path, input_dir: Path, *, motion_dim: int = 128, seed: int
     import torch
     from PIL import Image
 
-    from tests.pack_loader import load_pack
+    from common.standalone import load_pack
 
     load_pack()                                   # the pack as motionrag_suite, without ComfyUI's registration
     from motionrag_suite.models.i2v.adapter import inject_svd
