@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.request
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,8 @@ def keep_screenshot(name: str, png: bytes) -> None:
 RENDER_WORKFLOW = PACK_ROOT / "workflows" / "motionrag_render_builtin_clip.json"
 BACKGROUND = np.array([0x20, 0x22, 0x26])  # the viewer's clear colour (web/js/motionrag_viewer.js)
 FRONTEND_ONLY_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+PACK_URL = "/extensions/MotionRAG-Suite"
+THREE_URL = f"{PACK_URL}/vendor/three/three.module.min.mjs"
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -63,9 +66,24 @@ def test_page_loads_the_extension_without_errors(comfy_page):
     assert info["three"] == "170"  # the vendored build (web/vendor/three), not another copy
     ours = [u for u in comfy_page.requests if "/MotionRAG-Suite/" in u]
     assert any(u.endswith("/js/motionrag_preview.js") for u in ours), ours
-    assert any(u.endswith("/vendor/three/three.module.min.js") for u in ours), ours
+    assert any(u.endswith(THREE_URL) for u in ours), ours
     assert comfy_page.external_requests() == [], "the page fetched from outside the ComfyUI server (a CDN?)"
     assert comfy_page.our_errors() == []
+
+
+def test_vendored_three_is_served_as_javascript_but_not_listed_as_an_extension(browser_comfy):
+    """ComfyUI loads every *.js under WEB_DIRECTORY as an extension; three.js is a library our
+    viewer imports, so it is shipped as .mjs, which /extensions does not list but the static
+    route still serves with a JavaScript type (module scripts need one)."""
+    listed = browser_comfy.get_json("/extensions")
+    ours = sorted(u for u in listed if u.startswith(PACK_URL + "/"))
+    assert f"{PACK_URL}/js/motionrag_preview.js" in ours, ours
+    assert not [u for u in ours if "/vendor/" in u], ours
+    with urllib.request.urlopen(browser_comfy.url + THREE_URL, timeout=30) as r:
+        content_type = r.headers.get("Content-Type", "")
+        head = r.read(4096)
+    assert content_type.split(";")[0].strip() in ("text/javascript", "application/javascript"), content_type
+    assert b"three.js" in head.lower() or b"REVISION" in head or b"export" in head, head[:200]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)

@@ -2,7 +2,10 @@
 // web/vendor/three), one WebGL renderer per widget, bones as instanced
 // cylinders, joints as instanced spheres, a floor grid and the pelvis path.
 // No ComfyUI imports here, so the viewer works on any page.
-import * as THREE from "../vendor/three/three.module.min.js";
+//
+// three.js keeps the .mjs extension on purpose: ComfyUI loads every *.js file under
+// the pack's WEB_DIRECTORY as a front-end extension, and this library is not one.
+import * as THREE from "../vendor/three/three.module.min.mjs";
 
 const FORMAT = "motionrag-preview/1";
 const SIDE_COLOURS = { l: 0x4f8ff7, r: 0xef5350, c: 0xd8dce3 };
