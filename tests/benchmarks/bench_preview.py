@@ -10,8 +10,13 @@ from the page and measures on the Load Motion node's widget:
   - decoding it in the page (base64 int16 -> Float32Array);
   - playback fps: frames drawn per second while playing (requestAnimationFrame,
     so capped by the page's frame rate, 60 Hz headless);
-  - render ceiling: frames per second drawing back to back, waiting for each
-    frame to finish (a one-pixel read), i.e. the viewer's own cost per frame.
+  - render ceiling: frames per second scrubbing back to back (the slider's input
+    event, which draws at once), waiting for each frame to finish (a one-pixel
+    read), i.e. the viewer's own cost per frame.
+The pack puts no hooks on the page: this script observes from outside, through an
+init script (below, not shipped) that counts the WebGL context's clear() calls
+(three.js clears once per drawn frame) and keeps the context for the pixel read,
+and through the widget's DOM (play button, slider, frame counter, canvas).
 """
 from __future__ import annotations
 
@@ -29,11 +34,46 @@ from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 
-from browser.conftest import CHROMIUM_ARGS, PAGE_HELPERS, VIEWPORT, find_chromium  # noqa: E402
+from browser.conftest import APP_READY, CHROMIUM_ARGS, PAGE_HELPERS, VIEWPORT, find_chromium  # noqa: E402
 from harness.comfy_server import ComfyServer  # noqa: E402
 from motionrag_suite.models.motion import library  # noqa: E402
 
 FRAMES = 196
+# Benchmark instrumentation, injected before the page's scripts run.
+COUNT_FRAMES = """(() => {
+  const bench = { frames: 0, gl: null };
+  window.__mrBench = bench;
+  const getContext = HTMLCanvasElement.prototype.getContext;
+  HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+    const ctx = getContext.call(this, type, ...rest);
+    if (ctx && /^webgl2?$/.test(type) && !ctx.__mrCounted) {
+      ctx.__mrCounted = true;
+      bench.gl = ctx;
+      const clear = ctx.clear;
+      ctx.clear = function (...args) { bench.frames++; return clear.apply(this, args); };
+    }
+    return ctx;
+  };
+})();"""
+# Frames drawn per second over `ms` of playback.
+PLAYBACK_FPS = """async (ms) => {
+  const f0 = __mrBench.frames, t0 = performance.now();
+  await new Promise((resolve) => setTimeout(resolve, ms));
+  return (__mrBench.frames - f0) / ((performance.now() - t0) / 1000);
+}"""
+# Scrub through `count` frames with the slider as fast as possible, one-pixel read after each.
+RENDER_CEILING = """([id, count]) => {
+  const slider = __mr.element(id).querySelector(".mr-scrub");
+  const gl = __mrBench.gl, px = new Uint8Array(4);
+  const frames = Number(slider.max) + 1;
+  const t0 = performance.now();
+  for (let i = 0; i < count; i++) {
+    slider.value = String(i % frames);
+    slider.dispatchEvent(new Event("input"));
+    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  }
+  return count / ((performance.now() - t0) / 1000);
+}"""
 CLIP = "cartwheel"
 WORKFLOW = TESTS.parent / "workflows" / "motionrag_render_builtin_clip.json"
 
@@ -66,14 +106,19 @@ def main(rounds: int) -> None:
     with ComfyServer() as server, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, headless=True, args=CHROMIUM_ARGS)
         page = browser.new_page(viewport=VIEWPORT)
+        page.add_init_script(COUNT_FRAMES)
         page.goto(server.url)
-        page.wait_for_function("() => window.app && window.app.graph && window.MotionRAGPreview")
+        page.wait_for_function(APP_READY)
         page.evaluate(PAGE_HELPERS)
         page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)
         before = set(server.get_json("/history"))
         t0 = time.perf_counter()
         page.evaluate("async () => { await app.queuePrompt(0, 1); }")
-        page.wait_for_function("(id) => __mr.widget(id)?.viewer?.motion", arg=node_id, timeout=120_000)
+        page.wait_for_function("""([id, n]) => {
+            const el = __mr.element(id);
+            return !!el?.querySelector(".mr-stage canvas")
+                && el.querySelector(".mr-counter").textContent.trim().endsWith(`/ ${n}`);
+        }""", arg=[node_id, FRAMES], timeout=120_000)
         shown = time.perf_counter() - t0
         while not (new := [k for k in server.get_json("/history") if k not in before]):
             time.sleep(0.1)
@@ -94,13 +139,15 @@ def main(rounds: int) -> None:
         }""", [payload, 50])
 
         playback, ceiling = [], []
+        play = page.evaluate_handle("(id) => __mr.element(id).querySelector('.mr-play')", node_id).as_element()
         for _ in range(rounds):
-            page.evaluate("(id) => { const v = __mr.widget(id).viewer; v.pause(); v.play(); }", node_id)
-            page.wait_for_timeout(3000)
-            playback.append(page.evaluate("(id) => __mr.widget(id).viewer.playbackFps()", node_id))
-            ceiling.append(page.evaluate(f"(id) => __mr.widget(id).viewer.measureRenderFps({2 * FRAMES})",
-                                         node_id))
-        size = page.evaluate("(id) => { const c = __mr.widget(id).viewer.canvas; return [c.width, c.height]; }",
+            if play.get_attribute("aria-pressed") != "true":
+                play.click()  # it plays on arrival; later rounds start it again
+            playback.append(page.evaluate(PLAYBACK_FPS, 3000))
+            play.click()  # pause, then scrub flat out
+            ceiling.append(page.evaluate(RENDER_CEILING, [node_id, 2 * FRAMES]))
+        size = page.evaluate("""(id) => {
+            const c = __mr.element(id).querySelector(".mr-stage canvas"); return [c.width, c.height]; }""",
                              node_id)
         browser.close()
 

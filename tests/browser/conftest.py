@@ -29,14 +29,36 @@ CHROMIUM_ARGS = [
 ]
 VIEWPORT = {"width": 1400, "height": 900}
 
-# Frontend-agnostic helpers (legacy 2024 web/ and the pip comfyui-frontend-package).
+# Frontend-agnostic helpers (legacy 2024 web/ and the pip comfyui-frontend-package), added to the
+# page by the tests: the pack itself puts nothing on window. The tests look at our widget as a user
+# does, through its DOM element (ComfyUI's widget.element) and screenshots of it.
 PAGE_HELPERS = """
 window.__mr = {
   nodes: () => app.graph._nodes ?? app.graph.nodes,
   liteGraph: () => window.LiteGraph ?? window.comfyAPI?.litegraph?.LiteGraph,
   widget: (id) => app.graph.getNodeById(id)?.widgets?.find((w) => w.name === "motionrag_preview"),
+  element: (id) => __mr.widget(id)?.element ?? null,
 };
 """
+# The front end is up, our extension registered and the node types known.
+APP_READY = """() => !!(window.app && app.graph && app.extensions?.some((e) => e.name === "MotionRAG.Preview")
+    && (window.LiteGraph ?? window.comfyAPI?.litegraph?.LiteGraph)?.registered_node_types?.MotionRAGLoadMotion)"""
+# Counts WebGL contexts the page creates and loses (an init script of the tests, not shipped code).
+WEBGL_COUNTER = """(() => {
+  const counts = { created: 0, lost: 0 };
+  window.__mrWebGL = counts;
+  const getContext = HTMLCanvasElement.prototype.getContext;
+  const seen = new WeakSet();
+  HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
+    const ctx = getContext.call(this, type, ...rest);
+    if (ctx && /^(webgl|webgl2|experimental-webgl)$/.test(type) && !seen.has(ctx)) {
+      seen.add(ctx);
+      counts.created++;
+      this.addEventListener("webglcontextlost", () => counts.lost++);
+    }
+    return ctx;
+  };
+})();"""
 
 
 def _unavailable(reason: str):
@@ -122,8 +144,7 @@ class ComfyPage:
 
     def open(self) -> "ComfyPage":
         self.page.goto(self.server.url)
-        self.page.wait_for_function("() => window.app && window.app.graph && window.MotionRAGPreview",
-                                    timeout=60_000)
+        self.page.wait_for_function(APP_READY, timeout=60_000)
         self.page.evaluate(PAGE_HELPERS)
         # Results reach the widgets over the websocket: a prompt queued before it is open (and has
         # its client id) runs unseen by the page, so wait for it.
@@ -174,6 +195,7 @@ SOCKET_READY = """() => window.__mrApi === null
 @pytest.fixture
 def comfy_page(browser, browser_comfy):
     context = browser.new_context(viewport=VIEWPORT)
+    context.add_init_script(WEBGL_COUNTER)
     page = context.new_page()
     page.set_default_timeout(60_000)
     try:

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import io
 import json
+import urllib.request
 from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from motionrag_suite.models.motion.preview import decode_payload
+from motionrag_suite.models.motion import library
+from motionrag_suite.models.motion.preview import decode_payload, preview_payload
 
 from .conftest import PACK_ROOT, WORKFLOWS
 
@@ -29,6 +31,8 @@ def keep_screenshot(name: str, png: bytes) -> None:
 RENDER_WORKFLOW = PACK_ROOT / "workflows" / "motionrag_render_builtin_clip.json"
 BACKGROUND = np.array([0x20, 0x22, 0x26])  # the viewer's clear colour (web/js/motionrag_viewer.js)
 FRONTEND_ONLY_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
+PACK_URL = "/extensions/MotionRAG-Suite"
+THREE_URL = f"{PACK_URL}/vendor/three/three.module.min.mjs"
 
 
 def _pixels(png: bytes) -> np.ndarray:
@@ -55,17 +59,32 @@ def _motion_node_ids(workflow: dict) -> list[int]:
 def test_page_loads_the_extension_without_errors(comfy_page):
     info = comfy_page.page.evaluate("""() => ({
         extensions: app.extensions.map((e) => e.name),
-        registry: window.MotionRAGPreview.version,
+        globals: Object.keys(window).filter((k) => /motionrag/i.test(k) && k !== "__mr"),
         three: window.__THREE__ ?? null,
     })""")
     assert "MotionRAG.Preview" in info["extensions"]
-    assert info["registry"] == 1
-    assert info["three"] == "170"  # the vendored build (web/vendor/three), not another copy
+    assert info["globals"] == [], "the pack put something on window"
+    assert info["three"] == "170"  # three.js's own marker: the vendored build (web/vendor/three) ran
     ours = [u for u in comfy_page.requests if "/MotionRAG-Suite/" in u]
     assert any(u.endswith("/js/motionrag_preview.js") for u in ours), ours
-    assert any(u.endswith("/vendor/three/three.module.min.js") for u in ours), ours
+    assert any(u.endswith(THREE_URL) for u in ours), ours
     assert comfy_page.external_requests() == [], "the page fetched from outside the ComfyUI server (a CDN?)"
     assert comfy_page.our_errors() == []
+
+
+def test_vendored_three_is_served_as_javascript_but_not_listed_as_an_extension(browser_comfy):
+    """ComfyUI loads every *.js under WEB_DIRECTORY as an extension; three.js is a library our
+    viewer imports, so it is shipped as .mjs, which /extensions does not list but the static
+    route still serves with a JavaScript type (module scripts need one)."""
+    listed = browser_comfy.get_json("/extensions")
+    ours = sorted(u for u in listed if u.startswith(PACK_URL + "/"))
+    assert f"{PACK_URL}/js/motionrag_preview.js" in ours, ours
+    assert not [u for u in ours if "/vendor/" in u], ours
+    with urllib.request.urlopen(browser_comfy.url + THREE_URL, timeout=30) as r:
+        content_type = r.headers.get("Content-Type", "")
+        head = r.read(4096)
+    assert content_type.split(";")[0].strip() in ("text/javascript", "application/javascript"), content_type
+    assert b"three.js" in head.lower() or b"REVISION" in head or b"export" in head, head[:200]
 
 
 @pytest.mark.parametrize("path", WORKFLOWS, ids=lambda p: p.name)
@@ -116,6 +135,20 @@ def test_shipped_workflow_has_a_thumbnail_for_the_template_browser(path):
         assert img.format == "WEBP" and min(img.size) >= 64, (img.format, img.size)
 
 
+def _counter(root) -> tuple[int, int]:
+    frame, total = root.query_selector(".mr-counter").inner_text().split("/")
+    return int(frame), int(total)
+
+
+def _wait_for_motion(page, node_id: int, frames: int) -> None:
+    """Until the widget's frame counter reads 'n / frames' (the motion is loaded and shown)."""
+    page.wait_for_function("""([id, n]) => {
+        const el = __mr.element(id);
+        return !!el?.querySelector(".mr-stage canvas")
+            && el.querySelector(".mr-counter").textContent.trim().endsWith(`/ ${n}`);
+    }""", arg=[node_id, frames])
+
+
 def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_page):
     workflow = json.loads(RENDER_WORKFLOW.read_text())
     (node_id,) = _motion_node_ids(workflow)
@@ -124,25 +157,35 @@ def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_pag
     (payload,) = entry["outputs"][str(node_id)]["motionrag_motion"]
 
     page = comfy_page.page
-    page.wait_for_function("(id) => __mr.widget(id)?.viewer?.motion", arg=node_id)
-    shown = page.evaluate("""(id) => { const v = __mr.widget(id).viewer;
-        return {frames: v.motion.frames, available: v.available, playing: v.playing}; }""", node_id)
-    assert shown == {"frames": payload["frames"], "available": True, "playing": True}
-    # The page decodes the int16 joints to the same metres as models/motion/preview.py.
-    in_page = np.array(page.evaluate("(id) => Array.from(__mr.widget(id).viewer.motion.positions)", node_id))
-    assert np.allclose(in_page, decode_payload(payload).reshape(-1), atol=1e-5)
-
-    root = page.evaluate_handle("(id) => __mr.widget(id).element", node_id).as_element()
+    total = payload["frames"]
+    _wait_for_motion(page, node_id, total)
+    root = page.evaluate_handle("(id) => __mr.element(id)", node_id).as_element()
     stage = root.query_selector(".mr-stage")
     play = root.query_selector(".mr-play")
     slider = root.query_selector(".mr-scrub")
     counter = root.query_selector(".mr-counter")
+    # It plays on arrival: the pause state shows on the button and the counter moves.
+    assert play.get_attribute("aria-pressed") == "true"
+    first = _counter(root)[0]
+    page.wait_for_function("([id, f]) => !__mr.element(id).querySelector('.mr-counter').textContent"
+                           ".startsWith(`${f} /`)", arg=[node_id, first])
+    assert root.query_selector(".mr-empty").is_hidden()
+    # The module's own decoder gives the same metres as models/motion/preview.py.
+    in_page = np.array(page.evaluate("""async ([url, payload]) => {
+        const { decodePayload } = await import(url);
+        return Array.from(decodePayload(payload).positions);
+    }""", [f"{PACK_URL}/js/motionrag_viewer.js", payload]))
+    assert np.allclose(in_page, decode_payload(payload).reshape(-1), atol=1e-5)
+
     box = stage.bounding_box()
     assert box["width"] >= 200 and box["height"] >= 150, box
 
     # Pause with the widget's own button, then scrub by clicking the slider.
     play.click()
-    assert page.evaluate("(id) => __mr.widget(id).viewer.playing", node_id) is False
+    assert play.get_attribute("aria-pressed") == "false"
+    paused_at = counter.inner_text()
+    page.wait_for_timeout(300)
+    assert counter.inner_text() == paused_at, "the counter still moves after pause"
     sbox = slider.bounding_box()
     shots, counters = [], []
     for share in (0.1, 0.75):
@@ -157,14 +200,15 @@ def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_pag
     assert _drawn_fraction(a) > 0.02, "the widget area is (nearly) blank"
     blue, red = _limb_pixels(a)
     assert blue > 30 and red > 30, f"left (blue) and right (red) limbs not both drawn: {blue}, {red}"
-    total = payload["frames"]
     assert counters[0] != counters[1] and all(c.endswith(f"/ {total}") for c in counters), counters
     frame_a, frame_b = (int(c.split("/")[0]) for c in counters)
     assert frame_a < total // 3 < 2 * total // 3 < frame_b, counters
     changed = float((np.abs(a - b).max(axis=-1) > 40).mean())
     assert changed > 0.003, f"scrubbing did not change the picture ({changed:.4%} pixels changed)"
 
-    # Orbit: dragging on the stage turns the camera (same frame, different picture).
+    # Orbit: dragging on the stage turns the camera (same frame, different picture) and leaves
+    # the node where it is (the view uses that drag; it is not passed on to the graph).
+    node_pos = page.evaluate("(id) => [...app.graph.getNodeById(id).pos]", node_id)
     page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] / 2 + 80, box["y"] + box["height"] / 2, steps=4)
@@ -172,6 +216,87 @@ def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_pag
     assert counter.inner_text() == counters[1]
     turned = _pixels(stage.screenshot())
     assert float((np.abs(turned - b).max(axis=-1) > 40).mean()) > 0.003, "dragging did not orbit the view"
+    assert page.evaluate("(id) => [...app.graph.getNodeById(id).pos]", node_id) == node_pos
+    assert comfy_page.our_errors() == []
+
+
+def _add_node(page, node_type: str, pos: list[int]) -> int:
+    return page.evaluate("""([type, pos]) => {
+        const node = __mr.liteGraph().createNode(type);
+        node.pos = pos;
+        app.graph.add(node);
+        app.graph.setDirtyCanvas(true, true);
+        return node.id;
+    }""", [node_type, pos])
+
+
+def _deliver_result(page, node_id: int, output: dict) -> None:
+    """Hand the node a UI output the way the server's 'executed' message does."""
+    page.evaluate("""([id, output]) => {
+        if (window.__mrApi) {
+            __mrApi.dispatchEvent(new CustomEvent("executed", { detail: { node: String(id), output } }));
+        } else {
+            app.graph.getNodeById(id).onExecuted(output);
+        }
+    }""", [node_id, output])
+
+
+def test_webgl_context_is_made_on_the_first_motion_and_released_with_the_node(comfy_page):
+    page = comfy_page.page
+    page.evaluate("() => app.graph.clear()")
+    webgl = lambda: page.evaluate("() => ({...window.__mrWebGL})")  # noqa: E731
+    start = webgl()
+    ids = [_add_node(page, "MotionRAGLoadMotion", [60 + 400 * i, 80]) for i in range(3)]
+    page.wait_for_timeout(300)  # a few frames of the graph canvas: widgets laid out and drawn
+    for node_id in ids:
+        el = page.evaluate_handle("(id) => __mr.element(id)", node_id).as_element()
+        assert el is not None and el.query_selector(".mr-stage") is not None
+        assert el.query_selector("canvas") is None, "a fresh node already has a canvas"
+    assert webgl() == start, "creating motion nodes made WebGL contexts"
+
+    payload = preview_payload(library.load_clip("walk"), caption="a person walks")
+    _deliver_result(page, ids[0], {"motionrag_motion": [payload]})
+    _wait_for_motion(page, ids[0], payload["frames"])
+    assert webgl() == {"created": start["created"] + 1, "lost": start["lost"]}
+    for node_id in ids[1:]:  # the others still have none
+        assert page.evaluate("(id) => __mr.element(id).querySelector('canvas')", node_id) is None
+    # A second result reuses the node's renderer.
+    _deliver_result(page, ids[0], {"motionrag_motion": [payload]})
+    page.wait_for_timeout(100)
+    assert webgl()["created"] == start["created"] + 1
+
+    # Removing the node gives its context back at once (not at garbage collection).
+    page.evaluate("(id) => app.graph.remove(app.graph.getNodeById(id))", ids[0])
+    page.wait_for_function("(n) => window.__mrWebGL.lost === n", arg=start["lost"] + 1, timeout=5_000)
+    assert page.evaluate("() => document.querySelectorAll('.motionrag-preview').length") == 2
+    assert comfy_page.our_errors() == []
+
+
+def test_pointer_input_the_widget_does_not_use_reaches_the_graph(comfy_page):
+    """Dragging on the preview area of a node that has nothing to show moves the node."""
+    page = comfy_page.page
+    page.evaluate("() => app.graph.clear()")
+    node_id = _add_node(page, "MotionRAGLoadMotion", [100, 100])
+    page.wait_for_timeout(300)
+    stage = page.evaluate_handle("(id) => __mr.element(id).querySelector('.mr-stage')", node_id).as_element()
+    page.wait_for_function("(id) => __mr.element(id).querySelector('.mr-stage').getBoundingClientRect().width > 50",
+                           arg=node_id)
+    box = stage.bounding_box()
+    before = page.evaluate("(id) => [...app.graph.getNodeById(id).pos]", node_id)
+    x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+    page.mouse.move(x, y)
+    page.mouse.down()
+    page.mouse.move(x + 60, y + 40, steps=5)
+    page.mouse.up()
+    after = page.evaluate("(id) => [...app.graph.getNodeById(id).pos]", node_id)
+    assert after[0] - before[0] > 30 and after[1] - before[1] > 20, (before, after)
+    # The wheel there zooms the graph, as it does on the canvas around the node.
+    box = stage.bounding_box()
+    scale = page.evaluate("() => app.canvas.ds.scale")
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.wheel(0, 200)
+    page.wait_for_timeout(100)
+    assert page.evaluate("() => app.canvas.ds.scale") < scale
     assert comfy_page.our_errors() == []
 
 
@@ -195,13 +320,14 @@ def test_text_retrieve_lists_references_and_previews_the_selected_one(comfy_page
         return {retrieve: retrieve.id};
     }""")
     node_id = ids["retrieve"]
-    assert page.evaluate("(id) => !!__mr.widget(id)", node_id), "Text Retrieve has no preview widget"
+    assert page.evaluate("(id) => !!__mr.element(id)", node_id), "Text Retrieve has no preview widget"
     entry = comfy_page.queue_and_wait(timeout=180)
     refs = entry["outputs"][str(node_id)]["motionrag_refs"]
     assert len(refs) == 3 and all("preview" in r for r in refs)
 
-    page.wait_for_function("(id) => __mr.widget(id)?.viewer?.motion", arg=node_id)
-    root = page.evaluate_handle("(id) => __mr.widget(id).element", node_id).as_element()
+    _wait_for_motion(page, node_id, refs[0]["preview"]["frames"])
+    root = page.evaluate_handle("(id) => __mr.element(id)", node_id).as_element()
+    assert refs[0]["name"] in root.query_selector(".mr-info").inner_text()
     rows = root.query_selector_all(".mr-ref")
     assert len(rows) == 3
     for row, ref in zip(rows, refs):
@@ -212,8 +338,9 @@ def test_text_retrieve_lists_references_and_previews_the_selected_one(comfy_page
     # Selecting another reference shows its motion in the viewer.
     stage = root.query_selector(".mr-stage")
     rows[2].click()
-    page.wait_for_function("([id, n]) => __mr.widget(id).viewer.motion.frames === n",
-                           arg=[node_id, refs[2]["preview"]["frames"]])
+    page.wait_for_function("([id, name]) => __mr.element(id).querySelector('.mr-info').textContent.includes(name)",
+                           arg=[node_id, refs[2]["name"]])
+    _wait_for_motion(page, node_id, refs[2]["preview"]["frames"])
     assert "mr-selected" in rows[2].get_attribute("class")
     assert refs[2]["name"] in root.query_selector(".mr-info").inner_text()
     shot = stage.screenshot()

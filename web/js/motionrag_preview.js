@@ -5,7 +5,8 @@
 //   {"motionrag_refs": [{name, caption, score, preview}]}  Text Retrieve (a selectable list)
 // Only window.app / LiteGraph node APIs that both the legacy (2024) and the
 // current ComfyUI frontends offer are used: registerExtension,
-// beforeRegisterNodeDef, onNodeCreated, onExecuted, addDOMWidget.
+// beforeRegisterNodeDef, onNodeCreated, onExecuted, onRemoved, addDOMWidget,
+// app.canvas.canvas. This file is the ComfyUI glue; the viewer knows nothing of ComfyUI.
 import { app } from "../../../scripts/app.js";
 import { MotionViewer, decodePayload } from "./motionrag_viewer.js";
 
@@ -14,9 +15,49 @@ const RETRIEVE_NODE = "MotionRAGTextRetrieve";
 const VIEWER_HEIGHT = 260;
 const LIST_HEIGHT = 120;
 
-// Every viewer on the page; tests and tests/benchmarks/bench_preview.py read it.
-const registry = { version: 1, viewers: new Set() };
-window.MotionRAGPreview = registry;
+// Run our handler after whatever the node type (or another extension) already had,
+// instead of replacing it; our return value wins only when we return something.
+function chainCallback(object, property, callback) {
+    const original = object[property];
+    object[property] = original
+        ? function () {
+            const result = original.apply(this, arguments);
+            return callback.apply(this, arguments) ?? result;
+        }
+        : callback;
+}
+
+// A DOM widget floats above the graph canvas rather than inside it, so pointer input on it
+// never reaches LiteGraph. What the widget does not use itself (anything outside the 3D view
+// with a motion in it, the buttons, the slider and the reference rows) is passed on as a copy
+// of the event, so the node can still be selected, dragged and right-clicked there.
+function forwardUnusedInput(root) {
+    const graphCanvas = () => app.canvas?.canvas;
+    const usedByWidget = (e) => e.defaultPrevented || !!e.target.closest?.("button, input, .mr-ref");
+    root.addEventListener("pointerdown", (e) => {
+        e.stopPropagation();
+        if (!usedByWidget(e)) graphCanvas()?.dispatchEvent(new PointerEvent(e.type, e));
+    });
+    root.addEventListener("wheel", (e) => {
+        e.stopPropagation();
+        if (e.defaultPrevented) return;  // the 3D view zoomed
+        const list = e.target.closest?.(".mr-refs");
+        if (list && list.scrollHeight > list.clientHeight) return;  // the list scrolls itself
+        e.preventDefault();
+        const canvas = graphCanvas();
+        // The 2024 LiteGraph listens for the old "mousewheel" name, which a synthetic "wheel" does
+        // not reach; it is sent only when nothing took the "wheel" copy (dispatchEvent is true).
+        if (canvas?.dispatchEvent(new WheelEvent("wheel", e))) {
+            canvas.dispatchEvent(new WheelEvent("mousewheel", e));
+        }
+    }, { passive: false });
+    // The node's menu comes from the forwarded right-button pointerdown; not the browser's too.
+    root.addEventListener("contextmenu", (e) => {
+        e.stopPropagation();
+        if (!e.target.closest?.("input")) e.preventDefault();
+    });
+    root.addEventListener("dblclick", (e) => e.stopPropagation());
+}
 
 function injectStyle() {
     if (document.getElementById("motionrag-preview-style")) return;
@@ -26,8 +67,9 @@ function injectStyle() {
 .motionrag-preview { display: flex; flex-direction: column; gap: 4px; box-sizing: border-box;
   font: 12px sans-serif; color: #ddd; overflow: hidden; }
 .motionrag-preview .mr-stage { position: relative; flex: 1 1 auto; min-height: 80px;
-  background: #202226; border-radius: 4px; overflow: hidden; cursor: grab; touch-action: none; }
-.motionrag-preview .mr-stage canvas { display: block; width: 100% !important; height: 100% !important; }
+  background: #202226; border-radius: 4px; overflow: hidden; touch-action: none; }
+.motionrag-preview .mr-stage canvas { display: block; width: 100% !important; height: 100% !important;
+  cursor: grab; }
 .motionrag-preview .mr-info { position: absolute; left: 6px; top: 4px; right: 6px; pointer-events: none;
   white-space: nowrap; overflow: hidden; text-overflow: ellipsis; color: #ccc; text-shadow: 0 0 3px #000; }
 .motionrag-preview .mr-empty { position: absolute; inset: 0; display: flex; align-items: center;
@@ -89,17 +131,13 @@ function buildWidget(node, withRefs) {
             slider.max = String(Math.max(0, total - 1));
             slider.value = String(frame);
             playBtn.textContent = playing ? "\u275A\u275A" : "\u25B6";
+            playBtn.setAttribute("aria-pressed", String(playing));
         },
     });
-    viewer.node = node;
-    registry.viewers.add(viewer);
 
     playBtn.addEventListener("click", () => viewer.toggle());
     slider.addEventListener("input", () => viewer.seek(Number(slider.value)));
-    // Keep pointer and wheel input inside the widget: the graph canvas must not pan or zoom.
-    for (const type of ["pointerdown", "wheel", "dblclick", "contextmenu"]) {
-        root.addEventListener(type, (e) => e.stopPropagation());
-    }
+    forwardUnusedInput(root);
 
     const minHeight = VIEWER_HEIGHT + (withRefs ? LIST_HEIGHT + 4 : 0) + 30;
     const widget = node.addDOMWidget(WIDGET_NAME, "motionrag_preview", root, {
@@ -121,17 +159,17 @@ function buildWidget(node, withRefs) {
             console.warn("[MotionRAG] preview payload rejected:", err);
             return;
         }
-        empty.style.display = viewer.available ? "none" : "";
-        if (!viewer.available) {
-            empty.textContent = "WebGL is not available in this browser: the 3D preview needs it.";
-        }
         const parts = [label ?? payload.name, payload.caption].filter(Boolean);
         if (payload.decimated) {
             parts.push(`every ${payload.decimated.stride}th of ${payload.decimated.source_frames} frames`);
         }
         info.textContent = parts.join(" \u2014 ");
         info.title = payload.caption || "";
-        viewer.load(motion);
+        viewer.load(motion);  // makes the WebGL renderer on the first motion
+        empty.style.display = viewer.available ? "none" : "";
+        if (!viewer.available) {
+            empty.textContent = "WebGL is not available in this browser: the 3D preview needs it.";
+        }
         viewer.play();
     };
     widget.showRefs = (items) => {
@@ -157,12 +195,6 @@ function buildWidget(node, withRefs) {
         select(0);
     };
 
-    const onRemoved = node.onRemoved;
-    node.onRemoved = function () {
-        registry.viewers.delete(viewer);
-        viewer.dispose();
-        return onRemoved?.apply(this, arguments);
-    };
     // The legacy frontend grows the node to the widget's minimum height on its first draw.
     node.setSize([Math.max(node.size[0], 340), node.size[1]]);
     return widget;
@@ -179,16 +211,10 @@ app.registerExtension({
         const outputsMotion = (nodeData.output ?? []).includes("MOTION_DATA");
         const isRetrieve = nodeData.name === RETRIEVE_NODE;
 
-        const onNodeCreated = nodeType.prototype.onNodeCreated;
-        nodeType.prototype.onNodeCreated = function () {
-            const result = onNodeCreated?.apply(this, arguments);
+        chainCallback(nodeType.prototype, "onNodeCreated", function () {
             if (outputsMotion || isRetrieve) previewWidget(this, isRetrieve);
-            return result;
-        };
-
-        const onExecuted = nodeType.prototype.onExecuted;
-        nodeType.prototype.onExecuted = function (output) {
-            const result = onExecuted?.apply(this, arguments);
+        });
+        chainCallback(nodeType.prototype, "onExecuted", function (output) {
             const refs = output?.motionrag_refs;
             const motion = output?.motionrag_motion?.[0];
             if (Array.isArray(refs)) {
@@ -196,7 +222,10 @@ app.registerExtension({
             } else if (motion) {
                 previewWidget(this, false).showMotion(motion);
             }
-            return result;
-        };
+        });
+        // Give the WebGL context back when the node goes (deleted, or the graph cleared/reloaded).
+        chainCallback(nodeType.prototype, "onRemoved", function () {
+            this.widgets?.find((w) => w.name === WIDGET_NAME)?.viewer?.dispose();
+        });
     },
 });

@@ -1,8 +1,11 @@
 // The 3D skeleton viewer behind the MotionRAG preview widget: three.js (vendored,
-// web/vendor/three), one WebGL renderer per widget, bones as instanced
-// cylinders, joints as instanced spheres, a floor grid and the pelvis path.
-// No ComfyUI imports here, so the viewer works on any page.
-import * as THREE from "../vendor/three/three.module.min.js";
+// web/vendor/three), one WebGL renderer per widget once it has a motion to show,
+// bones as instanced cylinders, joints as instanced spheres, a floor grid and the
+// pelvis path. No ComfyUI imports here, so the viewer works on any page.
+//
+// three.js keeps the .mjs extension on purpose: ComfyUI loads every *.js file under
+// the pack's WEB_DIRECTORY as a front-end extension, and this library is not one.
+import * as THREE from "../vendor/three/three.module.min.mjs";
 
 const FORMAT = "motionrag-preview/1";
 const SIDE_COLOURS = { l: 0x4f8ff7, r: 0xef5350, c: 0xd8dce3 };
@@ -41,15 +44,6 @@ export function decodePayload(payload) {
     };
 }
 
-function webglAvailable() {
-    try {
-        const c = document.createElement("canvas");
-        return !!(c.getContext("webgl2") || c.getContext("webgl"));
-    } catch {
-        return false;
-    }
-}
-
 export class MotionViewer {
     constructor(container, { onFrame } = {}) {
         this.container = container;
@@ -57,18 +51,29 @@ export class MotionViewer {
         this.motion = null;
         this.frame = 0;
         this.playing = false;
-        this.stats = { draws: 0, playStart: 0, playDraws: 0 };
         // Orbit state: azimuth from +Z (the motion's facing), elevation, distance.
         this.orbit = { azimuth: 0.6, elevation: 0.25, distance: 4, target: new THREE.Vector3(0, 0.9, 0) };
-        this.available = webglAvailable();
+        // False once creating a WebGL renderer has failed; until then we assume it will work.
+        this.available = true;
+        this.renderer = null;
         this._clock = 0;
         this._raf = 0;
-        if (!this.available) return;
+    }
 
-        this.renderer = new THREE.WebGLRenderer({ antialias: true, preserveDrawingBuffer: true });
+    // The renderer (and its WebGL context) is made on the first motion, not with the widget:
+    // browsers keep only about 16 contexts per page, and a workflow may hold many motion nodes
+    // that never run. dispose() gives the context back.
+    _ensureRenderer() {
+        if (this.renderer || !this.available) return this.available;
+        try {
+            this.renderer = new THREE.WebGLRenderer({ antialias: true });
+        } catch {  // no WebGL here: the widget says so instead of drawing
+            this.available = false;
+            return false;
+        }
         this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
         this.canvas = this.renderer.domElement;
-        container.prepend(this.canvas);
+        this.container.prepend(this.canvas);
 
         this.scene = new THREE.Scene();
         this.scene.background = new THREE.Color(0x202226);
@@ -77,40 +82,53 @@ export class MotionViewer {
         const sun = new THREE.DirectionalLight(0xffffff, 1.6);
         sun.position.set(3, 6, 4);
         this.scene.add(sun);
-        this._bindOrbit();
+        // One signal removes every listener the viewer adds (see dispose()).
+        this._listeners = new AbortController();
+        this._bindOrbit(this._listeners.signal);
         this._resizeObserver = new ResizeObserver(() => this.render());
-        this._resizeObserver.observe(container);
+        this._resizeObserver.observe(this.container);
+        return true;
     }
 
-    _bindOrbit() {
+    // Events the viewer acts on are marked with preventDefault(), so that the page around it
+    // (motionrag_preview.js) can pass the others on to the graph canvas.
+    _bindOrbit(signal) {
         const c = this.canvas;
         let drag = null;
         c.addEventListener("pointerdown", (e) => {
+            if (e.button !== 0 || !this.motion) return;
+            e.preventDefault();
             drag = { x: e.clientX, y: e.clientY, az: this.orbit.azimuth, el: this.orbit.elevation };
             c.setPointerCapture(e.pointerId);
             c.style.cursor = "grabbing";
-        });
+        }, { signal });
         c.addEventListener("pointermove", (e) => {
             if (!drag) return;
             const scale = 2 * Math.PI / Math.max(200, c.clientWidth);
             this.orbit.azimuth = drag.az - (e.clientX - drag.x) * scale;
             this.orbit.elevation = Math.min(1.45, Math.max(-0.2, drag.el + (e.clientY - drag.y) * scale));
             this.render();
-        });
+        }, { signal });
         const end = (e) => {
             drag = null;
             c.style.cursor = "";
             if (c.hasPointerCapture?.(e.pointerId)) c.releasePointerCapture(e.pointerId);
         };
-        c.addEventListener("pointerup", end);
-        c.addEventListener("pointercancel", end);
+        c.addEventListener("pointerup", end, { signal });
+        c.addEventListener("pointercancel", end, { signal });
         c.addEventListener("wheel", (e) => {
+            if (!this.motion) return;
             e.preventDefault();
             const factor = Math.exp(Math.sign(e.deltaY) * 0.1);
             this.orbit.distance = Math.min(100, Math.max(0.5, this.orbit.distance * factor));
             this.render();
-        }, { passive: false });
-        c.addEventListener("dblclick", () => { this._frameView(); this.render(); });
+        }, { passive: false, signal });
+        c.addEventListener("dblclick", (e) => {
+            if (!this.motion) return;
+            e.preventDefault();
+            this._frameView();
+            this.render();
+        }, { signal });
     }
 
     _clearScene() {
@@ -126,7 +144,7 @@ export class MotionViewer {
     clear() {
         this.pause();
         this.motion = null;
-        if (this.available) {
+        if (this.renderer) {
             this._clearScene();
             this.render();
         }
@@ -139,7 +157,7 @@ export class MotionViewer {
         this.frame = 0;
         this.boneList = [];
         motion.parents.forEach((p, c) => { if (p >= 0) this.boneList.push([p, c]); });
-        if (this.available) this._buildScene();
+        if (this._ensureRenderer()) this._buildScene();
         this._frameView();
         this.seek(0);
     }
@@ -224,7 +242,7 @@ export class MotionViewer {
     }
 
     render() {
-        if (!this.available || !this.isShown()) return;
+        if (!this.renderer || !this.isShown()) return;
         const w = this.container.clientWidth, h = this.container.clientHeight;
         if (w < 2 || h < 2) return;
         const size = this.renderer.getSize(new THREE.Vector2());
@@ -241,7 +259,6 @@ export class MotionViewer {
         this.camera.updateProjectionMatrix();
         if (this.motion) this._pose(this.frame);
         this.renderer.render(this.scene, this.camera);
-        this.stats.draws++;
     }
 
     seek(frame) {
@@ -256,8 +273,6 @@ export class MotionViewer {
     play() {
         if (!this.motion || this.playing) return;
         this.playing = true;
-        this.stats.playStart = performance.now();
-        this.stats.playDraws = 0;
         let last = performance.now();
         const tick = (now) => {
             if (!this.playing) return;
@@ -266,10 +281,7 @@ export class MotionViewer {
             const n = this.motion.frames;
             this.frame = Math.floor(this._clock * this.motion.fps) % n;
             this._clock %= n / this.motion.fps;
-            if (this.isShown()) {
-                this.render();
-                this.stats.playDraws++;
-            }
+            this.render();  // a no-op while the widget is hidden
             this.onFrame(this.frame, n, true);
             this._raf = requestAnimationFrame(tick);
         };
@@ -292,39 +304,20 @@ export class MotionViewer {
         return this.container.isConnected && this.container.offsetParent !== null;
     }
 
-    // Frames drawn per second while playing (rAF-bound, so at most the display rate).
-    playbackFps() {
-        const secs = (performance.now() - this.stats.playStart) / 1000;
-        return this.playing && secs > 0 ? this.stats.playDraws / secs : 0;
-    }
-
-    // Draw `count` consecutive frames as fast as possible, waiting for the GPU
-    // (a one-pixel read) after each: the viewer's own ceiling, not the display's.
-    measureRenderFps(count) {
-        if (!this.available || !this.motion) return 0;
-        const gl = this.renderer.getContext();
-        const px = new Uint8Array(4);
-        const wasPlaying = this.playing;
-        this.pause();
-        const t0 = performance.now();
-        for (let i = 0; i < count; i++) {
-            this.frame = i % this.motion.frames;
-            this.render();
-            gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
-        }
-        const secs = (performance.now() - t0) / 1000;
-        if (wasPlaying) this.play();
-        return count / secs;
-    }
-
+    // Gives the WebGL context back at once (not whenever the garbage collector runs) and
+    // stops the animation loop and every listener; a later load() makes a new renderer.
     dispose() {
         this.pause();
+        this.motion = null;
         this._resizeObserver?.disconnect();
-        if (this.available) {
+        this._listeners?.abort();
+        if (this.renderer) {
             this._clearScene();
             this.renderer.dispose();
             this.renderer.forceContextLoss();
             this.canvas.remove();
         }
+        this.renderer = this.canvas = this.scene = this.camera = null;
+        this._resizeObserver = this._listeners = null;
     }
 }
