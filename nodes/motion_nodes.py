@@ -158,7 +158,7 @@ class SaveMotion:
         }
 
     def save(self, motion, filename_prefix, format):
-        from ..models.motion import bvh, files
+        from ..models.motion import bvh_write, files
 
         if format not in SAVE_FORMATS:
             raise MotionError(f"format: {format!r} is not one of {', '.join(SAVE_FORMATS)}")
@@ -167,7 +167,7 @@ class SaveMotion:
         if format == "npz":
             files.save_npz(m, path)
         elif format == "bvh":
-            bvh.save_bvh(m, path)
+            bvh_write.save_bvh(m, path)
         elif format == "humanml3d_vecs_npy":
             files.save_humanml3d_npy(m, path, kind="features")
         else:

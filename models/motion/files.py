@@ -14,7 +14,7 @@ import numpy as np
 
 from ...common.atomic import atomic_write
 from . import humanml3d, skeleton
-from .bvh import load_bvh
+from .bvh_read import load_bvh
 from .motion import FEATURE_DIM, Motion, MotionError
 
 FORMAT_VERSION = 1
