@@ -21,7 +21,9 @@ from pathlib import Path
 
 from ...common.atomic import atomic_write
 from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
-from .layouts import FILES, HOST_PREFIX, Layout, layout_for
+from .configs import MOTION_PROJECTOR, PAPER_CAMA
+from .layouts import (FILES, HOST_PREFIX, Layout, cogvideox_17_frames_layout, layout_for, motion_adapter_layout,
+                      motion_proj_layout, motion_transformer_layout)
 
 HF_REPO_ID = "MCG-NJU/MotionRAG"
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -199,9 +201,7 @@ def strip_prefix(state: dict, prefix: str) -> dict:
 
 def load_motion_projector(models_dir, base: str, *, config=None, download: bool = False):
     """The stage-1 motion projector (VideoMAE tokens -> motion tokens) with the released weights."""
-    from .configs import MOTION_PROJECTOR
-    from .layouts import motion_proj_layout
-    from .resampler import Resampler
+    from .resampler import Resampler       # imports torch
 
     config = config or MOTION_PROJECTOR
     state, report = load_checkpoint(models_dir, base, "motion_proj", layout=motion_proj_layout(config),
@@ -216,9 +216,7 @@ def load_cama(models_dir, base: str, *, config=None, download: bool = False, see
     saved it); a fixed `seed` then makes the substitute reproducible, and the report says so."""
     import torch
 
-    from .cama import MotionContextTransformer
-    from .configs import PAPER_CAMA
-    from .layouts import motion_transformer_layout
+    from .cama import MotionContextTransformer        # imports torch
 
     config = config or PAPER_CAMA
     state, report = load_checkpoint(models_dir, base, "motion_transformer",
@@ -238,9 +236,6 @@ def load_motion_adapter(injection, models_dir, *, base: str | None = None, confi
     """Load Motion-Adapter into an injection (from adapter.inject_cogvideox / inject_svd). The file is
     checked against its paper layout (or `config`, `projector` for the stage-1 projector copy it
     carries) and against the processors actually installed."""
-    from .configs import MOTION_PROJECTOR
-    from .layouts import motion_adapter_layout
-
     base = base or injection.kind
     layout = motion_adapter_layout(base, config, projector or MOTION_PROJECTOR)
     state, report = load_checkpoint(models_dir, base, "Motion-Adapter", layout=layout, download=download)
@@ -252,8 +247,6 @@ def load_motion_adapter(injection, models_dir, *, base: str | None = None, confi
 def load_cogvideox_17_frames(transformer, models_dir, *, config=None, download: bool = False):
     """Apply the 17-frame fine-tune (attn1 to_q/to_k/to_v of every block) to a CogVideoX-5B-I2V transformer."""
     import torch
-
-    from .layouts import cogvideox_17_frames_layout
 
     layout = cogvideox_17_frames_layout(config) if config is not None else cogvideox_17_frames_layout()
     state, report = load_checkpoint(models_dir, "CogVideoX", "17_frames", layout=layout, download=download)

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .humanml3d import features_to_joints
 from .motion import Motion, MotionError
 
 MOTION_DATA_KEY = "motionrag"
@@ -43,8 +44,6 @@ def from_motion_data(data: Any, *, what: str = "motion") -> Motion:
             joints = joints[0]
         return Motion(joints, fps=fps, provenance={"source": "MOTION_DATA joints"})
     if "motion" in data:
-        from .humanml3d import features_to_joints
-
         feats = _as_numpy(data["motion"])
         if feats.ndim == 3 and feats.shape[0] == 1:
             feats = feats[0]

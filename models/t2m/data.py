@@ -11,6 +11,7 @@ import numpy as np
 
 from ..motion import humanml3d as h3d
 from ..motion.motion import MotionError
+from .refiner import align_rows
 
 
 class TrainingDataError(ValueError):
@@ -166,8 +167,6 @@ class RefinerBatch:
 
 
 def _window(feats: np.ndarray, start: int, length: int, rows: int) -> np.ndarray:
-    from .refiner import align_rows
-
     return align_rows(feats[start:start + length], rows)
 
 

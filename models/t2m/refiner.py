@@ -19,6 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..motion import humanml3d as h3d
 from ..motion.motion import FEATURE_DIM
 from .config import RefinerConfig
 from .tokenizer import ResBlock
@@ -94,8 +95,6 @@ class RetrievalRefiner(nn.Module):
         return out.transpose(1, 2), weights
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        from ..motion import humanml3d as h3d
-
         rec = F.smooth_l1_loss(pred, target)
         ric = F.l1_loss(pred[..., h3d.RIC], target[..., h3d.RIC])
         loss = rec + self.config.ric_weight * ric
