@@ -28,9 +28,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
+from .checkpoints import load_cama, load_motion_projector
 from .configs import (MOTION_PROJECTOR, PAPER_CAMA, CamaConfig, CogVideoXAdapterConfig, ResamplerConfig,
                       SVDAdapterConfig)
 from .errors import CheckpointError, CheckpointNotFoundError
+
+# adapter, cama, features and offline.* import torch: they are imported inside the functions that need them,
+# so that importing this module (and the pack) stays cheap.
 
 ENCODERS_SUBDIR = "encoders"
 DIFFUSERS_SUBDIR = "diffusers"
@@ -248,6 +254,9 @@ def check_request(pipe, base: str, frames: int, width: int, height: int) -> None
 
 @dataclass
 class CamaBundle:
+    """The paper's CAMA with DINOv2 (references: VideoMAE motion tokens through the motion projector).
+
+    Both CAMA families (this and OfflineCamaBundle) answer `max_references` and `predict(...)`."""
     base: str
     cama: Any                      # MotionContextTransformer
     image_encoder: Any             # Dinov2Model
@@ -256,6 +265,39 @@ class CamaBundle:
     video_encoder_name: str
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def max_references(self) -> int:
+        return self.cama.config.max_references
+
+    def predict(self, ref_motion: list, ref_appearance: list, image, ref_names: list[str]) -> MotionTokens:
+        """Motion tokens of the query image (IMAGE [1, H, W, 3]) from the references' stored motion tokens
+        and DINOv2 appearance tokens (best first)."""
+        import torch
+
+        from .features import appearance_features
+
+        cfg = self.cama.config
+        want_m = (cfg.tokens_per_clip, cfg.d_model)
+        for name, m, a in zip(ref_names, ref_motion, ref_appearance):
+            if tuple(m.shape) != want_m:
+                raise ValueError(f"reference {name!r}: motion tokens {tuple(m.shape)} do not fit this CAMA, which "
+                                 f"reads {want_m}; the database was built with another motion projector")
+            if a.ndim != 2 or a.shape[1] != cfg.appearance.embedding_dim:
+                raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)} do not fit this CAMA, which "
+                                 f"reads (tokens, {cfg.appearance.embedding_dim}); the database was built with another "
+                                 f"image encoder")
+        if len({a.shape for a in ref_appearance}) != 1:
+            raise ValueError("references: their appearance tokens differ in shape "
+                             f"({sorted({tuple(a.shape) for a in ref_appearance})}); rebuild the database with one "
+                             f"image encoder")
+        p = next(self.cama.parameters())
+        motion = torch.from_numpy(np.stack(ref_motion).astype(np.float32))[None].to(p.device, p.dtype)
+        app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
+        with torch.no_grad():
+            query_app = appearance_features(self.image_encoder, image_to_model_range(image).to(p.device))
+            cond = self.cama.predict(motion, app, query_app.to(p.dtype), most_similar_first=True, last_block_only=True)
+        return MotionTokens(self.base, cond.float().cpu(), self.uncond.clone(), list(ref_names))
+
 
 def load_cama_bundle(models_dir, base: str, image_encoder: Path, video_encoder: Path, *, device=None,
                      dtype=None, download: bool = False) -> CamaBundle:
@@ -263,7 +305,6 @@ def load_cama_bundle(models_dir, base: str, image_encoder: Path, video_encoder: 
     loaded only for those and freed again)."""
     import torch
 
-    from .checkpoints import load_cama, load_motion_projector
     from .features import unconditional_motion_tokens
 
     if base not in BASES:
@@ -309,34 +350,6 @@ def image_to_model_range(image) -> Any:
     """ComfyUI IMAGE [1, H, W, 3] in 0..1 -> (1, 3, H, W) in [-1, 1], MotionRAG's training range.
     (Upstream's CogVideoX inference passed [0, 1] here by mistake; we keep the training range.)"""
     return image.permute(0, 3, 1, 2).float() * 2.0 - 1.0
-
-
-def predict_motion(bundle: CamaBundle, ref_motion: list, ref_appearance: list, image, ref_names: list[str]) -> MotionTokens:
-    """Motion tokens of the query image from the references' stored tokens (best first)."""
-    import numpy as np
-    import torch
-
-    from .features import appearance_features
-
-    cfg = bundle.cama.config
-    want_m = (cfg.tokens_per_clip, cfg.d_model)
-    for name, m, a in zip(ref_names, ref_motion, ref_appearance):
-        if tuple(m.shape) != want_m:
-            raise ValueError(f"reference {name!r}: motion tokens {tuple(m.shape)} do not fit this CAMA, which reads "
-                             f"{want_m}; the database was built with another motion projector")
-        if a.ndim != 2 or a.shape[1] != cfg.appearance.embedding_dim:
-            raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)} do not fit this CAMA, which reads "
-                             f"(tokens, {cfg.appearance.embedding_dim}); the database was built with another image encoder")
-    if len({a.shape for a in ref_appearance}) != 1:
-        raise ValueError("references: their appearance tokens differ in shape "
-                         f"({sorted({tuple(a.shape) for a in ref_appearance})}); rebuild the database with one image encoder")
-    p = next(bundle.cama.parameters())
-    motion = torch.from_numpy(np.stack(ref_motion).astype(np.float32))[None].to(p.device, p.dtype)
-    app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
-    with torch.no_grad():
-        query_app = appearance_features(bundle.image_encoder, image_to_model_range(image).to(p.device))
-        cond = bundle.cama.predict(motion, app, query_app.to(p.dtype), most_similar_first=True, last_block_only=True)
-    return MotionTokens(bundle.base, cond.float().cpu(), bundle.uncond.clone(), list(ref_names))
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -402,15 +415,15 @@ def sample_video(pipe, base: str, image, *, prompt: str, steps: int, guidance: f
 
 # ------------------------------------------------------------------------------ the offline family
 
-OFFLINE_SUBDIR = "offline"           # <motionrag>/offline/<name>/ holds models trained with models.i2v.train
+OFFLINE_SUBDIR = "offline"           # <motionrag>/offline/<name>/ holds models trained with `python -m training i2v`
 
 
 @dataclass
 class OfflineCamaBundle:
     """The offline motion model (flow Resampler + CAMA) and EfficientNet-Lite0, for one base's tokens."""
     base: str
-    model: Any                     # offline_model.OfflineMotionModel
-    image_encoder: Any             # offline_encoders.EfficientNetLite0
+    model: Any                     # offline.model.OfflineMotionModel
+    image_encoder: Any             # offline.encoders.EfficientNetLite0
     uncond: Any                    # (1, L, D) guidance tokens: the motion tokens of a still clip (zero flow)
     name: str
     notes: list[str] = field(default_factory=list)
@@ -419,12 +432,39 @@ class OfflineCamaBundle:
     def cama(self):
         return self.model.cama
 
+    @property
+    def max_references(self) -> int:
+        return self.model.cama.config.max_references
+
+    def predict(self, ref_motion: list, ref_appearance: list, image, ref_names: list[str]) -> MotionTokens:
+        """Motion tokens of the query image (IMAGE [1, H, W, 3]) from the references' stored flow features
+        and Lite0 tokens (best first)."""
+        import torch
+
+        from .offline.encoders import appearance_tokens_lite0
+
+        c = self.model.config
+        for name, f, a in zip(ref_names, ref_motion, ref_appearance):
+            if tuple(f.shape) != (c.flow_steps, c.flow_dim):
+                raise ValueError(f"reference {name!r}: flow features {tuple(f.shape)}, but this model reads "
+                                 f"({c.flow_steps}, {c.flow_dim}); the database was built with other clip settings")
+            if tuple(a.shape) != (c.appearance_tokens, c.appearance_dim):
+                raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)}, but this model reads "
+                                 f"({c.appearance_tokens}, {c.appearance_dim}) from EfficientNet-Lite0")
+        p = next(self.model.parameters())
+        flow = torch.from_numpy(np.stack(ref_motion).astype(np.float32))[None].to(p.device, p.dtype)
+        app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
+        with torch.no_grad():
+            query = appearance_tokens_lite0(self.image_encoder, image_to_model_range(image).to(p.device))
+            cond = self.model.predict(flow, app, query.to(p.dtype), most_similar_first=True)
+        return MotionTokens(self.base, cond.float().cpu(), self.uncond.clone(), list(ref_names))
+
 
 def load_offline_bundle(folder: str | os.PathLike, base: str, *, name: str, device=None, dtype=None) -> OfflineCamaBundle:
     import torch
 
-    from .offline_encoders import load_lite0, lite0_weights_path
-    from .offline_model import load_model
+    from .offline.encoders import load_lite0, lite0_weights_path
+    from .offline.model import load_model
 
     if base not in BASES:
         raise ValueError(f"base must be one of {BASES}, got {base!r}")
@@ -446,28 +486,3 @@ def load_offline_bundle(folder: str | os.PathLike, base: str, *, name: str, devi
              f"tokens are for a {base} Motion-Adapter that reads {c.d_model}-d motion tokens (the released "
              "adapters read the paper's 1024-d ones)"]
     return OfflineCamaBundle(base, model, lite0, uncond.float().cpu(), name, notes)
-
-
-def predict_motion_offline(bundle: OfflineCamaBundle, ref_flow: list, ref_appearance: list, image,
-                           ref_names: list[str]) -> MotionTokens:
-    """Motion tokens of the query image from the references' stored flow and Lite0 tokens (best first)."""
-    import numpy as np
-    import torch
-
-    from .offline_encoders import appearance_tokens_lite0
-
-    c = bundle.model.config
-    for name, f, a in zip(ref_names, ref_flow, ref_appearance):
-        if tuple(f.shape) != (c.flow_steps, c.flow_dim):
-            raise ValueError(f"reference {name!r}: flow features {tuple(f.shape)}, but this model reads "
-                             f"({c.flow_steps}, {c.flow_dim}); the database was built with other clip settings")
-        if tuple(a.shape) != (c.appearance_tokens, c.appearance_dim):
-            raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)}, but this model reads "
-                             f"({c.appearance_tokens}, {c.appearance_dim}) from EfficientNet-Lite0")
-    p = next(bundle.model.parameters())
-    flow = torch.from_numpy(np.stack(ref_flow).astype(np.float32))[None].to(p.device, p.dtype)
-    app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
-    with torch.no_grad():
-        query = appearance_tokens_lite0(bundle.image_encoder, image_to_model_range(image).to(p.device))
-        cond = bundle.model.predict(flow, app, query.to(p.dtype), most_similar_first=True)
-    return MotionTokens(bundle.base, cond.float().cpu(), bundle.uncond.clone(), list(ref_names))

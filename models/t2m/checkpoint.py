@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from .config import FORMAT, FORMAT_VERSION, ConfigError, ModelConfig
+from .model import T2MModel
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -90,12 +91,14 @@ def check_state(module: torch.nn.Module, tensors: dict, source: str) -> None:
         raise CheckpointError(f"{source}: does not match the model built from its config.json: " + " | ".join(problems))
 
 
-def save_model(folder: Path, model, trained: dict | None = None) -> None:
+def save_model(folder: Path, model: T2MModel, trained: dict | None = None) -> None:
+    """model.safetensors + config.json in `folder`; `trained` (default: model.trained) is the training summary."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors(folder / MODEL_FILE, model.state_dict(), metadata={"format": FORMAT})
     write_json(folder / CONFIG_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                      "model": model.config.to_dict(), "trained": dict(trained or {})})
+                                      "model": model.config.to_dict(),
+                                      "trained": dict(model.trained if trained is None else trained)})
 
 
 def read_config(folder: Path) -> tuple[ModelConfig, dict]:
@@ -113,9 +116,8 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     return config, data.get("trained", {})
 
 
-def load_model(folder: Path, device: str = "cpu"):
-    from .model import T2MModel
-
+def load_model(folder: Path, device: str = "cpu") -> T2MModel:
+    """The model in `folder` (model.safetensors + config.json), in eval mode on `device`."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"{folder}: not a folder; expected a text-to-motion model folder with "

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -46,18 +45,6 @@ class T2MModel(nn.Module):
         # Built last: the modules above get the same initial weights as in models without it.
         self.refiner = RetrievalRefiner(config.refiner) if config.refiner.enabled else None
         self.trained: dict = {}
-
-    # -- persistence ------------------------------------------------------------------------
-    def save(self, folder, trained: dict | None = None) -> None:
-        from .checkpoint import save_model
-
-        save_model(Path(folder), self, trained if trained is not None else self.trained)
-
-    @staticmethod
-    def load(folder, device: str = "cpu") -> "T2MModel":
-        from .checkpoint import load_model
-
-        return load_model(Path(folder), device)
 
     @property
     def device(self):

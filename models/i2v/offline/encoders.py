@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
-from .features import center_crop, resize_short_side
+from ..errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
+from ..features import center_crop, resize_short_side
 
 FLOW_SIZE = 128
 FLOW_GRID = 8

@@ -9,7 +9,7 @@ stage 2  the Resampler is frozen and CAMA learns, from retrieved references (the
          to their tokens: with one fixed episode per clip CAMA memorised the episodes. The step
          count was chosen on a validation split of the training videos (README, "Evaluation").
 
-Only the training split takes part (whole videos held out, offline_data.split). Fixed seeds; one torch
+Only the training split takes part (whole videos held out, data.split). Fixed seeds; one torch
 thread by default so that the same command gives the same bytes.
 """
 from __future__ import annotations
@@ -21,8 +21,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .offline_data import OfflineClips, caption_vectors, mirror_appearance, mirror_flow, retrieve, split
-from .offline_model import OfflineConfig, OfflineMotionModel
+from .data import OfflineClips, caption_vectors, mirror_appearance, mirror_flow, retrieve, split
+from .model import OfflineConfig, OfflineMotionModel
 
 
 @dataclass(frozen=True)
@@ -37,7 +37,7 @@ class TrainSettings:
     lr_stage2: float = 5e-4
     weight_decay: float = 0.01
     mirror: bool = True           # left-right mirrored episodes as augmentation
-    holdout_every: int = 5        # every 5th video (offline_data.held_out_videos) never trains
+    holdout_every: int = 5        # every 5th video (data.held_out_videos) never trains
     holdout_offset: int = 2       # ... counting from this one (2: the split the shipped model used)
     seed: int = 0
 

@@ -6,7 +6,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FLOW_GRID = 8             # offline_encoders.FLOW_GRID; the flow layout is [dx cells row-major, dy cells]
+from .encoders import FLOW_KIND, LITE0_KIND
+
+FLOW_GRID = 8             # encoders.FLOW_GRID; the flow layout is [dx cells row-major, dy cells]
 APPEARANCE_GRID = 7       # Lite0's 7 x 7 final feature map, row-major tokens
 
 
@@ -33,8 +35,6 @@ class OfflineClips:
 
 def clips_from_database(db) -> OfflineClips:
     """Every entry of `db` (a retrieval.database.MotionDatabase) that carries both offline payloads."""
-    from .offline_encoders import FLOW_KIND, LITE0_KIND
-
     names, videos, captions, flow, app = [], [], [], [], []
     for eid in range(db.entry_count):
         info = db.entry(eid)
