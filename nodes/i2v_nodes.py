@@ -597,11 +597,11 @@ def _inject(backbone, motion_tokens, adapter, strength, base):
         h_have = sorted(set(have.layers().values()))
         h_want = sorted(set(want.layers().values()))
         raise CheckpointError(
-            f"adapter: its layers do not match backbone {backbone.name!r}: the adapter was made for hidden size(s) "
+            "adapter", f"its layers do not match backbone {backbone.name!r}: the adapter was made for hidden size(s) "
             f"{h_want} over {len(want.layers())} layers, the backbone has {h_have} over {len(have.layers())} layers. "
             f"Use the Motion-Adapter trained for this backbone")
     if motion_tokens.motion_dim != want.motion_dim:
-        raise CheckpointError(f"motion_tokens: {motion_tokens.motion_dim}-d, but the adapter reads "
+        raise CheckpointError("motion_tokens", f"{motion_tokens.motion_dim}-d, but the adapter reads "
                               f"{want.motion_dim}-d motion tokens")
     return (replace(backbone, tokens=motion_tokens, adapter=adapter, strength=float(strength)),)
 

@@ -54,7 +54,7 @@ def read_ckpt(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
+        raise CheckpointNotFoundError("checkpoint file not found", f"{path}")
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -66,20 +66,20 @@ def read_ckpt(path: str | os.PathLike) -> dict:
         detail = [ln for ln in str(e).splitlines() if "global" in ln.lower()]
         if "weights only load failed" not in str(e).lower() or not detail:
             reason = [ln for ln in str(e).splitlines() if "unsupported" in ln.lower()] or [str(e)]
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason[0].strip()})") from None
+            raise CheckpointError(path, f"not a readable torch checkpoint ({reason[0].strip()})") from None
         raise CheckpointError(
-            f"{path}: refused to load: the file holds pickled objects other than tensors and plain "
+            path, f"refused to load: the file holds pickled objects other than tensors and plain "
             f"containers, and MotionRAG never unpickles those"
             + (f" ({detail[0].strip()})" if detail else "")) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(path, f"not a readable torch checkpoint ({type(e).__name__}: {e})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict):
         raise CheckpointError(
-            f"{path}: expected a state dict (or a dict with 'state_dict'), got {type(state).__name__}")
+            path, f"expected a state dict (or a dict with 'state_dict'), got {type(state).__name__}")
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{path}: the state dict has {len(bad)} entries that are not name -> tensor, "
+        raise CheckpointError(path, f"the state dict has {len(bad)} entries that are not name -> tensor, "
                               f"e.g. {bad[:3]!r}")
     return dict(state)
 
@@ -118,7 +118,7 @@ def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str
         t = tensors[name]
         dtype = _ST_DTYPES.get(str(t.dtype).removeprefix("torch."))
         if dtype is None:
-            raise CheckpointError(f"{name}: dtype {t.dtype} cannot be written to safetensors")
+            raise CheckpointError(name, f"dtype {t.dtype} cannot be written to safetensors")
         size = t.numel() * t.element_size()
         header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + size]}
         offset += size
@@ -139,7 +139,7 @@ def read_safetensors(path: str | os.PathLike) -> dict:
     try:
         return load_file(str(path), device="cpu")
     except Exception as e:   # safetensors raises its own error types
-        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+        raise CheckpointError(path, f"not a readable safetensors file ({type(e).__name__}: {e})") from None
 
 
 def _download(models_dir: Path, base: str, stem: str) -> Path:
@@ -178,7 +178,7 @@ def load_checkpoint(models_dir: str | os.PathLike, base: str, stem: str, *, layo
                 reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         if source != "download":
             raise CheckpointNotFoundError(
-                f"{what}: missing. Download 'checkpoints/{base}/{stem}.ckpt' from "
+                what, f"missing. Download 'checkpoints/{base}/{stem}.ckpt' from "
                 f"https://huggingface.co/{HF_REPO_ID} and put it at {ckpt} "
                 f"(or a converted {st.name} beside it); {reason}.")
     state = read_ckpt(ckpt)
@@ -260,6 +260,6 @@ def load_cogvideox_17_frames(transformer, models_dir, *, config=None, download: 
     with torch.no_grad():
         for k, v in state.items():
             if params[k].is_meta:
-                raise CheckpointError(f"{k}: the transformer is on the meta device; load its weights first")
+                raise CheckpointError(k, f"the transformer is on the meta device; load its weights first")
             params[k].copy_(v)
     return report

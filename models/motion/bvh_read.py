@@ -50,7 +50,7 @@ class _Parser:
 
     def fail(self, line: int | None, message: str) -> MotionError:
         at = f", line {line}" if line else ""
-        return MotionError(f"{self.where}{at}: {message}")
+        return MotionError(f"{self.where}{at}", message)
 
     def _header_value(self, line: int, text: str, pattern: str, convert, form: str, kind: str):
         m = re.fullmatch(pattern, text, re.IGNORECASE)
@@ -255,7 +255,7 @@ def bvh_text_to_motion(text: str, *, fps: float | None = None, scale: float | No
     """Parse BVH text into a Motion (see `load_bvh`); errors name `where`."""
     parser = _Parser(text, where)
     if not parser.tokens:
-        raise MotionError(f"{where}: empty; expected a BVH starting with HIERARCHY")
+        raise MotionError(where, f"empty; expected a BVH starting with HIERARCHY")
     parser.hierarchy()
     data, frame_time = parser.motion()
     world, rest = _forward_kinematics(parser, data)
@@ -266,13 +266,13 @@ def bvh_text_to_motion(text: str, *, fps: float | None = None, scale: float | No
         if ours is None:
             continue
         if ours in index:
-            raise MotionError(f"{where}: joints '{parser.joints[index[ours]].name}' (line {parser.joints[index[ours]].line}) "
+            raise MotionError(where, f"joints '{parser.joints[index[ours]].name}' (line {parser.joints[index[ours]].line}) "
                               f"and '{joint.name}' (line {joint.line}) both name our '{skeleton.JOINT_NAMES[ours]}'")
         index[ours] = k
     missing = [skeleton.JOINT_NAMES[i] for i in range(skeleton.NUM_JOINTS) if i not in index]
     if missing:
         found = ", ".join(j.name for j in parser.joints)
-        raise MotionError(f"{where}: the 22-joint skeleton needs joints the file lacks: {', '.join(missing)} "
+        raise MotionError(where, f"the 22-joint skeleton needs joints the file lacks: {', '.join(missing)} "
                           f"(names like 'left_hip' or SMPL's 'L_Hip' are recognised; the file has: {found})")
 
     if scale is None:
@@ -283,7 +283,7 @@ def bvh_text_to_motion(text: str, *, fps: float | None = None, scale: float | No
     else:
         scale = float(scale)
         if not np.isfinite(scale) or scale <= 0:
-            raise MotionError(f"scale: expected a positive number, got {scale!r}")
+            raise MotionError("scale", f"expected a positive number, got {scale!r}")
     joints = world[:, [index[i] for i in range(skeleton.NUM_JOINTS)]] * scale
 
     if fps is None:
@@ -294,7 +294,7 @@ def bvh_text_to_motion(text: str, *, fps: float | None = None, scale: float | No
         return Motion(joints=joints, fps=validate_fps(fps), name=name,
                       provenance={"source": "bvh", "unit_scale": scale})
     except MotionError as exc:
-        raise MotionError(f"{where}: {exc}") from None
+        raise MotionError(where, f"{exc}") from None
 
 
 def load_bvh(path: str | os.PathLike, *, fps: float | None = None, scale: float | None = None) -> Motion:
@@ -310,11 +310,11 @@ def load_bvh(path: str | os.PathLike, *, fps: float | None = None, scale: float 
     try:
         raw = path.read_bytes()
     except FileNotFoundError:
-        raise MotionError(f"{where}: no such file") from None
+        raise MotionError(where, f"no such file") from None
     except IsADirectoryError:
-        raise MotionError(f"{where}: is a folder, not a BVH file") from None
+        raise MotionError(where, f"is a folder, not a BVH file") from None
     except OSError as exc:
-        raise MotionError(f"{where}: cannot be read ({exc.strerror or exc})") from None
+        raise MotionError(where, f"cannot be read ({exc.strerror or exc})") from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError:

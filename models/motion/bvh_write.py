@@ -117,7 +117,7 @@ def motion_to_bvh_text(motion: Motion, *, scale: float = 1.0) -> str:
     """BVH text of a motion. Units are metres times `scale` (scale=100 writes centimetres)."""
     scale = float(scale)
     if not np.isfinite(scale) or scale <= 0:
-        raise MotionError(f"scale: expected a positive number, got {scale!r}")
+        raise MotionError("scale", f"expected a positive number, got {scale!r}")
     joints = np.asarray(motion.joints, dtype=np.float64)
     offsets = rest_offsets(joints)
     lengths = np.linalg.norm(offsets, axis=-1)

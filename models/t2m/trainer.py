@@ -242,14 +242,14 @@ def _save(run: TrainingRun, opt, stage: str, step: int) -> None:
 def _check_resume(state: dict, run: dict, source: Path) -> None:
     for key in ("seed", "db", "preset"):
         if state.get(key) != run[key]:
-            raise CheckpointError(f"{source}: the checkpoint was trained with {key}={state.get(key)!r}, this run "
+            raise CheckpointError(source, f"the checkpoint was trained with {key}={state.get(key)!r}, this run "
                                   f"asks for {run[key]!r}; resume with the same {key} or use another --out")
     # Step counts and the save interval may change on resume (to extend a run); the rest may not.
     free = {"tokenizer_steps", "masked_steps", "residual_steps", "refiner_steps", "save_every"}
     before, now = state.get("train", {}), run["train"]
     for key in sorted(set(before) | set(now)):
         if key not in free and before.get(key) != now.get(key):
-            raise CheckpointError(f"{source}: the checkpoint was trained with {key}={before.get(key)!r}, this run "
+            raise CheckpointError(source, f"the checkpoint was trained with {key}={before.get(key)!r}, this run "
                                   f"asks for {now.get(key)!r}; resume with the same setting")
 
 
@@ -259,9 +259,9 @@ def _add_refiner(old: T2MModel, model_cfg: ModelConfig, preset_name: str, stage:
     with the initial weights a run from scratch would give it."""
     same_otherwise = dataclasses.replace(model_cfg, refiner=old.config.refiner) == old.config
     if old.config.refiner.enabled or not model_cfg.refiner.enabled or not same_otherwise:
-        raise CheckpointError(f"{source / CONFIG_FILE}: model config differs from preset {preset_name!r}")
+        raise CheckpointError(source / CONFIG_FILE, f"model config differs from preset {preset_name!r}")
     if stage != "done":
-        raise CheckpointError(f"{source}: a model without a retrieval refiner, stopped at {stage}; finish it with the "
+        raise CheckpointError(source, f"a model without a retrieval refiner, stopped at {stage}; finish it with the "
                               f"code that started it, or train from scratch")
     seed_everything(seed)
     model = T2MModel(model_cfg).to(device)
@@ -308,7 +308,7 @@ def prepare_run(out, db_name: str, *, config: str = "small", seed: int = 0, step
     stage, step, done, opt_meta = STAGE_NAMES[0], 0, {s: 0 for s in STAGE_NAMES}, {}
     if resume:
         if not (out / STATE_JSON).is_file():
-            raise CheckpointError(f"--resume: {out} has no {STATE_JSON}; nothing to resume (run without --resume)")
+            raise CheckpointError("--resume", f"{out} has no {STATE_JSON}; nothing to resume (run without --resume)")
         state = read_json(out / STATE_JSON)
         _check_resume(state, record, out / STATE_JSON)
         stage, step, done, opt_meta = state["stage"], int(state["step"]), dict(state["done"]), state["optimizer"]
@@ -323,7 +323,7 @@ def prepare_run(out, db_name: str, *, config: str = "small", seed: int = 0, step
         log(f"resuming at {stage} step {step}")
     else:
         if (out / MODEL_FILE).exists() or (out / STATE_JSON).exists():
-            raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another "
+            raise CheckpointError("--out", f"{out} already holds a checkpoint; pass --resume to continue it or choose another "
                                   f"--out (refusing to overwrite)")
         seed_everything(seed)
         model = T2MModel(model_cfg).to(device)
@@ -343,7 +343,7 @@ def _run_stage(run: TrainingRun, data: TrainingData, index: int, first: int, tot
     opt = make_optimizer(model, stage, cfg)
     if first > 0:
         if not run.optimizer_meta:
-            raise CheckpointError(f"{out / STATE_JSON}: no optimizer state for {stage.name} step {first}")
+            raise CheckpointError(out / STATE_JSON, f"no optimizer state for {stage.name} step {first}")
         optimizer_from_tensors(opt, stage.name, load_tensors(out / STATE_FILE), run.optimizer_meta,
                                str(out / STATE_FILE))
     train_only(model, stage)

@@ -194,7 +194,7 @@ def read_config(folder: str | os.PathLike) -> tuple[OfflineConfig, dict]:
     folder = Path(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointNotFoundError(f"offline motion model {folder}: no {CONFIG_FILE} (train one with "
+        raise CheckpointNotFoundError(f"offline motion model {folder}", f"no {CONFIG_FILE} (train one with "
                                       f"python -m training i2v, or use {SHIPPED_NAME})")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
@@ -202,7 +202,7 @@ def read_config(folder: str | os.PathLike) -> tuple[OfflineConfig, dict]:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         return OfflineConfig(**{**LEGACY_SWITCHES, **meta["config"]}), meta
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not an offline motion model config ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(path, f"not an offline motion model config ({type(exc).__name__}: {exc})") from None
 
 
 def load_model(folder: str | os.PathLike = SHIPPED_DIR, *, device=None, dtype=None) -> tuple[OfflineMotionModel, dict]:
@@ -214,14 +214,14 @@ def load_model(folder: str | os.PathLike = SHIPPED_DIR, *, device=None, dtype=No
     config, meta = read_config(folder)
     path = folder / MODEL_FILE
     if not path.is_file():
-        raise CheckpointNotFoundError(f"offline motion model {folder}: no {MODEL_FILE}")
+        raise CheckpointNotFoundError(f"offline motion model {folder}", f"no {MODEL_FILE}")
     if meta.get("model_bytes") not in (None, path.stat().st_size):
-        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, but {CONFIG_FILE} was written for "
+        raise CheckpointError(path, f"{path.stat().st_size} bytes, but {CONFIG_FILE} was written for "
                               f"{meta['model_bytes']}; the folder holds parts of two different saves")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise CheckpointError(path, f"not a readable safetensors file ({exc})") from None
     model = OfflineMotionModel(config)
     want = model.state_dict()
     mismatched = [(k, tuple(want[k].shape), tuple(v.shape)) for k, v in tensors.items()

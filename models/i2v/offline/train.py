@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ....common.errors import InputError
 from .data import OfflineClips, caption_vectors, mirror_appearance, mirror_flow, retrieve, split
 from .model import OfflineConfig, OfflineMotionModel
 
@@ -125,9 +126,9 @@ def train(clips: OfflineClips, encoder, settings: TrainSettings = TrainSettings(
     Returns the model (eval mode) and what to record about the run."""
     s = settings
     if s.refs > config.max_references:
-        raise ValueError(f"refs: {s.refs} references do not fit the model's {config.max_references}")
+        raise InputError("refs", f"{s.refs} references do not fit the model's {config.max_references}")
     if s.ref_pool < s.refs:
-        raise ValueError(f"ref_pool: {s.ref_pool} is fewer than the {s.refs} references an episode takes")
+        raise InputError("ref_pool", f"{s.ref_pool} is fewer than the {s.refs} references an episode takes")
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     train_idx, test_idx = split(clips, s.holdout_every, s.holdout_offset)
