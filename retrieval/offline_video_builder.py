@@ -41,7 +41,7 @@ class VideoSource:
 
 def load_offline_encoder(device: str = "cpu"):
     """EfficientNet-Lite0 with the packaged weights (the flow features need no model)."""
-    from ..models.i2v.offline_encoders import load_lite0
+    from ..models.i2v.offline.encoders import load_lite0
 
     return load_lite0(device=device)
 
@@ -50,7 +50,7 @@ def encode_offline_clips(lite0, clips: Sequence[DecodedClip]) -> list[dict[str, 
     """Per clip: {FLOW_KIND: (T-1, 128) float16, LITE0_KIND: (49, 1280) float16}."""
     import torch
 
-    from ..models.i2v import offline_encoders as oe
+    from ..models.i2v.offline import encoders as oe
 
     out: list[dict[str, np.ndarray]] = []
     if not clips:

@@ -21,7 +21,9 @@ from pathlib import Path
 
 from ...common.atomic import atomic_write
 from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
-from .layouts import FILES, HOST_PREFIX, Layout, layout_for
+from .configs import MOTION_PROJECTOR, PAPER_CAMA
+from .layouts import (FILES, HOST_PREFIX, Layout, cogvideox_17_frames_layout, layout_for, motion_adapter_layout,
+                      motion_proj_layout, motion_transformer_layout)
 
 HF_REPO_ID = "MCG-NJU/MotionRAG"
 CHECKPOINTS_SUBDIR = "checkpoints"
@@ -52,7 +54,7 @@ def read_ckpt(path: str | os.PathLike) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointNotFoundError(f"checkpoint file not found: {path}")
+        raise CheckpointNotFoundError("checkpoint file not found", f"{path}")
     try:
         try:
             obj = torch.load(path, map_location="cpu", weights_only=True, mmap=True)
@@ -64,20 +66,20 @@ def read_ckpt(path: str | os.PathLike) -> dict:
         detail = [ln for ln in str(e).splitlines() if "global" in ln.lower()]
         if "weights only load failed" not in str(e).lower() or not detail:
             reason = [ln for ln in str(e).splitlines() if "unsupported" in ln.lower()] or [str(e)]
-            raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason[0].strip()})") from None
+            raise CheckpointError(path, f"not a readable torch checkpoint ({reason[0].strip()})") from None
         raise CheckpointError(
-            f"{path}: refused to load: the file holds pickled objects other than tensors and plain "
+            path, f"refused to load: the file holds pickled objects other than tensors and plain "
             f"containers, and MotionRAG never unpickles those"
             + (f" ({detail[0].strip()})" if detail else "")) from None
     except (RuntimeError, EOFError, OSError, ValueError, KeyError) as e:
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(e).__name__}: {e})") from None
+        raise CheckpointError(path, f"not a readable torch checkpoint ({type(e).__name__}: {e})") from None
     state = obj.get("state_dict", obj) if isinstance(obj, dict) else obj
     if not isinstance(state, dict):
         raise CheckpointError(
-            f"{path}: expected a state dict (or a dict with 'state_dict'), got {type(state).__name__}")
+            path, f"expected a state dict (or a dict with 'state_dict'), got {type(state).__name__}")
     bad = [k for k, v in state.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
-        raise CheckpointError(f"{path}: the state dict has {len(bad)} entries that are not name -> tensor, "
+        raise CheckpointError(path, f"the state dict has {len(bad)} entries that are not name -> tensor, "
                               f"e.g. {bad[:3]!r}")
     return dict(state)
 
@@ -116,7 +118,7 @@ def write_safetensors(path: str | os.PathLike, tensors: dict, metadata: dict[str
         t = tensors[name]
         dtype = _ST_DTYPES.get(str(t.dtype).removeprefix("torch."))
         if dtype is None:
-            raise CheckpointError(f"{name}: dtype {t.dtype} cannot be written to safetensors")
+            raise CheckpointError(name, f"dtype {t.dtype} cannot be written to safetensors")
         size = t.numel() * t.element_size()
         header[name] = {"dtype": dtype, "shape": list(t.shape), "data_offsets": [offset, offset + size]}
         offset += size
@@ -137,7 +139,7 @@ def read_safetensors(path: str | os.PathLike) -> dict:
     try:
         return load_file(str(path), device="cpu")
     except Exception as e:   # safetensors raises its own error types
-        raise CheckpointError(f"{path}: not a readable safetensors file ({type(e).__name__}: {e})") from None
+        raise CheckpointError(path, f"not a readable safetensors file ({type(e).__name__}: {e})") from None
 
 
 def _download(models_dir: Path, base: str, stem: str) -> Path:
@@ -176,7 +178,7 @@ def load_checkpoint(models_dir: str | os.PathLike, base: str, stem: str, *, layo
                 reason = f"the download failed ({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})"
         if source != "download":
             raise CheckpointNotFoundError(
-                f"{what}: missing. Download 'checkpoints/{base}/{stem}.ckpt' from "
+                what, f"missing. Download 'checkpoints/{base}/{stem}.ckpt' from "
                 f"https://huggingface.co/{HF_REPO_ID} and put it at {ckpt} "
                 f"(or a converted {st.name} beside it); {reason}.")
     state = read_ckpt(ckpt)
@@ -199,9 +201,7 @@ def strip_prefix(state: dict, prefix: str) -> dict:
 
 def load_motion_projector(models_dir, base: str, *, config=None, download: bool = False):
     """The stage-1 motion projector (VideoMAE tokens -> motion tokens) with the released weights."""
-    from .configs import MOTION_PROJECTOR
-    from .layouts import motion_proj_layout
-    from .resampler import Resampler
+    from .resampler import Resampler       # imports torch
 
     config = config or MOTION_PROJECTOR
     state, report = load_checkpoint(models_dir, base, "motion_proj", layout=motion_proj_layout(config),
@@ -216,9 +216,7 @@ def load_cama(models_dir, base: str, *, config=None, download: bool = False, see
     saved it); a fixed `seed` then makes the substitute reproducible, and the report says so."""
     import torch
 
-    from .cama import MotionContextTransformer
-    from .configs import PAPER_CAMA
-    from .layouts import motion_transformer_layout
+    from .cama import MotionContextTransformer        # imports torch
 
     config = config or PAPER_CAMA
     state, report = load_checkpoint(models_dir, base, "motion_transformer",
@@ -238,9 +236,6 @@ def load_motion_adapter(injection, models_dir, *, base: str | None = None, confi
     """Load Motion-Adapter into an injection (from adapter.inject_cogvideox / inject_svd). The file is
     checked against its paper layout (or `config`, `projector` for the stage-1 projector copy it
     carries) and against the processors actually installed."""
-    from .configs import MOTION_PROJECTOR
-    from .layouts import motion_adapter_layout
-
     base = base or injection.kind
     layout = motion_adapter_layout(base, config, projector or MOTION_PROJECTOR)
     state, report = load_checkpoint(models_dir, base, "Motion-Adapter", layout=layout, download=download)
@@ -252,8 +247,6 @@ def load_motion_adapter(injection, models_dir, *, base: str | None = None, confi
 def load_cogvideox_17_frames(transformer, models_dir, *, config=None, download: bool = False):
     """Apply the 17-frame fine-tune (attn1 to_q/to_k/to_v of every block) to a CogVideoX-5B-I2V transformer."""
     import torch
-
-    from .layouts import cogvideox_17_frames_layout
 
     layout = cogvideox_17_frames_layout(config) if config is not None else cogvideox_17_frames_layout()
     state, report = load_checkpoint(models_dir, "CogVideoX", "17_frames", layout=layout, download=download)
@@ -267,6 +260,6 @@ def load_cogvideox_17_frames(transformer, models_dir, *, config=None, download: 
     with torch.no_grad():
         for k, v in state.items():
             if params[k].is_meta:
-                raise CheckpointError(f"{k}: the transformer is on the meta device; load its weights first")
+                raise CheckpointError(k, f"the transformer is on the meta device; load its weights first")
             params[k].copy_(v)
     return report

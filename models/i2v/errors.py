@@ -1,13 +1,20 @@
 """Errors of the image-to-video part; every message names the file or input and what was expected."""
 from __future__ import annotations
 
+from ...common.errors import InputError
 
-class CheckpointError(Exception):
-    """A checkpoint file could not be read or does not hold what MotionRAG expects."""
+
+class CheckpointError(InputError):
+    """A checkpoint file could not be read or does not hold what MotionRAG expects; `input` names the file,
+    folder or model it is about."""
 
 
 class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """A released checkpoint is neither in the models folder nor downloadable."""
+
+    def __reduce__(self):
+        # InputError's rebuild creates the object without arguments, which OSError subclasses refuse
+        return (type(self), (self.input, self.message))
 
 
 class CheckpointKeyError(CheckpointError):
@@ -25,7 +32,7 @@ class CheckpointKeyError(CheckpointError):
         if self.mismatched:
             shown = [f"{k} expected {tuple(e)} found {tuple(f)}" for k, e, f in self.mismatched]
             parts.append(f"{len(self.mismatched)} shape mismatch(es): {_few(shown)}")
-        super().__init__(f"{what}: " + "; ".join(parts))
+        super().__init__(what, "; ".join(parts))
 
 
 def _few(items, n: int = 8) -> str:

@@ -158,7 +158,7 @@ def match_adapter(adapter: dict[str, tuple[int, int]], layers_per_block: int, mo
     model's spatial cross-attentions with their widths. `adapter`: from adapter_layers; `model`:
     key -> width (unet_layers, or module_layers' widths). Raises CheckpointError naming both."""
     if not adapter:
-        raise CheckpointError(f"{adapter_what}: holds no SVD motion-adapter layers")
+        raise CheckpointError(adapter_what, f"holds no SVD motion-adapter layers")
     mapping: dict[str, Key] = {}
     wrong_names = []
     for name in adapter:
@@ -182,7 +182,7 @@ def match_adapter(adapter: dict[str, tuple[int, int]], layers_per_block: int, mo
         if extra:
             details.append(f"adapter layers the model lacks: {extra[:3]}")
         raise CheckpointError(
-            f"{adapter_what} does not fit {model_what}: the adapter has hidden size(s) {_sizes(widths.values())} "
+            "adapter", f"{adapter_what} does not fit {model_what}: the adapter has hidden size(s) {_sizes(widths.values())} "
             f"over {len(adapter)} layers, the model's spatial cross-attentions have {_sizes(model.values())} over "
             f"{len(model)} layers ({'; '.join(details)}). Use the Motion-Adapter trained for this SVD model")
     return mapping
@@ -312,8 +312,8 @@ def make_patches(state: dict, layers_per_block: int, model_layers: dict[Key, int
                             model_what=model_what)
     motion_dims = {m for _, m in layers.values()}
     if motion_dims != {int(cond.shape[-1])}:
-        raise CheckpointError(f"motion tokens are {int(cond.shape[-1])}-d, but {adapter_what} reads "
-                              f"{sorted(motion_dims)}-d motion tokens")
+        raise CheckpointError("cond", f"motion tokens are {int(cond.shape[-1])}-d, but {adapter_what} reads "
+                                      f"{sorted(motion_dims)}-d motion tokens")
     existing = existing or {}
     patches = {}
     for name, key in mapping.items():

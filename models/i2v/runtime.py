@@ -28,9 +28,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
 
+import numpy as np
+
+from ...common.errors import InputError
+from .checkpoints import load_cama, load_motion_projector
 from .configs import (MOTION_PROJECTOR, PAPER_CAMA, CamaConfig, CogVideoXAdapterConfig, ResamplerConfig,
                       SVDAdapterConfig)
 from .errors import CheckpointError, CheckpointNotFoundError
+
+# adapter, cama, features and offline.* import torch: they are imported inside the functions that need them,
+# so that importing this module (and the pack) stays cheap.
 
 ENCODERS_SUBDIR = "encoders"
 DIFFUSERS_SUBDIR = "diffusers"
@@ -141,7 +148,7 @@ def read_sizes(models_dir: str | os.PathLike, base: str) -> tuple[ResamplerConfi
             else:
                 adapter = CogVideoXAdapterConfig(**a)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not a valid sizes file ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(path, f"not a valid sizes file ({type(exc).__name__}: {exc})") from None
     return motion, cama, adapter
 
 
@@ -161,19 +168,19 @@ def load_encoder(folder: str | os.PathLike, kind: str, *, device=None, dtype=Non
         raise ValueError(f"kind must be 'video' or 'image', got {kind!r}")
     if not (folder / "config.json").is_file():
         raise CheckpointNotFoundError(
-            f"{'video' if kind == 'video' else 'image'} encoder {folder.name!r}: no config.json in {folder}. "
+            f"{'video' if kind == 'video' else 'image'} encoder {folder.name!r}", f"no config.json in {folder}. "
             f"Download it with: {download_hint(folder.name, folder)}")
     from transformers import AutoConfig, Dinov2Model, VideoMAEModel
 
     config = AutoConfig.from_pretrained(str(folder), local_files_only=True)
     want = "videomae" if kind == "video" else "dinov2"
     if config.model_type != want:
-        raise CheckpointError(f"{folder}: holds a {config.model_type!r} model; the {kind} encoder must be {want!r}")
+        raise CheckpointError(folder, f"holds a {config.model_type!r} model; the {kind} encoder must be {want!r}")
     cls = VideoMAEModel if kind == "video" else Dinov2Model
     try:
         model = cls.from_pretrained(str(folder), local_files_only=True)
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{folder}: the {want} weights cannot be loaded ({exc})") from None
+        raise CheckpointError(folder, f"the {want} weights cannot be loaded ({exc})") from None
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)
 
 
@@ -185,13 +192,13 @@ def backbone_base(folder: str | os.PathLike) -> str:
         name = folder.name
         hint = download_hint(name, folder) if name in HF_IDS else \
             f"put a diffusers pipeline folder (with model_index.json) at {folder}"
-        raise CheckpointNotFoundError(f"video backbone {name!r}: no model_index.json in {folder}. {hint}")
+        raise CheckpointNotFoundError(f"video backbone {name!r}", f"no model_index.json in {folder}. {hint}")
     try:
         cls = json.loads(index.read_text(encoding="utf-8")).get("_class_name", "")
     except (OSError, ValueError) as exc:
-        raise CheckpointError(f"{index}: cannot be read ({exc})") from None
+        raise CheckpointError(index, f"cannot be read ({exc})") from None
     if cls not in PIPELINE_CLASSES:
-        raise CheckpointError(f"{folder}: a {cls or 'unknown'} pipeline; MotionRAG needs one of "
+        raise CheckpointError(folder, f"a {cls or 'unknown'} pipeline; MotionRAG needs one of "
                               f"{', '.join(PIPELINE_CLASSES)}")
     return PIPELINE_CLASSES[cls]
 
@@ -211,7 +218,7 @@ def load_backbone(folder: str | os.PathLike, *, dtype=None):
     try:
         pipe = cls.from_pretrained(str(folder), **kwargs)
     except (OSError, ValueError, TypeError) as exc:
-        raise CheckpointError(f"video backbone {folder}: cannot be loaded ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(f"video backbone {folder}", f"cannot be loaded ({type(exc).__name__}: {exc})") from None
     pipe.set_progress_bar_config(disable=True)
     return pipe
 
@@ -237,17 +244,20 @@ def frame_rules(pipe, base: str) -> tuple[int, int]:
 def check_request(pipe, base: str, frames: int, width: int, height: int) -> None:
     multiple, frame_step = frame_rules(pipe, base)
     if width % multiple or height % multiple or width < multiple or height < multiple:
-        raise ValueError(f"width/height: {width}x{height} must be positive multiples of {multiple} for this {base} "
+        raise InputError("width/height", f"{width}x{height} must be positive multiples of {multiple} for this {base} "
                          f"backbone (MotionRAG uses {NATIVE[base][1]}x{NATIVE[base][2]})")
     if frames < 2 or (frame_step > 1 and (frames - 1) % frame_step):
-        raise ValueError(f"frames: {frames} does not suit {base}: it needs 4k+1 frames (MotionRAG's CogVideoX "
-                         f"uses 17)" if frame_step > 1 else f"frames: expected at least 2, got {frames}")
+        raise InputError("frames", f"{frames} does not suit {base}: it needs 4k+1 frames (MotionRAG's CogVideoX "
+                         f"uses 17)" if frame_step > 1 else f"expected at least 2, got {frames}")
 
 
 # ------------------------------------------------------------------------------ CAMA and motion tokens
 
 @dataclass
 class CamaBundle:
+    """The paper's CAMA with DINOv2 (references: VideoMAE motion tokens through the motion projector).
+
+    Both CAMA families (this and OfflineCamaBundle) answer `max_references` and `predict(...)`."""
     base: str
     cama: Any                      # MotionContextTransformer
     image_encoder: Any             # Dinov2Model
@@ -256,6 +266,39 @@ class CamaBundle:
     video_encoder_name: str
     notes: list[str] = field(default_factory=list)
 
+    @property
+    def max_references(self) -> int:
+        return self.cama.config.max_references
+
+    def predict(self, ref_motion: list, ref_appearance: list, image, ref_names: list[str]) -> MotionTokens:
+        """Motion tokens of the query image (IMAGE [1, H, W, 3]) from the references' stored motion tokens
+        and DINOv2 appearance tokens (best first)."""
+        import torch
+
+        from .features import appearance_features
+
+        cfg = self.cama.config
+        want_m = (cfg.tokens_per_clip, cfg.d_model)
+        for name, m, a in zip(ref_names, ref_motion, ref_appearance):
+            if tuple(m.shape) != want_m:
+                raise InputError(f"reference {name!r}", f"motion tokens {tuple(m.shape)} do not fit this CAMA, which "
+                                 f"reads {want_m}; the database was built with another motion projector")
+            if a.ndim != 2 or a.shape[1] != cfg.appearance.embedding_dim:
+                raise InputError(f"reference {name!r}", f"appearance tokens {tuple(a.shape)} do not fit this CAMA, which "
+                                 f"reads (tokens, {cfg.appearance.embedding_dim}); the database was built with another "
+                                 f"image encoder")
+        if len({a.shape for a in ref_appearance}) != 1:
+            raise InputError("references", "their appearance tokens differ in shape "
+                             f"({sorted({tuple(a.shape) for a in ref_appearance})}); rebuild the database with one "
+                             f"image encoder")
+        p = next(self.cama.parameters())
+        motion = torch.from_numpy(np.stack(ref_motion).astype(np.float32))[None].to(p.device, p.dtype)
+        app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
+        with torch.no_grad():
+            query_app = appearance_features(self.image_encoder, image_to_model_range(image).to(p.device))
+            cond = self.cama.predict(motion, app, query_app.to(p.dtype), most_similar_first=True, last_block_only=True)
+        return MotionTokens(self.base, cond.float().cpu(), self.uncond.clone(), list(ref_names))
+
 
 def load_cama_bundle(models_dir, base: str, image_encoder: Path, video_encoder: Path, *, device=None,
                      dtype=None, download: bool = False) -> CamaBundle:
@@ -263,21 +306,20 @@ def load_cama_bundle(models_dir, base: str, image_encoder: Path, video_encoder: 
     loaded only for those and freed again)."""
     import torch
 
-    from .checkpoints import load_cama, load_motion_projector
     from .features import unconditional_motion_tokens
 
     if base not in BASES:
-        raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        raise InputError("base", f"expected one of {BASES}, got {base!r}")
     motion_cfg, cama_cfg, _ = read_sizes(models_dir, base)
     projector, proj_report = load_motion_projector(models_dir, base, config=motion_cfg, download=download)
     cama, cama_report = load_cama(models_dir, base, config=cama_cfg, download=download)
     dino = load_encoder(image_encoder, "image", device=device, dtype=dtype)
     videomae = load_encoder(video_encoder, "video", device=device, dtype=dtype)
     if videomae.config.hidden_size != motion_cfg.embedding_dim:
-        raise CheckpointError(f"video encoder {video_encoder.name!r} gives {videomae.config.hidden_size}-d features "
+        raise CheckpointError("video_encoder", f"video encoder {video_encoder.name!r} gives {videomae.config.hidden_size}-d features "
                               f"but the {base} motion projector reads {motion_cfg.embedding_dim}-d ones")
     if dino.config.hidden_size != cama_cfg.appearance.embedding_dim:
-        raise CheckpointError(f"image encoder {image_encoder.name!r} gives {dino.config.hidden_size}-d features but "
+        raise CheckpointError("image_encoder", f"image encoder {image_encoder.name!r} gives {dino.config.hidden_size}-d features but "
                               f"the {base} CAMA reads {cama_cfg.appearance.embedding_dim}-d ones")
     projector = projector.to(device=device, dtype=dtype)
     with torch.no_grad():
@@ -309,34 +351,6 @@ def image_to_model_range(image) -> Any:
     """ComfyUI IMAGE [1, H, W, 3] in 0..1 -> (1, 3, H, W) in [-1, 1], MotionRAG's training range.
     (Upstream's CogVideoX inference passed [0, 1] here by mistake; we keep the training range.)"""
     return image.permute(0, 3, 1, 2).float() * 2.0 - 1.0
-
-
-def predict_motion(bundle: CamaBundle, ref_motion: list, ref_appearance: list, image, ref_names: list[str]) -> MotionTokens:
-    """Motion tokens of the query image from the references' stored tokens (best first)."""
-    import numpy as np
-    import torch
-
-    from .features import appearance_features
-
-    cfg = bundle.cama.config
-    want_m = (cfg.tokens_per_clip, cfg.d_model)
-    for name, m, a in zip(ref_names, ref_motion, ref_appearance):
-        if tuple(m.shape) != want_m:
-            raise ValueError(f"reference {name!r}: motion tokens {tuple(m.shape)} do not fit this CAMA, which reads "
-                             f"{want_m}; the database was built with another motion projector")
-        if a.ndim != 2 or a.shape[1] != cfg.appearance.embedding_dim:
-            raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)} do not fit this CAMA, which reads "
-                             f"(tokens, {cfg.appearance.embedding_dim}); the database was built with another image encoder")
-    if len({a.shape for a in ref_appearance}) != 1:
-        raise ValueError("references: their appearance tokens differ in shape "
-                         f"({sorted({tuple(a.shape) for a in ref_appearance})}); rebuild the database with one image encoder")
-    p = next(bundle.cama.parameters())
-    motion = torch.from_numpy(np.stack(ref_motion).astype(np.float32))[None].to(p.device, p.dtype)
-    app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
-    with torch.no_grad():
-        query_app = appearance_features(bundle.image_encoder, image_to_model_range(image).to(p.device))
-        cond = bundle.cama.predict(motion, app, query_app.to(p.dtype), most_similar_first=True, last_block_only=True)
-    return MotionTokens(bundle.base, cond.float().cpu(), bundle.uncond.clone(), list(ref_names))
 
 
 # ------------------------------------------------------------------------------ sampling
@@ -402,15 +416,15 @@ def sample_video(pipe, base: str, image, *, prompt: str, steps: int, guidance: f
 
 # ------------------------------------------------------------------------------ the offline family
 
-OFFLINE_SUBDIR = "offline"           # <motionrag>/offline/<name>/ holds models trained with models.i2v.train
+OFFLINE_SUBDIR = "offline"           # <motionrag>/offline/<name>/ holds models trained with `python -m training i2v`
 
 
 @dataclass
 class OfflineCamaBundle:
     """The offline motion model (flow Resampler + CAMA) and EfficientNet-Lite0, for one base's tokens."""
     base: str
-    model: Any                     # offline_model.OfflineMotionModel
-    image_encoder: Any             # offline_encoders.EfficientNetLite0
+    model: Any                     # offline.model.OfflineMotionModel
+    image_encoder: Any             # offline.encoders.EfficientNetLite0
     uncond: Any                    # (1, L, D) guidance tokens: the motion tokens of a still clip (zero flow)
     name: str
     notes: list[str] = field(default_factory=list)
@@ -419,15 +433,42 @@ class OfflineCamaBundle:
     def cama(self):
         return self.model.cama
 
+    @property
+    def max_references(self) -> int:
+        return self.model.cama.config.max_references
+
+    def predict(self, ref_motion: list, ref_appearance: list, image, ref_names: list[str]) -> MotionTokens:
+        """Motion tokens of the query image (IMAGE [1, H, W, 3]) from the references' stored flow features
+        and Lite0 tokens (best first)."""
+        import torch
+
+        from .offline.encoders import appearance_tokens_lite0
+
+        c = self.model.config
+        for name, f, a in zip(ref_names, ref_motion, ref_appearance):
+            if tuple(f.shape) != (c.flow_steps, c.flow_dim):
+                raise InputError(f"reference {name!r}", f"flow features {tuple(f.shape)}, but this model reads "
+                                 f"({c.flow_steps}, {c.flow_dim}); the database was built with other clip settings")
+            if tuple(a.shape) != (c.appearance_tokens, c.appearance_dim):
+                raise InputError(f"reference {name!r}", f"appearance tokens {tuple(a.shape)}, but this model reads "
+                                 f"({c.appearance_tokens}, {c.appearance_dim}) from EfficientNet-Lite0")
+        p = next(self.model.parameters())
+        flow = torch.from_numpy(np.stack(ref_motion).astype(np.float32))[None].to(p.device, p.dtype)
+        app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
+        with torch.no_grad():
+            query = appearance_tokens_lite0(self.image_encoder, image_to_model_range(image).to(p.device))
+            cond = self.model.predict(flow, app, query.to(p.dtype), most_similar_first=True)
+        return MotionTokens(self.base, cond.float().cpu(), self.uncond.clone(), list(ref_names))
+
 
 def load_offline_bundle(folder: str | os.PathLike, base: str, *, name: str, device=None, dtype=None) -> OfflineCamaBundle:
     import torch
 
-    from .offline_encoders import load_lite0, lite0_weights_path
-    from .offline_model import load_model
+    from .offline.encoders import load_lite0, lite0_weights_path
+    from .offline.model import load_model
 
     if base not in BASES:
-        raise ValueError(f"base must be one of {BASES}, got {base!r}")
+        raise InputError("base", f"expected one of {BASES}, got {base!r}")
     model, meta = load_model(folder, device=device, dtype=dtype)
     lite0 = load_lite0(device=device, dtype=dtype)
     c = model.config
@@ -446,28 +487,3 @@ def load_offline_bundle(folder: str | os.PathLike, base: str, *, name: str, devi
              f"tokens are for a {base} Motion-Adapter that reads {c.d_model}-d motion tokens (the released "
              "adapters read the paper's 1024-d ones)"]
     return OfflineCamaBundle(base, model, lite0, uncond.float().cpu(), name, notes)
-
-
-def predict_motion_offline(bundle: OfflineCamaBundle, ref_flow: list, ref_appearance: list, image,
-                           ref_names: list[str]) -> MotionTokens:
-    """Motion tokens of the query image from the references' stored flow and Lite0 tokens (best first)."""
-    import numpy as np
-    import torch
-
-    from .offline_encoders import appearance_tokens_lite0
-
-    c = bundle.model.config
-    for name, f, a in zip(ref_names, ref_flow, ref_appearance):
-        if tuple(f.shape) != (c.flow_steps, c.flow_dim):
-            raise ValueError(f"reference {name!r}: flow features {tuple(f.shape)}, but this model reads "
-                             f"({c.flow_steps}, {c.flow_dim}); the database was built with other clip settings")
-        if tuple(a.shape) != (c.appearance_tokens, c.appearance_dim):
-            raise ValueError(f"reference {name!r}: appearance tokens {tuple(a.shape)}, but this model reads "
-                             f"({c.appearance_tokens}, {c.appearance_dim}) from EfficientNet-Lite0")
-    p = next(bundle.model.parameters())
-    flow = torch.from_numpy(np.stack(ref_flow).astype(np.float32))[None].to(p.device, p.dtype)
-    app = torch.from_numpy(np.stack(ref_appearance).astype(np.float32))[None].to(p.device, p.dtype)
-    with torch.no_grad():
-        query = appearance_tokens_lite0(bundle.image_encoder, image_to_model_range(image).to(p.device))
-        cond = bundle.model.predict(flow, app, query.to(p.dtype), most_similar_first=True)
-    return MotionTokens(bundle.base, cond.float().cpu(), bundle.uncond.clone(), list(ref_names))

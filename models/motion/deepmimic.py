@@ -124,7 +124,7 @@ def parse_urdf(path: str | Path) -> dict[str, UrdfJoint]:
         origin = j.find("origin")
         rpy = [float(x) for x in origin.get("rpy", "0 0 0").split()]
         if any(abs(a) > 1e-12 for a in rpy):
-            raise MotionError(f"{path}: joint {j.get('name')} has a rotated origin; this FK assumes none")
+            raise MotionError(path, f"joint {j.get('name')} has a rotated origin; this FK assumes none")
         axis_el = j.find("axis")
         joints[j.find("child").get("link")] = UrdfJoint(
             name=j.get("name"), kind=j.get("type"), parent=j.find("parent").get("link"),
@@ -141,14 +141,14 @@ def read_clip(path: str | Path, urdf: dict[str, UrdfJoint]) -> DeepMimicClip:
         data = json.loads(path.read_text())
         frames = np.asarray(data["Frames"], dtype=np.float64)
     except (OSError, ValueError, KeyError) as exc:
-        raise MotionError(f"{path}: not a readable DeepMimic clip ({exc})") from exc
+        raise MotionError(path, f"not a readable DeepMimic clip ({exc})") from exc
     if frames.ndim != 2 or frames.shape[1] != FRAME_WIDTH or len(frames) < 2:
-        raise MotionError(f"{path}: expected at least 2 frames of {FRAME_WIDTH} values, got {frames.shape}")
+        raise MotionError(path, f"expected at least 2 frames of {FRAME_WIDTH} values, got {frames.shape}")
     loop = data.get("Loop", "none")
     if loop not in ("wrap", "none"):
-        raise MotionError(f"{path}: unknown Loop {loop!r}")
+        raise MotionError(path, f"unknown Loop {loop!r}")
     if np.any(frames[:-1, 0] <= 0):
-        raise MotionError(f"{path}: frame durations must be positive")
+        raise MotionError(path, f"frame durations must be positive")
     local = {}
     for body, col, width in FRAME_LAYOUT:
         if width == 4:
@@ -196,7 +196,7 @@ def humanoid_fk(clip: DeepMimicClip, urdf: dict[str, UrdfJoint]) -> tuple[dict, 
     pending = [b for b in urdf if b != "root"]
     while pending:
         if not any(urdf[b].parent in pos for b in pending):
-            raise MotionError(f"humanoid URDF: bodies {pending} are not connected to the root")
+            raise MotionError("humanoid URDF", f"bodies {pending} are not connected to the root")
         for body in list(pending):
             j = urdf[body]
             if j.parent not in pos:

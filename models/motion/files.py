@@ -14,7 +14,7 @@ import numpy as np
 
 from ...common.atomic import atomic_write
 from . import humanml3d, skeleton
-from .bvh import load_bvh
+from .bvh_read import load_bvh
 from .motion import FEATURE_DIM, Motion, MotionError
 
 FORMAT_VERSION = 1
@@ -23,7 +23,7 @@ _REQUIRED_KEYS = ("joints", "fps", "format_version")
 
 
 def _fail(path: Path, message: str) -> MotionError:
-    return MotionError(f"{path}: {message}")
+    return MotionError(path, message)
 
 
 def _check_readable(path: Path) -> None:
@@ -153,7 +153,7 @@ def save_humanml3d_npy(motion: Motion, path: str | os.PathLike, *, kind: str = "
     resampled to 20 fps first.
     """
     if kind not in ("features", "joints"):
-        raise MotionError(f"kind: expected 'features' or 'joints', got {kind!r}")
+        raise MotionError("kind", f"expected 'features' or 'joints', got {kind!r}")
     if abs(motion.fps - humanml3d.FPS) > 1e-6:
         motion = motion.resampled(humanml3d.FPS)
     if kind == "features":

@@ -147,13 +147,13 @@ def forward_kinematics(root_positions: Any, quats: Any, bone_lengths: Any) -> np
     root = np.asarray(root_positions, dtype=np.float64)
     q = np.asarray(quats, dtype=np.float64)
     if q.ndim != 3 or q.shape[1:] != (skeleton.NUM_JOINTS, 4):
-        raise MotionError(f"quats: expected shape (frames, 22, 4), got {q.shape}")
+        raise MotionError("quats", f"expected shape (frames, 22, 4), got {q.shape}")
     T = len(q)
     if root.shape != (T, 3):
-        raise MotionError(f"root_positions: expected shape ({T}, 3) to match quats, got {root.shape}")
+        raise MotionError("root_positions", f"expected shape ({T}, 3) to match quats, got {root.shape}")
     lengths = np.asarray(bone_lengths, dtype=np.float64)
     if lengths.shape not in ((skeleton.NUM_JOINTS,), (T, skeleton.NUM_JOINTS)):
-        raise MotionError(f"bone_lengths: expected shape (22,) or ({T}, 22), got {lengths.shape}")
+        raise MotionError("bone_lengths", f"expected shape (22,) or ({T}, 22), got {lengths.shape}")
     lengths = np.broadcast_to(lengths, (T, skeleton.NUM_JOINTS))
     q = R.normalize(q)
     out = np.zeros((T, skeleton.NUM_JOINTS, 3))
@@ -177,7 +177,7 @@ def joints_to_features(joints: Any, *, smooth_sigma: float = FORWARD_SMOOTH_SIGM
     j = _joints64(joints)
     T = len(j)
     if T < 2:
-        raise MotionError(f"joints: HumanML3D features need at least 2 frames (they store frame-to-frame velocities), got {T}")
+        raise MotionError("joints", f"HumanML3D features need at least 2 frames (they store frame-to-frame velocities), got {T}")
     pos = _canonicalize64(j, smooth_sigma)
     quats = _ik(pos, smooth_sigma)
     root = quats[:, 0]
@@ -231,14 +231,14 @@ def _bone_lengths_option(f: np.ndarray, bone_lengths: Any) -> np.ndarray:
         return skeleton.DEFAULT_BONE_LENGTHS
     if isinstance(bone_lengths, str):
         if bone_lengths != "ric":
-            raise MotionError(f"bone_lengths: expected None, 'ric' or an array of 22 lengths, got {bone_lengths!r}")
+            raise MotionError("bone_lengths", f"expected None, 'ric' or an array of 22 lengths, got {bone_lengths!r}")
         first = np.zeros((skeleton.NUM_JOINTS, 3))
         first[0, 1] = f[0, 3]
         first[1:] = f[0, RIC].reshape(-1, 3)
         return skeleton.bone_lengths(first)
     lengths = np.asarray(bone_lengths, dtype=np.float64)
     if lengths.shape not in ((skeleton.NUM_JOINTS,), (len(f), skeleton.NUM_JOINTS)) or not np.isfinite(lengths).all():
-        raise MotionError(f"bone_lengths: expected 22 finite lengths or ({len(f)}, 22), got shape {lengths.shape}")
+        raise MotionError("bone_lengths", f"expected 22 finite lengths or ({len(f)}, 22), got shape {lengths.shape}")
     return lengths
 
 
@@ -256,7 +256,7 @@ def _features_to_joints64(f: np.ndarray, method: str, bone_lengths: Any) -> tupl
         quats = np.concatenate([q[:, None], local_q], axis=1)
         joints = forward_kinematics(root_pos, quats, lengths)
     else:
-        raise MotionError(f"method: expected 'ric' or 'rot', got {method!r}")
+        raise MotionError("method", f"expected 'ric' or 'rot', got {method!r}")
     return joints, q
 
 
@@ -295,5 +295,5 @@ def with_features(motion: Motion) -> Motion:
     """
     if motion.num_frames < 2:
         label = f"motion {motion.name!r}" if motion.name else "motion"
-        raise MotionError(f"{label}: HumanML3D features need at least 2 frames, got {motion.num_frames}")
+        raise MotionError(label, f"HumanML3D features need at least 2 frames, got {motion.num_frames}")
     return motion.replace(features=joints_to_features(motion.joints))

@@ -44,7 +44,7 @@ def _index() -> dict:
     try:
         data = json.loads(INDEX_PATH.read_text(encoding="utf-8"))
     except OSError as exc:
-        raise MotionError(f"built-in motion index missing at {INDEX_PATH}; regenerate it with "
+        raise MotionError(INDEX_PATH, f"built-in motion index missing; regenerate it with "
                           f"`python -m models.motion.build_library`") from exc
     return {clip["name"]: clip for clip in data["clips"]}
 
@@ -55,7 +55,7 @@ def _arrays() -> dict:
         with np.load(LIBRARY_PATH, allow_pickle=False) as npz:
             arrays = {key: npz[key] for key in npz.files}
     except OSError as exc:
-        raise MotionError(f"built-in motion data missing at {LIBRARY_PATH}; regenerate it with "
+        raise MotionError(LIBRARY_PATH, f"built-in motion data missing; regenerate it with "
                           f"`python -m models.motion.build_library`") from exc
     for arr in arrays.values():
         arr.setflags(write=False)   # shared by every caller; Motions get copies
@@ -74,7 +74,7 @@ def list_clips(*, include_mirrored: bool = True) -> list[str]:
 def _entry(name: str) -> dict:
     index = _index()
     if name not in index:
-        raise MotionError(f"unknown built-in motion {name!r}; valid names: {', '.join(list_clips())}")
+        raise MotionError("name", f"unknown built-in motion {name!r}; valid names: {', '.join(list_clips())}")
     return index[name]
 
 

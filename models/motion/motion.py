@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from ...common.errors import InputError
 from . import skeleton
 
 FEATURE_DIM = 263
@@ -15,8 +16,9 @@ MAX_COORDINATE = 1_000.0    # metres; joints farther away are corrupt data, not 
 MIN_FPS, MAX_FPS = 1.0, 1000.0
 
 
-class MotionError(ValueError):
-    """Bad motion data; the message names the input and what was expected."""
+class MotionError(InputError):
+    """Bad motion data or a motion file that cannot be read; `input` names the input (or file), the message
+    what was expected."""
 
 
 def validate_joints(joints: Any, what: str = "joints") -> np.ndarray:
@@ -24,21 +26,21 @@ def validate_joints(joints: Any, what: str = "joints") -> np.ndarray:
     try:
         arr = np.asarray(joints, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise MotionError(f"{what}: expected a numeric array of shape (frames, 22, 3), got {type(joints).__name__}") from exc
+        raise MotionError(what, f"expected a numeric array of shape (frames, 22, 3), got {type(joints).__name__}") from exc
     if arr.ndim == 2 and arr.shape[1] == skeleton.NUM_JOINTS * 3:
         arr = arr.reshape(len(arr), skeleton.NUM_JOINTS, 3)
     if arr.ndim != 3 or arr.shape[1:] != (skeleton.NUM_JOINTS, 3):
-        raise MotionError(f"{what}: expected shape (frames, 22, 3) for the 22-joint HumanML3D skeleton, got {tuple(arr.shape)}")
+        raise MotionError(what, f"expected shape (frames, 22, 3) for the 22-joint HumanML3D skeleton, got {tuple(arr.shape)}")
     if arr.shape[0] == 0:
-        raise MotionError(f"{what}: the motion is empty (0 frames)")
+        raise MotionError(what, f"the motion is empty (0 frames)")
     if arr.shape[0] > MAX_FRAMES:
-        raise MotionError(f"{what}: {arr.shape[0]} frames is more than the {MAX_FRAMES} this pack accepts")
+        raise MotionError(what, f"{arr.shape[0]} frames is more than the {MAX_FRAMES} this pack accepts")
     bad = ~np.isfinite(arr)
     if bad.any():
         frame = int(np.argwhere(bad)[0][0])
-        raise MotionError(f"{what}: contains NaN or infinite values (first at frame {frame})")
+        raise MotionError(what, f"contains NaN or infinite values (first at frame {frame})")
     if np.abs(arr).max() > MAX_COORDINATE:
-        raise MotionError(f"{what}: coordinates up to {np.abs(arr).max():.3g} m; expected metres within ±{MAX_COORDINATE:g}")
+        raise MotionError(what, f"coordinates up to {np.abs(arr).max():.3g} m; expected metres within ±{MAX_COORDINATE:g}")
     return arr
 
 
@@ -46,13 +48,13 @@ def validate_features(features: Any, what: str = "features") -> np.ndarray:
     try:
         arr = np.asarray(features, dtype=np.float32)
     except (TypeError, ValueError) as exc:
-        raise MotionError(f"{what}: expected a numeric array of shape (frames, 263)") from exc
+        raise MotionError(what, f"expected a numeric array of shape (frames, 263)") from exc
     if arr.ndim != 2 or arr.shape[1] != FEATURE_DIM:
-        raise MotionError(f"{what}: expected HumanML3D features of shape (frames, 263), got {tuple(arr.shape)}")
+        raise MotionError(what, f"expected HumanML3D features of shape (frames, 263), got {tuple(arr.shape)}")
     if arr.shape[0] == 0:
-        raise MotionError(f"{what}: the motion is empty (0 frames)")
+        raise MotionError(what, f"the motion is empty (0 frames)")
     if not np.isfinite(arr).all():
-        raise MotionError(f"{what}: contains NaN or infinite values")
+        raise MotionError(what, f"contains NaN or infinite values")
     return arr
 
 
@@ -60,9 +62,9 @@ def validate_fps(fps: Any, what: str = "fps") -> float:
     try:
         value = float(fps)
     except (TypeError, ValueError) as exc:
-        raise MotionError(f"{what}: expected a number of frames per second, got {fps!r}") from exc
+        raise MotionError(what, f"expected a number of frames per second, got {fps!r}") from exc
     if not (MIN_FPS <= value <= MAX_FPS):
-        raise MotionError(f"{what}: {value:g} is outside {MIN_FPS:g}..{MAX_FPS:g} frames per second")
+        raise MotionError(what, f"{value:g} is outside {MIN_FPS:g}..{MAX_FPS:g} frames per second")
     return value
 
 
@@ -89,7 +91,7 @@ class Motion:
             feats = validate_features(self.features)
             if len(feats) != len(self.joints) - 1:
                 raise MotionError(
-                    f"features: {len(feats)} frames do not match joints' {len(self.joints)} (expected one fewer, as in HumanML3D)")
+                    "features", f"{len(feats)} frames do not match joints' {len(self.joints)} (expected one fewer, as in HumanML3D)")
             object.__setattr__(self, "features", feats)
         object.__setattr__(self, "provenance", dict(self.provenance))
 
@@ -114,7 +116,7 @@ class Motion:
 
     def sliced(self, start: int, stop: int) -> "Motion":
         if not (0 <= start < stop <= self.num_frames):
-            raise MotionError(f"frames {start}:{stop} are outside the motion's 0:{self.num_frames}")
+            raise MotionError("frames", f"{start}:{stop} are outside the motion's 0:{self.num_frames}")
         feats = None
         if self.features is not None and stop - start > 1:
             feats = self.features[start:stop - 1]

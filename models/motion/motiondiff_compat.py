@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from .humanml3d import features_to_joints
 from .motion import Motion, MotionError
 
 MOTION_DATA_KEY = "motionrag"
@@ -32,7 +33,7 @@ def from_motion_data(data: Any, *, what: str = "motion") -> Motion:
     if isinstance(data, Motion):
         return data
     if not isinstance(data, dict):
-        raise MotionError(f"{what}: expected MOTION_DATA (a dict), got {type(data).__name__}")
+        raise MotionError(what, f"expected MOTION_DATA (a dict), got {type(data).__name__}")
     ours = data.get(MOTION_DATA_KEY)
     if isinstance(ours, Motion):
         return ours
@@ -43,8 +44,6 @@ def from_motion_data(data: Any, *, what: str = "motion") -> Motion:
             joints = joints[0]
         return Motion(joints, fps=fps, provenance={"source": "MOTION_DATA joints"})
     if "motion" in data:
-        from .humanml3d import features_to_joints
-
         feats = _as_numpy(data["motion"])
         if feats.ndim == 3 and feats.shape[0] == 1:
             feats = feats[0]
@@ -53,7 +52,7 @@ def from_motion_data(data: Any, *, what: str = "motion") -> Motion:
             n = int(np.asarray(_as_numpy(length)).reshape(-1)[0])
             feats = feats[: max(n, 0)]
         if feats.size and not np.any(feats):
-            raise MotionError(f"{what}: the MOTION_DATA holds only zeros (an empty motion, not a sampled one)")
+            raise MotionError(what, f"the MOTION_DATA holds only zeros (an empty motion, not a sampled one)")
         joints = features_to_joints(feats)
         return Motion(joints, fps=fps, provenance={"source": "MOTION_DATA HumanML3D features"})
-    raise MotionError(f"{what}: MOTION_DATA has neither 'joints' nor 'motion' (keys: {sorted(data)})")
+    raise MotionError(what, f"MOTION_DATA has neither 'joints' nor 'motion' (keys: {sorted(data)})")

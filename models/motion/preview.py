@@ -48,16 +48,16 @@ def preview_payload(motion: Motion, *, caption: str | None = None, score: float 
     original frame count and rate.
     """
     if not isinstance(motion, Motion):
-        raise MotionError(f"motion: expected a Motion, got {type(motion).__name__}")
+        raise MotionError("motion", f"expected a Motion, got {type(motion).__name__}")
     if not isinstance(max_frames, int) or max_frames < 1:
-        raise MotionError(f"max_frames: expected a positive integer, got {max_frames!r}")
+        raise MotionError("max_frames", f"expected a positive integer, got {max_frames!r}")
     if score is not None:
         try:
             score = float(score)
         except (TypeError, ValueError) as exc:
-            raise MotionError(f"score: expected a number or None, got {score!r}") from exc
+            raise MotionError("score", f"expected a number or None, got {score!r}") from exc
         if not math.isfinite(score):
-            raise MotionError(f"score: expected a finite number, got {score!r}")
+            raise MotionError("score", f"expected a finite number, got {score!r}")
 
     joints = motion.joints
     source_frames = motion.num_frames
@@ -98,10 +98,10 @@ def preview_payload(motion: Motion, *, caption: str | None = None, score: float 
 def decode_payload(payload: dict[str, Any]) -> np.ndarray:
     """(T, 22, 3) float32 metres back from a payload (what the browser computes)."""
     if payload.get("format") != FORMAT:
-        raise MotionError(f"payload: format {payload.get('format')!r} is not {FORMAT!r}")
+        raise MotionError("payload", f"format {payload.get('format')!r} is not {FORMAT!r}")
     raw = np.frombuffer(base64.b64decode(payload["data"]), dtype="<i2")
     expected = payload["frames"] * payload["joints"] * 3
     if raw.size != expected:
-        raise MotionError(f"payload: data holds {raw.size} values, expected frames*joints*3 = {expected}")
+        raise MotionError("payload", f"data holds {raw.size} values, expected frames*joints*3 = {expected}")
     joints = raw.reshape(payload["frames"], payload["joints"], 3).astype(np.float64) * payload["scale"]
     return (joints + np.asarray(payload["origin"], dtype=np.float64)).astype(np.float32)

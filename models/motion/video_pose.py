@@ -67,7 +67,7 @@ def require_mediapipe():
     try:
         from mediapipe.python.solutions import pose as mp_pose
     except ImportError as exc:
-        raise MotionError("motion from video needs the optional mediapipe package (BlazePose), which is not "
+        raise MotionError("mediapipe", "motion from video needs the optional mediapipe package (BlazePose), which is not "
                           f"installed ({exc}). Install it into ComfyUI's Python with: {INSTALL_HINT}") from None
     return mp_pose
 
@@ -113,7 +113,7 @@ def detect_landmarks(frames: Iterable[np.ndarray], *, min_detection_confidence: 
             if callback is not None:
                 callback(i)
     if not found:
-        raise MotionError("video: has no frames")
+        raise MotionError("video", "has no frames")
     return {"world": np.asarray(world, np.float64), "image": np.asarray(image, np.float64),
             "visibility": np.asarray(vis, np.float64), "detected": np.asarray(found, bool)}
 
@@ -121,7 +121,7 @@ def detect_landmarks(frames: Iterable[np.ndarray], *, min_detection_confidence: 
 def _check_frame(frame, i: int) -> np.ndarray:
     arr = np.asarray(frame)
     if arr.ndim != 3 or arr.shape[2] != 3:
-        raise MotionError(f"video: frame {i} has shape {arr.shape}; expected (height, width, 3) RGB")
+        raise MotionError("video", f"frame {i} has shape {arr.shape}; expected (height, width, 3) RGB")
     if arr.dtype != np.uint8:
         # ComfyUI IMAGE tensors are float 0..1.
         arr = (np.clip(arr.astype(np.float32), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
@@ -135,7 +135,7 @@ def probe_video(path: str | Path) -> tuple[float, int]:
     cap = cv2.VideoCapture(str(path))
     try:
         if not cap.isOpened():
-            raise MotionError(f"video {path}: OpenCV cannot open it; expected one of {', '.join(VIDEO_EXTENSIONS)}")
+            raise MotionError(f"video {path}", f"OpenCV cannot open it; expected one of {', '.join(VIDEO_EXTENSIONS)}")
         return float(cap.get(cv2.CAP_PROP_FPS) or 0.0), int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     finally:
         cap.release()
@@ -147,10 +147,10 @@ def read_video(path: str | Path, *, max_frames: int = 0) -> tuple[Iterator[np.nd
 
     path = Path(path)
     if not path.is_file():
-        raise MotionError(f"video: no file at {path}")
+        raise MotionError("video", f"no file at {path}")
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
-        raise MotionError(f"video {path}: OpenCV cannot open it; expected one of {', '.join(VIDEO_EXTENSIONS)}")
+        raise MotionError(f"video {path}", f"OpenCV cannot open it; expected one of {', '.join(VIDEO_EXTENSIONS)}")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
     count = int(cap.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
     if max_frames > 0:
@@ -181,7 +181,7 @@ def fill_gaps(values: np.ndarray, valid: np.ndarray) -> np.ndarray:
     if valid.all():
         return values
     if not valid.any():
-        raise MotionError("landmarks: no valid frame to interpolate from")
+        raise MotionError("landmarks", "no valid frame to interpolate from")
     t = np.arange(len(values))
     flat = values.reshape(len(values), -1)
     for c in range(flat.shape[1]):
@@ -197,9 +197,9 @@ def clean_landmarks(world: np.ndarray, visibility: np.ndarray, detected: np.ndar
     world = np.asarray(world, np.float64)
     detected = np.asarray(detected, bool)
     if world.ndim != 3 or world.shape[1:] != (NUM_LANDMARKS, 3):
-        raise MotionError(f"landmarks: expected shape (frames, 33, 3), got {world.shape}")
+        raise MotionError("landmarks", f"expected shape (frames, 33, 3), got {world.shape}")
     if not detected.any():
-        raise MotionError("video: BlazePose found no person in any frame")
+        raise MotionError("video", "BlazePose found no person in any frame")
     out = fill_gaps(world, detected)
     vis = np.asarray(visibility, np.float64)
     for j in range(NUM_LANDMARKS):
@@ -261,9 +261,9 @@ def savgol_coefficients(window: int, order: int) -> np.ndarray:
     """Savitzky-Golay smoothing weights: the value at the window's centre of the least-squares
     polynomial of `order` through `window` samples."""
     if window < 1 or window % 2 == 0:
-        raise MotionError(f"smoothing window: expected an odd number of frames >= 1, got {window}")
+        raise MotionError("smoothing window", f"expected an odd number of frames >= 1, got {window}")
     if not 0 <= order < window:
-        raise MotionError(f"smoothing order: expected 0 <= order < window ({window}), got {order}")
+        raise MotionError("smoothing order", f"expected 0 <= order < window ({window}), got {order}")
     half = window // 2
     x = np.arange(-half, half + 1, dtype=np.float64)
     vander = x[:, None] ** np.arange(order + 1)[None, :]
@@ -317,11 +317,11 @@ def motion_from_landmarks(world: np.ndarray, visibility: np.ndarray, detected: n
     """BlazePose landmark arrays (as detect_landmarks returns them) -> a Motion at target_fps."""
     fps = validate_fps(fps, "video fps")
     if root_motion not in ("image_plane", "none"):
-        raise MotionError(f"root_motion: expected 'image_plane' or 'none', got {root_motion!r}")
+        raise MotionError("root_motion", f"expected 'image_plane' or 'none', got {root_motion!r}")
     if root_motion == "image_plane" and image is None:
-        raise MotionError("root_motion 'image_plane' needs the 2D image landmarks (image=...)")
+        raise MotionError("root_motion", "'image_plane' needs the 2D image landmarks (image=...)")
     if not (smoothing_seconds >= 0 and math.isfinite(smoothing_seconds)):
-        raise MotionError(f"smoothing_seconds: expected a number >= 0, got {smoothing_seconds!r}")
+        raise MotionError("smoothing_seconds", f"expected a number >= 0, got {smoothing_seconds!r}")
     detected = np.asarray(detected, bool)
     world = clean_landmarks(world, visibility, detected, min_visibility)
     joints = fix_bone_lengths(blazepose_to_joints(world))
@@ -361,7 +361,7 @@ def extract_motion_from_file(path: str | Path, *, fps: float = 0.0, max_frames: 
     frames, file_fps, _ = read_video(path, max_frames=max_frames)
     rate = fps if fps and fps > 0 else file_fps
     if not rate or rate <= 0:
-        raise MotionError(f"video {path}: records no frame rate; give fps")
+        raise MotionError(f"video {path}", "records no frame rate; give fps")
     prov = dict(options.pop("provenance", None) or {}, file=Path(path).name)
     options.setdefault("name", Path(path).stem)
     return extract_motion(frames, rate, callback=callback, provenance=prov, **options)

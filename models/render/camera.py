@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 
+from ...common.errors import InputError
 from ..motion.motion import validate_joints
 
 NEAR = 0.05                 # metres; closer points count as behind the camera
@@ -27,9 +28,9 @@ def _number(value, what: str, low: float, high: float) -> float:
     try:
         x = float(value)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"{what}: expected a number, got {value!r}") from exc
+        raise InputError(what, f"expected a number, got {value!r}") from exc
     if not (math.isfinite(x) and low <= x <= high):
-        raise ValueError(f"{what}: {x:g} is outside the accepted range {low:g}..{high:g}")
+        raise InputError(what, f"{x:g} is outside the accepted range {low:g}..{high:g}")
     return x
 
 
@@ -39,10 +40,10 @@ def validate_size(width, height) -> tuple[int, int]:
     for name, v in (("width", width), ("height", height)):
         if isinstance(v, bool) or not isinstance(v, (int, np.integer)) and not (
                 isinstance(v, (float, np.floating)) and float(v).is_integer()):
-            raise ValueError(f"{name}: expected a whole number of pixels, got {v!r}")
+            raise InputError(name, f"expected a whole number of pixels, got {v!r}")
         v = int(v)
         if not MIN_SIZE <= v <= MAX_SIZE:
-            raise ValueError(f"{name}: {v} pixels is outside the accepted range {MIN_SIZE}..{MAX_SIZE}")
+            raise InputError(name, f"{v} pixels is outside the accepted range {MIN_SIZE}..{MAX_SIZE}")
         out.append(v)
     return out[0], out[1]
 
@@ -63,7 +64,7 @@ class Camera:
         self.width, self.height = validate_size(width, height)
         target = np.asarray(target, dtype=np.float64)
         if target.shape != (3,) or not np.isfinite(target).all():
-            raise ValueError(f"target: expected 3 finite coordinates, got {target.tolist()!r}")
+            raise InputError("target", f"expected 3 finite coordinates, got {target.tolist()!r}")
         self.target = target
 
         az = math.radians(self.azimuth)

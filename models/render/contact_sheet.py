@@ -103,7 +103,7 @@ def _header(title: str, caption: str, width: int) -> np.ndarray:
 def sheet_layout(count: int, panel_width: int, panel_height: int, columns: int = 0) -> tuple[int, int, int, int]:
     """(columns, rows, sheet width, sheet height) for `count` panels; columns=0 puts up to 5 in a row."""
     if count < 1:
-        raise MotionError("contact sheet: needs at least one motion")
+        raise MotionError("contact sheet", "needs at least one motion")
     cols = min(count, columns if columns and columns > 0 else 5)
     rows = math.ceil(count / cols)
     h = header_height(panel_width) + panel_height
@@ -122,12 +122,12 @@ def render_contact_sheet(motions: Sequence, titles: Sequence[str], captions: Seq
     clips' lengths, each capped at max_frames, calls in all) and may raise to stop.
     """
     if not (len(motions) == len(titles) == len(captions)):
-        raise MotionError(f"contact sheet: {len(motions)} motions, {len(titles)} titles and {len(captions)} "
+        raise MotionError("contact sheet", f"{len(motions)} motions, {len(titles)} titles and {len(captions)} "
                           "captions; expected one of each per panel")
     joints = [validate_joints(j, what=f"motion {i + 1}") for i, j in enumerate(motions)]
     panel_width, panel_height = validate_size(panel_width, panel_height)
     if not isinstance(max_frames, int) or max_frames < 1:
-        raise MotionError(f"max_frames: expected a positive whole number, got {max_frames!r}")
+        raise MotionError("max_frames", f"expected a positive whole number, got {max_frames!r}")
     cols, rows, width, height = sheet_layout(len(joints), panel_width, panel_height, columns)
     joints = [j[:max_frames] for j in joints]
     T = max(len(j) for j in joints)

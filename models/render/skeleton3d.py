@@ -12,6 +12,7 @@ from typing import Callable
 import cv2
 import numpy as np
 
+from ...common.errors import InputError
 from ..motion import skeleton
 from ..motion.motion import MotionError, validate_joints
 from .camera import NEAR, Camera, camera_targets, clip_segments_near, validate_size
@@ -52,7 +53,7 @@ def check_output_size(frames: int, width: int, height: int, what: str = "render"
     size = int(frames) * int(width) * int(height) * 3
     if size > MAX_OUTPUT_BYTES:
         raise MotionError(
-            f"{what}: {frames} frames at {width}x{height} would need {size / 1024 ** 3:.1f} GiB of images, "
+            what, f"{frames} frames at {width}x{height} would need {size / 1024 ** 3:.1f} GiB of images, "
             f"more than the {MAX_OUTPUT_BYTES / 1024 ** 3:g} GiB limit; use fewer frames or a smaller width/height")
 
 
@@ -139,9 +140,9 @@ def _check_line_width(line_width) -> int:
     try:
         value = int(line_width)
     except (TypeError, ValueError) as exc:
-        raise ValueError(f"line_width: expected a whole number of pixels (0 = automatic), got {line_width!r}") from exc
+        raise InputError("line_width", f"expected a whole number of pixels (0 = automatic), got {line_width!r}") from exc
     if not 0 <= value <= 64:
-        raise ValueError(f"line_width: {value} is outside 0..64 (0 = automatic)")
+        raise InputError("line_width", f"{value} is outside 0..64 (0 = automatic)")
     return value
 
 

@@ -1,7 +1,7 @@
 """Retrieval-augmented text-to-motion (MoMask / ReMoMask family).
 
-    from motionrag_suite.models.t2m import T2MModel
-    model = T2MModel.load(folder)                       # model.safetensors + config.json
+    from motionrag_suite.models.t2m import load_model
+    model = load_model(folder)                          # model.safetensors + config.json
     motion = model.generate(text_embedding, retrieved_motions, length_frames=120, seed=0,
                             guidance_text=4.0, guidance_retrieval=1.0, steps=10, progress=None)
 
@@ -26,11 +26,11 @@ Parts (sizes from config.py: presets tiny / small / paper):
   references when retrieval is off.
 - decoding.py: confidence-based iterative decoding on a cosine schedule (lowest-confidence
   predictions re-masked), top-k filtered sampling.
-- trainer.py / train.py: `python -m models.t2m.train --db-root R --db NAME --out DIR` from the
-  pack folder; tokenizer, masked, residual and refiner stages; retrieval excludes the sample and its
-  mirrored twin; per-step seeding makes --resume bit-identical to an uninterrupted run.
+- trainer.py: the stage table (tokenizer, masked, residual and refiner stages) and the training loop
+  over data the caller loads (`python -m training t2m --db-root R --db NAME --out DIR` from the pack
+  folder reads it from a motion database); retrieval excludes the sample and its mirrored twin;
+  per-step seeding makes --resume bit-identical to an uninterrupted run.
 - checkpoint.py: safetensors + JSON only, keys and shapes checked on load.
-- benchmark.py: `python -m models.t2m.benchmark --config small` times training steps.
 
 Names are imported on first use, so importing this package loads no torch.
 """
@@ -41,7 +41,7 @@ import importlib
 _EXPORTS = {
     "T2MModel": "model", "ModelConfig": "config", "TokenizerConfig": "config", "TransformerConfig": "config",
     "TrainConfig": "config", "RefinerConfig": "config", "preset": "config", "PRESETS": "config", "ConfigError": "config",
-    "CheckpointError": "checkpoint", "load_model": "checkpoint", "train": "trainer",
+    "CheckpointError": "checkpoint", "load_model": "checkpoint", "save_model": "checkpoint",
     "TrainingDataError": "data", "combine_guidance": "transformer", "condition_masks": "transformer",
 }
 

@@ -14,7 +14,9 @@ from pathlib import Path
 
 import torch
 
+from ...common.errors import InputError
 from .config import FORMAT, FORMAT_VERSION, ConfigError, ModelConfig
+from .model import T2MModel
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
@@ -22,8 +24,8 @@ STATE_FILE = "train_state.safetensors"
 STATE_JSON = "train_state.json"
 
 
-class CheckpointError(ValueError):
-    """A checkpoint that cannot be used; the message names the file and what is wrong."""
+class CheckpointError(InputError):
+    """A checkpoint that cannot be used; `input` names the file (or folder), the message what is wrong."""
 
 
 def _atomic_write_bytes(path: Path, write) -> None:
@@ -45,11 +47,11 @@ def load_tensors(path: Path) -> dict:
 
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
+        raise CheckpointError(path, f"file not found")
     try:
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise CheckpointError(path, f"not a readable safetensors file ({exc})") from None
 
 
 def write_json(path: Path, data: dict) -> None:
@@ -60,13 +62,13 @@ def write_json(path: Path, data: dict) -> None:
 def read_json(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
-        raise CheckpointError(f"{path}: file not found")
+        raise CheckpointError(path, f"file not found")
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise CheckpointError(f"{path}: not valid JSON ({exc})") from None
+        raise CheckpointError(path, f"not valid JSON ({exc})") from None
     if not isinstance(data, dict):
-        raise CheckpointError(f"{path}: expected a JSON object")
+        raise CheckpointError(path, f"expected a JSON object")
     return data
 
 
@@ -87,38 +89,39 @@ def check_state(module: torch.nn.Module, tensors: dict, source: str) -> None:
     if wrong:
         problems.append(f"{len(wrong)} shape/dtype mismatch(es): {'; '.join(wrong[:5])}{' ...' if len(wrong) > 5 else ''}")
     if problems:
-        raise CheckpointError(f"{source}: does not match the model built from its config.json: " + " | ".join(problems))
+        raise CheckpointError(source, f"does not match the model built from its config.json: " + " | ".join(problems))
 
 
-def save_model(folder: Path, model, trained: dict | None = None) -> None:
+def save_model(folder: Path, model: T2MModel, trained: dict | None = None) -> None:
+    """model.safetensors + config.json in `folder`; `trained` (default: model.trained) is the training summary."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     save_tensors(folder / MODEL_FILE, model.state_dict(), metadata={"format": FORMAT})
     write_json(folder / CONFIG_FILE, {"format": FORMAT, "format_version": FORMAT_VERSION,
-                                      "model": model.config.to_dict(), "trained": dict(trained or {})})
+                                      "model": model.config.to_dict(),
+                                      "trained": dict(model.trained if trained is None else trained)})
 
 
 def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     path = Path(folder) / CONFIG_FILE
     data = read_json(path)
     if data.get("format") != FORMAT:
-        raise CheckpointError(f"{path}: format is {data.get('format')!r}, expected {FORMAT!r}")
+        raise CheckpointError(path, f"format is {data.get('format')!r}, expected {FORMAT!r}")
     if data.get("format_version") != FORMAT_VERSION:
-        raise CheckpointError(f"{path}: format_version {data.get('format_version')!r} is not the supported "
+        raise CheckpointError(path, f"format_version {data.get('format_version')!r} is not the supported "
                               f"{FORMAT_VERSION}")
     try:
         config = ModelConfig.from_dict(data.get("model"))
     except ConfigError as exc:
-        raise CheckpointError(f"{path}: {exc}") from None
+        raise CheckpointError(path, f"{exc}") from None
     return config, data.get("trained", {})
 
 
-def load_model(folder: Path, device: str = "cpu"):
-    from .model import T2MModel
-
+def load_model(folder: Path, device: str = "cpu") -> T2MModel:
+    """The model in `folder` (model.safetensors + config.json), in eval mode on `device`."""
     folder = Path(folder)
     if not folder.is_dir():
-        raise CheckpointError(f"{folder}: not a folder; expected a text-to-motion model folder with "
+        raise CheckpointError(folder, f"not a folder; expected a text-to-motion model folder with "
                               f"{MODEL_FILE} and {CONFIG_FILE}")
     config, trained = read_config(folder)
     model = T2MModel(config)
@@ -146,7 +149,7 @@ def optimizer_from_tensors(opt: torch.optim.Optimizer, prefix: str, tensors: dic
     groups = meta.get("param_groups")
     current = opt.state_dict()["param_groups"]
     if not isinstance(groups, list) or [len(g.get("params", [])) for g in groups] != [len(g["params"]) for g in current]:
-        raise CheckpointError(f"{source}: optimizer state for {prefix!r} does not match the model's parameters")
+        raise CheckpointError(source, f"optimizer state for {prefix!r} does not match the model's parameters")
     state: dict = {}
     head = f"{prefix}.state."
     for key, value in tensors.items():

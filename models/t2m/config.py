@@ -8,12 +8,14 @@ from __future__ import annotations
 import dataclasses
 from dataclasses import dataclass, field
 
+from ...common.errors import InputError
+
 FORMAT = "motionrag-t2m"
 FORMAT_VERSION = 1
 
 
-class ConfigError(ValueError):
-    """A bad configuration value; the message names the field and what was expected."""
+class ConfigError(InputError):
+    """A bad configuration value; `input` names the field, the message what was expected."""
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ class ModelConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "ModelConfig":
         if not isinstance(data, dict):
-            raise ConfigError(f"model config: expected a JSON object, got {type(data).__name__}")
+            raise ConfigError("model config", f"expected a JSON object, got {type(data).__name__}")
         tok = _build(TokenizerConfig, data.get("tokenizer", {}), "tokenizer")
         tr = _build(TransformerConfig, data.get("transformer", {}), "transformer")
         # A config written before the refiner existed has no "refiner": that model has none.
@@ -111,31 +113,31 @@ class ModelConfig:
                             ("transformer.max_tokens", m.max_tokens),
                             ("transformer.max_retrieved_tokens", m.max_retrieved_tokens)]:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ConfigError(f"{name}: expected a positive integer, got {value!r}")
+                raise ConfigError(name, f"expected a positive integer, got {value!r}")
         if not (isinstance(t.down_t, int) and 0 <= t.down_t <= 4):
-            raise ConfigError(f"tokenizer.down_t: expected an integer 0..4, got {t.down_t!r}")
+            raise ConfigError("tokenizer.down_t", f"expected an integer 0..4, got {t.down_t!r}")
         if m.latent % m.heads:
-            raise ConfigError(f"transformer.latent ({m.latent}) must be divisible by transformer.heads ({m.heads})")
+            raise ConfigError("transformer.latent", f"{m.latent} must be divisible by transformer.heads ({m.heads})")
         for name, p in [("tokenizer.quantize_dropout", t.quantize_dropout), ("tokenizer.ema_decay", t.ema_decay),
                         ("transformer.dropout", m.dropout), ("transformer.text_drop", m.text_drop),
                         ("transformer.retrieval_drop", m.retrieval_drop)]:
             if not (0.0 <= float(p) < 1.0):
-                raise ConfigError(f"{name}: expected a probability in [0, 1), got {p!r}")
+                raise ConfigError(name, f"expected a probability in [0, 1), got {p!r}")
         if m.residual_layers < 0 or m.retrieval_layers < 0 or m.num_retrieved < 0:
-            raise ConfigError("transformer.residual_layers / retrieval_layers / num_retrieved: expected >= 0")
+            raise ConfigError("transformer.residual_layers / retrieval_layers / num_retrieved", "expected >= 0")
         r = self.refiner
         for name, value, low in [("refiner.width", r.width, 0), ("refiner.depth", r.depth, 1)]:
             if not isinstance(value, int) or isinstance(value, bool) or value < low:
-                raise ConfigError(f"{name}: expected an integer >= {low}, got {value!r}")
+                raise ConfigError(name, f"expected an integer >= {low}, got {value!r}")
         for name, p in [("refiner.p_no_references", r.p_no_references),
                         ("refiner.p_neighbours_only", r.p_neighbours_only), ("refiner.p_wrong_base", r.p_wrong_base),
                         ("refiner.p_positive_first", r.p_positive_first), ("refiner.max_shift", r.max_shift)]:
             if not (0.0 <= float(p) <= 1.0):
-                raise ConfigError(f"{name}: expected a probability in [0, 1], got {p!r}")
+                raise ConfigError(name, f"expected a probability in [0, 1], got {p!r}")
         if r.p_no_references + r.p_neighbours_only + r.p_wrong_base > 1.0 + 1e-9:
-            raise ConfigError("refiner.p_no_references + p_neighbours_only + p_wrong_base: expected at most 1")
+            raise ConfigError("refiner.p_no_references + p_neighbours_only + p_wrong_base", "expected at most 1")
         if not float(r.max_speed) >= 1.0 or not float(r.noise) >= 0.0 or not float(r.ric_weight) >= 0.0:
-            raise ConfigError(f"refiner.max_speed (>= 1), noise, ric_weight (>= 0): got {r.max_speed!r}, "
+            raise ConfigError("refiner.max_speed (>= 1), noise, ric_weight (>= 0)", f"got {r.max_speed!r}, "
                               f"{r.noise!r}, {r.ric_weight!r}")
 
 
@@ -166,24 +168,24 @@ class TrainConfig:
 
 def _build(cls, data: dict, what: str, extra: dict | None = None):
     if not isinstance(data, dict):
-        raise ConfigError(f"{what} config: expected a JSON object, got {type(data).__name__}")
+        raise ConfigError(f"{what} config", f"expected a JSON object, got {type(data).__name__}")
     names = {f.name: f for f in dataclasses.fields(cls)}
     unknown = sorted(set(data) - set(names))
     if unknown:
-        raise ConfigError(f"{what} config: unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
+        raise ConfigError(f"{what} config", f"unknown field(s) {', '.join(unknown)}; known: {', '.join(sorted(names))}")
     values = dict(data)
     for key, value in values.items():
         default = names[key].default
         if isinstance(default, bool) or default is dataclasses.MISSING:
             continue
         if isinstance(default, int) and not (isinstance(value, int) and not isinstance(value, bool)):
-            raise ConfigError(f"{what}.{key}: expected an integer, got {value!r}")
+            raise ConfigError(f"{what}.{key}", f"expected an integer, got {value!r}")
         if isinstance(default, float):
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ConfigError(f"{what}.{key}: expected a number, got {value!r}")
+                raise ConfigError(f"{what}.{key}", f"expected a number, got {value!r}")
             values[key] = float(value)
         if isinstance(default, str) and not isinstance(value, str):
-            raise ConfigError(f"{what}.{key}: expected a string, got {value!r}")
+            raise ConfigError(f"{what}.{key}", f"expected a string, got {value!r}")
     values.update(extra or {})
     return cls(**values)
 
@@ -215,5 +217,5 @@ TRAIN_PRESETS = {
 
 def preset(name: str) -> tuple[ModelConfig, TrainConfig]:
     if name not in PRESETS:
-        raise ConfigError(f"config: expected one of {', '.join(PRESETS)}, got {name!r}")
+        raise ConfigError("config", f"expected one of {', '.join(PRESETS)}, got {name!r}")
     return PRESETS[name], TRAIN_PRESETS[name]

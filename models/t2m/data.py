@@ -9,12 +9,14 @@ from typing import Callable
 
 import numpy as np
 
+from ...common.errors import InputError
 from ..motion import humanml3d as h3d
 from ..motion.motion import MotionError
+from .refiner import align_rows
 
 
-class TrainingDataError(ValueError):
-    """The database cannot be trained on; the message says why."""
+class TrainingDataError(InputError):
+    """The database cannot be trained on; `input` names it, the message says why."""
 
 
 @dataclass
@@ -37,7 +39,7 @@ def load_training_data(db, *, fps: float, num_retrieved: int, min_rows: int, tex
                        log: Callable[[str], None] = print) -> TrainingData:
     """Everything the training loop needs from `db` (an open MotionDatabase)."""
     if text_encoder is not None and db.text_encoder_id != text_encoder:
-        raise TrainingDataError(f"motion database {db.name!r} was embedded with {db.text_encoder_id!r}, but the model "
+        raise TrainingDataError(f"motion database {db.name!r}", f"was embedded with {db.text_encoder_id!r}, but the model "
                                 f"is conditioned on {text_encoder!r}; rebuild the database with {text_encoder!r}")
     n = db.entry_count
     names = db.entry_names()
@@ -53,11 +55,11 @@ def load_training_data(db, *, fps: float, num_retrieved: int, min_rows: int, tex
         else:
             feats = np.zeros((0, 263), np.float32)
         if not np.isfinite(feats).all():
-            raise MotionError(f"motion database {db.name!r}, entry {names[eid]!r}: features contain NaN or infinity")
+            raise MotionError(f"motion database {db.name!r}, entry {names[eid]!r}", f"features contain NaN or infinity")
         features.append(np.ascontiguousarray(feats, dtype=np.float32))
     usable = np.array([e for e in range(n) if len(features[e]) >= min_rows], dtype=np.int64)
     if len(usable) < 2:
-        raise TrainingDataError(f"motion database {db.name!r}: {len(usable)} of {n} entries have at least "
+        raise TrainingDataError(f"motion database {db.name!r}", f"{len(usable)} of {n} entries have at least "
                                 f"{min_rows + 1} frames at {fps:g} fps; training needs at least 2")
     if len(usable) < n:
         log(f"{n - len(usable)} of {n} entries are shorter than {min_rows + 1} frames and are not trained on")
@@ -98,7 +100,7 @@ def check_exclusion(data: TrainingData) -> None:
         twin = int(data.mirror_of[e])
         for n in ids:
             if n == e or n == twin or int(data.mirror_of[n]) == e:
-                raise TrainingDataError(f"retrieval for caption {data.captions[c]!r} of entry {data.names[e]!r} "
+                raise TrainingDataError("data", f"retrieval for caption {data.captions[c]!r} of entry {data.names[e]!r} "
                                         f"returned {data.names[n]!r}, the sample itself or its mirrored copy")
 
 
@@ -166,8 +168,6 @@ class RefinerBatch:
 
 
 def _window(feats: np.ndarray, start: int, length: int, rows: int) -> np.ndarray:
-    from .refiner import align_rows
-
     return align_rows(feats[start:start + length], rows)
 
 

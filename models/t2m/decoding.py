@@ -5,6 +5,7 @@ import math
 from typing import Callable
 
 import torch
+from ...common.errors import InputError
 
 
 def top_k_filter(logits: torch.Tensor, thres: float = 0.9) -> torch.Tensor:
@@ -38,7 +39,7 @@ def iterative_decode(logits_fn: Callable[[torch.Tensor], torch.Tensor], length: 
     confidence predictions (tokens fixed earlier are never re-masked) so that the masked count
     follows the cosine schedule; the last step leaves nothing masked."""
     if steps < 1:
-        raise ValueError(f"steps: expected at least 1 decoding step, got {steps}")
+        raise InputError("steps", f"expected at least 1 decoding step, got {steps}")
     ids = torch.full((1, length), mask_id, dtype=torch.long, device=device)
     masked = torch.ones(1, length, dtype=torch.bool, device=device)
     for step in range(steps):

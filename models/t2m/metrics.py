@@ -10,6 +10,7 @@ import itertools
 
 import numpy as np
 
+from ...common.errors import InputError
 from ..motion import skeleton
 
 CONTACT_HEIGHT = 0.05      # metres above the clip's lowest foot point that count as touching the floor
@@ -18,10 +19,10 @@ CONTACT_HEIGHT = 0.05      # metres above the clip's lowest foot point that coun
 def _joints(arr, what: str) -> np.ndarray:
     a = np.asarray(arr, dtype=np.float64)
     if a.ndim != 3 or a.shape[1:] != (len(skeleton.JOINT_NAMES), 3) or len(a) < 1:
-        raise ValueError(f"{what}: expected joints of shape (frames, {len(skeleton.JOINT_NAMES)}, 3), "
+        raise InputError(what, f"expected joints of shape (frames, {len(skeleton.JOINT_NAMES)}, 3), "
                          f"got {a.shape}")
     if not np.isfinite(a).all():
-        raise ValueError(f"{what}: joints contain NaN or infinite values")
+        raise InputError(what, "joints contain NaN or infinite values")
     return a
 
 
@@ -50,7 +51,7 @@ def dtw(cost: np.ndarray) -> tuple[float, int]:
     (1,1), from (0,0) to (N-1,M-1). Returns (sum of costs on the path, path length)."""
     cost = np.asarray(cost, dtype=np.float64)
     if cost.ndim != 2 or min(cost.shape) < 1:
-        raise ValueError(f"cost: expected a non-empty 2-D matrix, got shape {cost.shape}")
+        raise InputError("cost", f"expected a non-empty 2-D matrix, got shape {cost.shape}")
     n, m = cost.shape
     acc = np.full((n + 1, m + 1), np.inf)
     steps = np.zeros((n + 1, m + 1), dtype=np.int64)
@@ -114,5 +115,5 @@ def diversity(clips) -> float:
     """Mean pairwise DTW-MPJPE (metres) between clips (e.g. one prompt's generations over seeds)."""
     clips = list(clips)
     if len(clips) < 2:
-        raise ValueError(f"clips: expected at least 2 to compare, got {len(clips)}")
+        raise InputError("clips", f"expected at least 2 to compare, got {len(clips)}")
     return float(np.mean([dtw_mpjpe(x, y) for x, y in itertools.combinations(clips, 2)]))

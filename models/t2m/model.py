@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 from torch import nn
 
+from ...common.errors import InputError
 from ..motion import humanml3d as h3d
 from ..motion.motion import Motion, MotionError, validate_features
 from .config import ModelConfig
@@ -30,7 +30,7 @@ def motion_features(item: Any, fps: float, what: str) -> np.ndarray:
         if m.features is not None:
             return m.features
         if m.num_frames < 2:
-            raise MotionError(f"{what}: needs at least 2 frames, got {m.num_frames}")
+            raise MotionError(what, f"needs at least 2 frames, got {m.num_frames}")
         return h3d.joints_to_features(m.joints)
     return validate_features(item, what)
 
@@ -46,18 +46,6 @@ class T2MModel(nn.Module):
         # Built last: the modules above get the same initial weights as in models without it.
         self.refiner = RetrievalRefiner(config.refiner) if config.refiner.enabled else None
         self.trained: dict = {}
-
-    # -- persistence ------------------------------------------------------------------------
-    def save(self, folder, trained: dict | None = None) -> None:
-        from .checkpoint import save_model
-
-        save_model(Path(folder), self, trained if trained is not None else self.trained)
-
-    @staticmethod
-    def load(folder, device: str = "cpu") -> "T2MModel":
-        from .checkpoint import load_model
-
-        return load_model(Path(folder), device)
 
     @property
     def device(self):
@@ -113,19 +101,19 @@ class T2MModel(nn.Module):
         c = self.config
         emb = np.asarray(text_embedding, dtype=np.float32).reshape(-1)
         if emb.shape != (c.transformer.text_dim,) or not np.isfinite(emb).all():
-            raise ValueError(f"text_embedding: expected {c.transformer.text_dim} finite values from "
+            raise InputError("text_embedding", f"expected {c.transformer.text_dim} finite values from "
                              f"{c.text_encoder!r}, got shape {np.shape(text_embedding)}")
         if isinstance(length_frames, bool) or not isinstance(length_frames, (int, np.integer)):
-            raise ValueError(f"length_frames: expected an integer number of frames, got {length_frames!r}")
+            raise InputError("length_frames", f"expected an integer number of frames, got {length_frames!r}")
         if not 2 <= length_frames <= self.max_frames:
-            raise ValueError(f"length_frames: expected 2..{self.max_frames} frames at {c.fps:g} fps for this model, "
+            raise InputError("length_frames", f"expected 2..{self.max_frames} frames at {c.fps:g} fps for this model, "
                              f"got {length_frames}")
         if not isinstance(steps, (int, np.integer)) or steps < 1:
-            raise ValueError(f"steps: expected a positive integer, got {steps!r}")
+            raise InputError("steps", f"expected a positive integer, got {steps!r}")
         for name, value in [("guidance_text", guidance_text), ("guidance_retrieval", guidance_retrieval),
                             ("guidance_residual", guidance_residual)]:
             if not np.isfinite(float(value)):
-                raise ValueError(f"{name}: expected a finite number, got {value!r}")
+                raise InputError(name, f"expected a finite number, got {value!r}")
         retrieved = list(retrieved_motions or [])
         was_training = self.training
         self.eval()

@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ...common.errors import InputError
+from ..motion import humanml3d as h3d
 from ..motion.motion import FEATURE_DIM
 from .config import RefinerConfig
 from .tokenizer import ResBlock
@@ -28,10 +30,10 @@ def align_rows(feats: np.ndarray, rows: int) -> np.ndarray:
     """Linear resampling of (T, D) feature rows to (rows, D): a reference spans the whole output."""
     feats = np.asarray(feats, dtype=np.float32)
     if feats.ndim != 2 or len(feats) < 1:
-        raise ValueError(f"reference features: expected (frames, {FEATURE_DIM}) with at least one row, "
+        raise InputError("reference features", f"expected (frames, {FEATURE_DIM}) with at least one row, "
                          f"got shape {feats.shape}")
     if rows < 1:
-        raise ValueError(f"rows: expected at least 1, got {rows}")
+        raise InputError("rows", f"expected at least 1, got {rows}")
     if len(feats) == rows:
         return feats
     if len(feats) == 1 or rows == 1:
@@ -94,8 +96,6 @@ class RetrievalRefiner(nn.Module):
         return out.transpose(1, 2), weights
 
     def loss(self, pred: torch.Tensor, target: torch.Tensor) -> tuple[torch.Tensor, dict]:
-        from ..motion import humanml3d as h3d
-
         rec = F.smooth_l1_loss(pred, target)
         ric = F.l1_loss(pred[..., h3d.RIC], target[..., h3d.RIC])
         loss = rec + self.config.ric_weight * ric

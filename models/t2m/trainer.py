@@ -1,5 +1,10 @@
 """Training: tokenizer stage, then masked-transformer stage, then residual-transformer stage, then
-the retrieval refiner's stage (refiner.py; models whose config has one).
+the retrieval refiner's stage (refiner.py; models whose config has one). Each stage is one record
+of STAGES (what it trains, its step count, its step function); the loop is the same for all.
+
+The pieces here need no database: `prepare_run` sets up a new or resumed run in an output folder,
+`fit` trains it on TrainingData the caller loaded (the pack's training/t2m.py reads it from a
+motion database).
 
 Reproducibility: every step draws its randomness (batch choice, crops, masking, condition
 dropout, dropout layers, dead-code resets) from generators seeded with (seed, stage, step), so
@@ -18,22 +23,21 @@ import random
 import sys
 import time
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ...common.errors import InputError
 from .checkpoint import (CONFIG_FILE, MODEL_FILE, STATE_FILE, STATE_JSON, CheckpointError, load_model, load_tensors,
                          optimizer_from_tensors, optimizer_to_tensors, read_json, save_model, save_tensors, write_json)
 from .config import ModelConfig, TrainConfig, preset
-from .data import (TrainingData, check_exclusion, load_training_data, refiner_batch, tokenizer_batch,
-                   transformer_batch)
+from .data import TrainingData, check_exclusion, refiner_batch, tokenizer_batch, transformer_batch
 from .model import T2MModel
 from .normalization import feature_stats
 from .transformer import condition_masks, mask_tokens
 
-STAGES = ("tokenizer", "masked", "residual", "refiner")
 NEIGHBOURS_FILE = "retrieval_neighbours.json"
 
 
@@ -59,59 +63,21 @@ def learning_rate(cfg: TrainConfig, stage: str, step: int, total: int) -> float:
     return base * warm * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * frac)))
 
 
-def stage_steps(cfg: TrainConfig, model_cfg: ModelConfig) -> dict:
-    res = cfg.residual_steps if model_cfg.tokenizer.num_quantizers > 1 and model_cfg.transformer.residual_layers else 0
-    ref = cfg.refiner_steps if model_cfg.refiner.enabled else 0
-    return {"tokenizer": cfg.tokenizer_steps, "masked": cfg.masked_steps, "residual": res, "refiner": ref}
+# --- the step of each stage: (model, data, cfg, rng, gen, prepared) -> (loss, info) -------------------------------
+# rng draws the batch; gen (a CPU generator) draws masks and noise so that a run is reproducible on any device;
+# prepared is what the stage's `prepare` computed once before its first step (None when it has none).
 
-
-def _stage_params(model: T2MModel, stage: str):
-    return {"tokenizer": model.tokenizer, "masked": model.masked, "residual": model.residual,
-            "refiner": model.refiner}[stage].parameters()
-
-
-def _make_optimizer(model: T2MModel, stage: str, cfg: TrainConfig):
-    return torch.optim.AdamW(list(_stage_params(model, stage)), lr=cfg.lr, betas=(0.9, 0.99),
-                             weight_decay=cfg.weight_decay)
-
-
-class _Progress:
-    """tqdm when installed, otherwise a line every ~5% of the stage."""
-
-    def __init__(self, label: str, total: int, initial: int, log: Callable[[str], None], enabled: bool):
-        self.label, self.total, self.done, self.log = label, total, initial, log
-        self.bar = None
-        self.every = max(1, total // 20)
-        self.enabled = enabled
-        if enabled:
-            try:
-                from tqdm import tqdm
-                self.bar = tqdm(total=total, initial=initial, desc=label, file=sys.stderr, dynamic_ncols=True)
-            except ImportError:
-                pass
-
-    def update(self, info: dict) -> None:
-        self.done += 1
-        text = " ".join(f"{k}={v:.4f}" for k, v in info.items())
-        if self.bar is not None:
-            self.bar.update(1)
-            self.bar.set_postfix_str(text, refresh=False)
-        elif self.enabled and (self.done % self.every == 0 or self.done == self.total):
-            self.log(f"{self.label} {self.done}/{self.total} {text}")
-
-    def close(self) -> None:
-        if self.bar is not None:
-            self.bar.close()
-
-
-def _tokenizer_step(model, data, cfg, rng):
+def tokenizer_step(model: T2MModel, data: TrainingData, cfg: TrainConfig, rng, gen, prepared):
+    """Reconstruction + commitment loss of the tokenizer on a batch of windows."""
     tok = model.tokenizer
     feats = tokenizer_batch(data, rng, cfg.batch_size, cfg.window_frames, tok.frames_per_token)
     out = tok(tok.normalize(torch.from_numpy(feats).to(model.device)))
     return out["loss"], {"loss": out["loss"].item(), "rec": out["rec"].item(), "commit": out["commit"].item()}
 
 
-def _masked_step(model, data, cfg, rng, gen, latents):
+def masked_step(model: T2MModel, data: TrainingData, cfg: TrainConfig, rng, gen, latents: dict):
+    """Masked-token prediction on base-layer tokens, conditioned on text and on the retrieved neighbours'
+    latents (`latents`: retrieval_latents of every usable entry)."""
     c = model.config.transformer
     tok = model.tokenizer
     b = transformer_batch(data, rng, cfg.batch_size, tok.frames_per_token, cfg.min_crop_frames, cfg.max_crop_frames,
@@ -119,7 +85,6 @@ def _masked_step(model, data, cfg, rng, gen, latents):
     dev = model.device
     tokens = tok.encode(tok.normalize(torch.from_numpy(b.features).to(dev)))[..., 0].cpu()
     text = torch.from_numpy(data.text_embeddings[b.captions]).to(dev)
-    # Random draws come from the CPU generator so a run is reproducible whatever the device.
     text_on, retr_on = condition_masks(len(tokens), c.text_drop, c.retrieval_drop, gen)
     mem, pad, has_any = model.masked.encode_retrieval([[latents[n] for n in nbs] for nbs in b.neighbours])
     inputs, labels = mask_tokens(tokens, model.masked.mask_id, model.masked.num_codes, gen)
@@ -131,7 +96,8 @@ def _masked_step(model, data, cfg, rng, gen, latents):
     return loss, {"loss": loss.item(), "acc": acc.item()}
 
 
-def _residual_step(model, data, cfg, rng, gen):
+def residual_step(model: T2MModel, data: TrainingData, cfg: TrainConfig, rng, gen, prepared):
+    """Prediction of one random residual quantiser layer from the sum of the layers below it."""
     c = model.config.transformer
     tok = model.tokenizer
     b = transformer_batch(data, rng, cfg.batch_size, tok.frames_per_token, cfg.min_crop_frames, cfg.max_crop_frames,
@@ -151,7 +117,8 @@ def _residual_step(model, data, cfg, rng, gen):
     return loss, {"loss": loss.item(), "acc": acc.item()}
 
 
-def _refiner_step(model, data, cfg, rng, gen):
+def refiner_step(model: T2MModel, data: TrainingData, cfg: TrainConfig, rng, gen, prepared):
+    """The refiner's loss on crops whose references are perturbed copies of the target or real neighbours."""
     c = model.config
     tok = model.tokenizer
     b = refiner_batch(data, rng, cfg.batch_size, tok.frames_per_token, cfg.min_crop_frames, cfg.max_crop_frames,
@@ -170,32 +137,119 @@ def _refiner_step(model, data, cfg, rng, gen):
     return loss, info
 
 
-def _retrieval_latents(model: T2MModel, data: TrainingData) -> dict:
+def retrieval_latents(model: T2MModel, data: TrainingData) -> dict:
+    """Entry id -> the (trained) tokenizer's latents of that entry: the masked stage's retrieval memory."""
     tok = model.tokenizer
     return {int(e): tok.latents(tok.normalize(torch.from_numpy(data.features[e]).to(model.device)[None]))[0]
             for e in data.usable}
 
 
-def _save(out: Path, model, opt, stage: str, step: int, run: dict, done: dict) -> None:
-    save_model(out, model, trained={**done, "db": run["db"], "seed": run["seed"], "preset": run["preset"]})
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One training stage: it trains the T2MModel attribute `name` (the earlier stages stay frozen)."""
+    name: str
+    steps: Callable[[TrainConfig, ModelConfig], int]           # how many steps this run gives it (0: skipped)
+    step: Callable[..., tuple]                                  # (model, data, cfg, rng, gen, prepared) -> loss, info
+    prepare: Callable[[T2MModel, TrainingData], Any] | None = None
+
+    def module(self, model: T2MModel) -> torch.nn.Module:
+        return getattr(model, self.name)
+
+
+# In training order; the order (each stage's index seeds its steps) and the names are part of the checkpoint format.
+STAGES = (
+    Stage("tokenizer", lambda cfg, m: cfg.tokenizer_steps, tokenizer_step),
+    Stage("masked", lambda cfg, m: cfg.masked_steps, masked_step, prepare=retrieval_latents),
+    Stage("residual", lambda cfg, m: cfg.residual_steps
+          if m.tokenizer.num_quantizers > 1 and m.transformer.residual_layers else 0, residual_step),
+    Stage("refiner", lambda cfg, m: cfg.refiner_steps if m.refiner.enabled else 0, refiner_step),
+)
+STAGE_NAMES = tuple(s.name for s in STAGES)
+
+
+def stage_steps(cfg: TrainConfig, model_cfg: ModelConfig) -> dict:
+    return {s.name: s.steps(cfg, model_cfg) for s in STAGES}
+
+
+def make_optimizer(model: T2MModel, stage: Stage, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """The optimizer of `stage`, over that stage's parameters only."""
+    return torch.optim.AdamW(list(stage.module(model).parameters()), lr=cfg.lr, betas=(0.9, 0.99),
+                             weight_decay=cfg.weight_decay)
+
+
+def train_only(model: T2MModel, stage: Stage) -> None:
+    """Training mode for `stage`'s module, evaluation mode (no dropout) for the others."""
+    model.train()
+    for module in (model.tokenizer, model.masked, model.residual, model.refiner):
+        if module is not None:
+            module.train(module is stage.module(model))
+
+
+class _Progress:
+    """tqdm when installed, otherwise a line every ~5% of the stage."""
+
+    def __init__(self, label: str, total: int, initial: int, log: Callable[[str], None], enabled: bool):
+        self.label, self.total, self.done, self.log = label, total, initial, log
+        self.bar = None
+        self.every = max(1, total // 20)
+        self.enabled = enabled
+        if enabled:
+            try:
+                from tqdm import tqdm       # optional: not a dependency of the pack
+                self.bar = tqdm(total=total, initial=initial, desc=label, file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                pass
+
+    def update(self, info: dict) -> None:
+        self.done += 1
+        text = " ".join(f"{k}={v:.4f}" for k, v in info.items())
+        if self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix_str(text, refresh=False)
+        elif self.enabled and (self.done % self.every == 0 or self.done == self.total):
+            self.log(f"{self.label} {self.done}/{self.total} {text}")
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+@dataclasses.dataclass
+class TrainingRun:
+    """A run ready to train in `out`: the model and where it stands (new, or read back for --resume)."""
+    out: Path
+    model: T2MModel
+    model_cfg: ModelConfig
+    train_cfg: TrainConfig
+    seed: int
+    record: dict            # what train_state.json keeps: db, seed, preset, train settings, history, last losses
+    stage: str              # the stage to continue ("done" when finished)
+    step: int               # ... at this step
+    done: dict              # steps done per stage
+    optimizer_meta: dict    # optimizer hyper-parameters of the stage to continue
+
+
+def _save(run: TrainingRun, opt, stage: str, step: int) -> None:
+    rec, out = run.record, run.out
+    save_model(out, run.model, trained={**run.done, "db": rec["db"], "seed": rec["seed"], "preset": rec["preset"]})
     tensors, meta = optimizer_to_tensors(opt, stage) if opt is not None else ({}, {})
     save_tensors(out / STATE_FILE, tensors)
     # train_state.json is written last: it names the step the files above belong to.
-    write_json(out / STATE_JSON, {**run, "stage": stage, "step": step, "optimizer": meta, "done": done,
-                                  "last": run.get("last", {})})
+    write_json(out / STATE_JSON, {**rec, "stage": stage, "step": step, "optimizer": meta, "done": run.done,
+                                  "last": rec.get("last", {})})
 
 
 def _check_resume(state: dict, run: dict, source: Path) -> None:
     for key in ("seed", "db", "preset"):
         if state.get(key) != run[key]:
-            raise CheckpointError(f"{source}: the checkpoint was trained with {key}={state.get(key)!r}, this run "
+            raise CheckpointError(source, f"the checkpoint was trained with {key}={state.get(key)!r}, this run "
                                   f"asks for {run[key]!r}; resume with the same {key} or use another --out")
     # Step counts and the save interval may change on resume (to extend a run); the rest may not.
     free = {"tokenizer_steps", "masked_steps", "residual_steps", "refiner_steps", "save_every"}
     before, now = state.get("train", {}), run["train"]
     for key in sorted(set(before) | set(now)):
         if key not in free and before.get(key) != now.get(key):
-            raise CheckpointError(f"{source}: the checkpoint was trained with {key}={before.get(key)!r}, this run "
+            raise CheckpointError(source, f"the checkpoint was trained with {key}={before.get(key)!r}, this run "
                                   f"asks for {now.get(key)!r}; resume with the same setting")
 
 
@@ -205,9 +259,9 @@ def _add_refiner(old: T2MModel, model_cfg: ModelConfig, preset_name: str, stage:
     with the initial weights a run from scratch would give it."""
     same_otherwise = dataclasses.replace(model_cfg, refiner=old.config.refiner) == old.config
     if old.config.refiner.enabled or not model_cfg.refiner.enabled or not same_otherwise:
-        raise CheckpointError(f"{source / CONFIG_FILE}: model config differs from preset {preset_name!r}")
+        raise CheckpointError(source / CONFIG_FILE, f"model config differs from preset {preset_name!r}")
     if stage != "done":
-        raise CheckpointError(f"{source}: a model without a retrieval refiner, stopped at {stage}; finish it with the "
+        raise CheckpointError(source, f"a model without a retrieval refiner, stopped at {stage}; finish it with the "
                               f"code that started it, or train from scratch")
     seed_everything(seed)
     model = T2MModel(model_cfg).to(device)
@@ -217,26 +271,15 @@ def _add_refiner(old: T2MModel, model_cfg: ModelConfig, preset_name: str, stage:
     return model
 
 
-def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, steps: tuple | None = None,
-          batch_size: int | None = None, save_every: int | None = None, resume: bool = False,
-          stop_at: int | None = None, threads: int | None = None, device: str = "cpu", progress: bool = True,
-          log: Callable[[str], None] = print) -> dict:
-    """Train on motion database `db_name` under `db_root`, writing checkpoints to `out`.
-
-    steps: (tokenizer, masked, residual[, refiner]) step counts (default: the preset's). stop_at: stop
-    after this many steps in total over all stages, leaving a resumable checkpoint.
-    Returns a summary (steps done, last losses, seconds, parameter count)."""
-    from ...retrieval import open_database
-
-    if threads:
-        torch.set_num_threads(int(threads))
-    out = Path(out)
+def _train_config(config: str, steps: tuple | None, batch_size: int | None,
+                  save_every: int | None) -> tuple[ModelConfig, TrainConfig]:
+    """The preset `config` with the caller's step counts, batch size and save interval."""
     model_cfg, train_cfg = preset(config)
     overrides = {}
     if steps is not None:
         if len(steps) not in (3, 4) or any((not isinstance(s, int)) or s < 0 for s in steps):
-            raise ValueError(f"steps: expected three or four step counts >= 0 (tokenizer, masked, residual"
-                             f"[, refiner]), got {steps!r}")
+            raise InputError("steps", f"expected three or four step counts >= 0 (tokenizer, masked, residual"
+                                      f"[, refiner]), got {steps!r}")
         overrides.update(tokenizer_steps=steps[0], masked_steps=steps[1], residual_steps=steps[2])
         if len(steps) == 4:
             overrides["refiner_steps"] = steps[3]
@@ -245,20 +288,33 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
     if save_every is not None:
         overrides["save_every"] = int(save_every)
     train_cfg = dataclasses.replace(train_cfg, **overrides)
-    if train_cfg.batch_size < 1 or train_cfg.save_every < 1:
-        raise ValueError("batch_size and save_every: expected positive integers")
-    run = {"db": db_name, "seed": int(seed), "preset": config, "train": train_cfg.to_dict()}
+    if train_cfg.batch_size < 1:
+        raise InputError("batch_size", f"expected a positive integer, got {train_cfg.batch_size}")
+    if train_cfg.save_every < 1:
+        raise InputError("save_every", f"expected a positive integer, got {train_cfg.save_every}")
+    return model_cfg, train_cfg
 
-    stage, step, done, opt_meta = STAGES[0], 0, {s: 0 for s in STAGES}, {}
+
+def prepare_run(out, db_name: str, *, config: str = "small", seed: int = 0, steps: tuple | None = None,
+                batch_size: int | None = None, save_every: int | None = None, resume: bool = False,
+                device: str = "cpu", log: Callable[[str], None] = print) -> TrainingRun:
+    """A new run of preset `config` in `out` (which must hold no checkpoint), or with `resume` the run
+    stored there (same seed, database and settings but the step counts). Seeds torch, numpy and random.
+
+    steps: (tokenizer, masked, residual[, refiner]) step counts (default: the preset's)."""
+    out = Path(out)
+    model_cfg, train_cfg = _train_config(config, steps, batch_size, save_every)
+    record = {"db": db_name, "seed": int(seed), "preset": config, "train": train_cfg.to_dict()}
+    stage, step, done, opt_meta = STAGE_NAMES[0], 0, {s: 0 for s in STAGE_NAMES}, {}
     if resume:
         if not (out / STATE_JSON).is_file():
-            raise CheckpointError(f"--resume: {out} has no {STATE_JSON}; nothing to resume (run without --resume)")
+            raise CheckpointError("--resume", f"{out} has no {STATE_JSON}; nothing to resume (run without --resume)")
         state = read_json(out / STATE_JSON)
-        _check_resume(state, run, out / STATE_JSON)
+        _check_resume(state, record, out / STATE_JSON)
         stage, step, done, opt_meta = state["stage"], int(state["step"]), dict(state["done"]), state["optimizer"]
         done.setdefault("refiner", 0)
-        run["history"] = list(state.get("history", []))
-        run["last"] = dict(state.get("last", {}))
+        record["history"] = list(state.get("history", []))
+        record["last"] = dict(state.get("last", {}))
         model = load_model(out, device)
         if model.config != model_cfg:
             model = _add_refiner(model, model_cfg, config, stage, seed, device, out)
@@ -267,93 +323,101 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
         log(f"resuming at {stage} step {step}")
     else:
         if (out / MODEL_FILE).exists() or (out / STATE_JSON).exists():
-            raise CheckpointError(f"{out} already holds a checkpoint; pass --resume to continue it or choose another "
+            raise CheckpointError("--out", f"{out} already holds a checkpoint; pass --resume to continue it or choose another "
                                   f"--out (refusing to overwrite)")
         seed_everything(seed)
         model = T2MModel(model_cfg).to(device)
     seed_everything(seed)
     out.mkdir(parents=True, exist_ok=True)
+    return TrainingRun(out, model, model_cfg, train_cfg, int(seed), record, stage, step, done, opt_meta)
 
-    db = open_database(db_root, db_name)
-    fpt = model.frames_per_token
-    data = load_training_data(db, fps=model_cfg.fps, num_retrieved=model_cfg.transformer.num_retrieved,
-                              min_rows=fpt, text_encoder=model_cfg.text_encoder, log=log)
+
+class _Stopped(Exception):
+    """--stop-at reached inside a stage (a checkpoint is saved)."""
+
+
+def _run_stage(run: TrainingRun, data: TrainingData, index: int, first: int, total: int, counter: dict,
+               last: dict, stop_at: int | None, progress: bool, log: Callable[[str], None]) -> None:
+    """Steps first..total-1 of STAGES[index], saving every save_every steps; raises _Stopped at stop_at."""
+    stage, model, cfg, out = STAGES[index], run.model, run.train_cfg, run.out
+    opt = make_optimizer(model, stage, cfg)
+    if first > 0:
+        if not run.optimizer_meta:
+            raise CheckpointError(out / STATE_JSON, f"no optimizer state for {stage.name} step {first}")
+        optimizer_from_tensors(opt, stage.name, load_tensors(out / STATE_FILE), run.optimizer_meta,
+                               str(out / STATE_FILE))
+    train_only(model, stage)
+    prepared = stage.prepare(model, data) if stage.prepare is not None else None
+    params = list(stage.module(model).parameters())
+    bar = _Progress(stage.name, total, first, log, progress)
+    try:
+        for k in range(first, total):
+            if stop_at is not None and counter["ran"] >= stop_at:
+                _save(run, opt, stage.name, k)
+                log(f"stopped at {stage.name} step {k} ({counter['ran']} steps in total); continue with --resume")
+                raise _Stopped
+            s = step_seed(run.seed, index, k)
+            rng = np.random.default_rng(s)
+            torch.manual_seed(s)
+            gen = torch.Generator().manual_seed(s)
+            for g in opt.param_groups:
+                g["lr"] = learning_rate(cfg, stage.name, k, total)
+            loss, info = stage.step(model, data, cfg, rng, gen, prepared)
+            if not torch.isfinite(loss):
+                # Not saved: the EMA codebooks may already hold the bad values.
+                raise TrainingError(f"{stage.name} step {k}: loss is {loss.item()}; the last checkpoint in {out} "
+                                    f"is from before it (--resume); try a lower learning rate")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip > 0:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            opt.step()
+            run.done[stage.name] = k + 1
+            counter["ran"] += 1
+            last[stage.name] = info
+            run.record["last"] = last
+            if k % max(1, total // 50) == 0 or k + 1 == total:
+                run.record.setdefault("history", []).append({"stage": stage.name, "step": k + 1, **info})
+            bar.update(info)
+            if (k + 1) % cfg.save_every == 0 and k + 1 < total:
+                _save(run, opt, stage.name, k + 1)
+    finally:
+        bar.close()
+
+
+def fit(run: TrainingRun, data: TrainingData, *, stop_at: int | None = None, progress: bool = True,
+        log: Callable[[str], None] = print) -> dict:
+    """Train `run` on `data` (from the database the run names) through its remaining stages, writing
+    checkpoints to run.out. stop_at: stop after this many steps in total over all stages, leaving a
+    resumable checkpoint. Returns a summary (steps done, last losses, seconds, parameter count)."""
+    model, out = run.model, run.out
     check_exclusion(data)
-    write_json(out / NEIGHBOURS_FILE, {"db": db_name, "captions": data.neighbour_names()})
-
-    if stage == STAGES[0] and step == 0:
+    write_json(out / NEIGHBOURS_FILE, {"db": run.record["db"], "captions": data.neighbour_names()})
+    if run.stage == STAGE_NAMES[0] and run.step == 0:
         mean, std = feature_stats(data.features[e] for e in data.usable)
         model.tokenizer.set_stats(mean, std)
 
-    totals = stage_steps(train_cfg, model_cfg)
+    totals = stage_steps(run.train_cfg, run.model_cfg)
     start = time.monotonic()
     last: dict = {}
-    if stage != "done":
-        ran = sum(done.values())
-        for si in range(STAGES.index(stage), len(STAGES)):
-            name = STAGES[si]
+    if run.stage != "done":
+        counter = {"ran": sum(run.done.values())}
+        for si in range(STAGE_NAMES.index(run.stage), len(STAGES)):
+            name = STAGE_NAMES[si]
             total = totals[name]
-            first = step if name == stage else 0
+            first = run.step if name == run.stage else 0
             if first >= total:
-                done[name] = total
+                run.done[name] = total
                 if si + 1 == len(STAGES):
                     # A last stage with nothing to do (a model without a refiner) still ends the run.
-                    _save(out, model, None, "done", 0, run, done)
+                    _save(run, None, "done", 0)
                 continue
-            opt = _make_optimizer(model, name, train_cfg)
-            if first > 0:
-                if not opt_meta:
-                    raise CheckpointError(f"{out / STATE_JSON}: no optimizer state for {name} step {first}")
-                optimizer_from_tensors(opt, name, load_tensors(out / STATE_FILE), opt_meta, str(out / STATE_FILE))
-            model.train()
-            for module in (model.tokenizer, model.masked, model.residual, model.refiner):
-                if module is not None:
-                    module.train(module is getattr(model, name))     # earlier stages stay frozen
-            latents = _retrieval_latents(model, data) if name == "masked" else None
-            bar = _Progress(name, total, first, log, progress)
             try:
-                for k in range(first, total):
-                    if stop_at is not None and ran >= stop_at:
-                        _save(out, model, opt, name, k, run, done)
-                        log(f"stopped at {name} step {k} ({ran} steps in total); continue with --resume")
-                        return {"stopped": True, "done": done, "last": last, "seconds": time.monotonic() - start}
-                    s = step_seed(seed, si, k)
-                    rng = np.random.default_rng(s)
-                    torch.manual_seed(s)
-                    gen = torch.Generator().manual_seed(s)
-                    for g in opt.param_groups:
-                        g["lr"] = learning_rate(train_cfg, name, k, total)
-                    if name == "tokenizer":
-                        loss, info = _tokenizer_step(model, data, train_cfg, rng)
-                    elif name == "masked":
-                        loss, info = _masked_step(model, data, train_cfg, rng, gen, latents)
-                    elif name == "residual":
-                        loss, info = _residual_step(model, data, train_cfg, rng, gen)
-                    else:
-                        loss, info = _refiner_step(model, data, train_cfg, rng, gen)
-                    if not torch.isfinite(loss):
-                        # Not saved: the EMA codebooks may already hold the bad values.
-                        raise TrainingError(f"{name} step {k}: loss is {loss.item()}; the last checkpoint in {out} "
-                                            f"is from before it (--resume); try a lower learning rate")
-                    opt.zero_grad(set_to_none=True)
-                    loss.backward()
-                    if train_cfg.grad_clip > 0:
-                        torch.nn.utils.clip_grad_norm_(list(_stage_params(model, name)), train_cfg.grad_clip)
-                    opt.step()
-                    done[name] = k + 1
-                    ran += 1
-                    last[name] = info
-                    run["last"] = last
-                    if k % max(1, total // 50) == 0 or k + 1 == total:
-                        run.setdefault("history", []).append({"stage": name, "step": k + 1, **info})
-                    bar.update(info)
-                    if (k + 1) % train_cfg.save_every == 0 and k + 1 < total:
-                        _save(out, model, opt, name, k + 1, run, done)
-            finally:
-                bar.close()
-            nxt = STAGES[si + 1] if si + 1 < len(STAGES) else "done"
-            _save(out, model, None, nxt, 0, run, done)
+                _run_stage(run, data, si, first, total, counter, last, stop_at, progress, log)
+            except _Stopped:
+                return {"stopped": True, "done": run.done, "last": last, "seconds": time.monotonic() - start}
+            _save(run, None, STAGE_NAMES[si + 1] if si + 1 < len(STAGES) else "done", 0)
     model.eval()
-    return {"stopped": False, "done": done, "last": last, "seconds": time.monotonic() - start,
+    return {"stopped": False, "done": run.done, "last": last, "seconds": time.monotonic() - start,
             "parameters": model.num_parameters(),
             "model_bytes": (out / MODEL_FILE).stat().st_size}

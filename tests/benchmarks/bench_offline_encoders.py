@@ -23,7 +23,7 @@ def main() -> int:
     import skvideo
     import torch
 
-    from motionrag_suite.models.i2v.offline_encoders import appearance_tokens_lite0, flow_features, load_lite0
+    from motionrag_suite.models.i2v.offline.encoders import appearance_tokens_lite0, flow_features, load_lite0
 
     p = argparse.ArgumentParser()
     p.add_argument("--repeat", type=int, default=7)

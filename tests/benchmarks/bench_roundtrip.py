@@ -19,7 +19,7 @@ from common.standalone import load_pack  # noqa: E402
 
 load_pack()
 
-from motionrag_suite.models.motion import bvh, humanml3d, library  # noqa: E402
+from motionrag_suite.models.motion import bvh_read, bvh_write, humanml3d, library  # noqa: E402
 
 
 def main() -> None:
@@ -33,7 +33,7 @@ def main() -> None:
         errors["263 (ric)"].append(np.linalg.norm(humanml3d.features_to_joints(feats) - canon, axis=-1))
         rot = humanml3d.features_to_joints(feats, method="rot")
         errors["263 (rot)"].append(np.linalg.norm(rot - canon, axis=-1))
-        back = bvh.bvh_text_to_motion(bvh.motion_to_bvh_text(motion), fps=motion.fps)
+        back = bvh_read.bvh_text_to_motion(bvh_write.motion_to_bvh_text(motion), fps=motion.fps)
         errors["BVH"].append(np.linalg.norm(back.joints - motion.joints, axis=-1))
     print(f"{len(names)} clips, {sum(library.load_clip(n).num_frames for n in names)} frames, "
           f"{time.perf_counter() - start:.2f} s")

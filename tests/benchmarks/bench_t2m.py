@@ -57,7 +57,7 @@ def timed(fn, rounds: int) -> tuple[float, float]:
 def main(rounds: int, folder: Path) -> None:
     import torch
 
-    from motionrag_suite.models.t2m.model import T2MModel
+    from motionrag_suite.models.t2m.checkpoint import load_model
     from motionrag_suite.retrieval import build_from_library, get_database
 
     print(f"load average at start: {os.getloadavg()}; cpus {os.cpu_count()}; torch {torch.__version__}, "
@@ -67,7 +67,7 @@ def main(rounds: int, folder: Path) -> None:
         db = get_database(tmp, "builtin")
         encoder = db.encoder()
         t0 = time.perf_counter()
-        model = T2MModel.load(folder)
+        model = load_model(folder)
         load_s = time.perf_counter() - t0
         size = (folder / "model.safetensors").stat().st_size / 2 ** 20
         print(f"model {folder.name}: {model.num_parameters() / 1e6:.2f} M parameters, {size:.2f} MiB file, "
@@ -108,11 +108,11 @@ def memory_child(folder: Path, tmp: Path) -> None:
     import torch
 
     from motionrag_suite.models.motion.motion import Motion
-    from motionrag_suite.models.t2m.model import T2MModel
+    from motionrag_suite.models.t2m.checkpoint import load_model
 
     torch.set_num_threads(1)
     base = peak_mib()
-    model = T2MModel.load(folder)
+    model = load_model(folder)
     loaded = peak_mib()
     emb = np.load(tmp / "emb.npy")
     refs = [Motion(joints=np.load(p)) for p in sorted(tmp.glob("ref*.npy"))]
@@ -129,5 +129,5 @@ if __name__ == "__main__":
     r = int(sys.argv[1]) if len(sys.argv) > 1 else 5
     f = Path(sys.argv[2]) if len(sys.argv) > 2 else DEFAULT_MODEL
     if not (f / "model.safetensors").is_file():
-        raise SystemExit(f"no model.safetensors in {f}; train one with `python -m models.t2m.train` or pass a folder")
+        raise SystemExit(f"no model.safetensors in {f}; train one with `python -m training t2m` or pass a folder")
     main(r, f)

@@ -45,10 +45,10 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from motionrag_suite.models.i2v import train as cli  # noqa: E402
-from motionrag_suite.models.i2v.offline_data import clips_from_database  # noqa: E402
-from motionrag_suite.models.i2v.offline_eval import METHODS as ROWS, evaluate  # noqa: E402
-from motionrag_suite.models.i2v.offline_model import load_model  # noqa: E402
-from motionrag_suite.models.i2v.offline_train import TrainSettings, train  # noqa: E402
+from motionrag_suite.models.i2v.offline.data import clips_from_database  # noqa: E402
+from motionrag_suite.models.i2v.offline.eval import METHODS as ROWS, evaluate  # noqa: E402
+from motionrag_suite.models.i2v.offline.model import load_model  # noqa: E402
+from motionrag_suite.models.i2v.offline.train import TrainSettings, train  # noqa: E402
 from motionrag_suite.retrieval.text_encoder import get_text_encoder  # noqa: E402
 
 

@@ -4,7 +4,7 @@ Run (from the pack folder):
     .venv/bin/python tests/benchmarks/eval_t2m.py build-train-db ROOT
         builds database "heldout_train" under ROOT: the built-in library WITHOUT the held-out
         actions (and without their mirrored copies); train on it with
-        python -m models.t2m.train --db-root ROOT --db heldout_train --out DIR --config small --seed 0 --threads 1
+        python -m training t2m --db-root ROOT --db heldout_train --out DIR --config small --seed 0 --threads 1
     .venv/bin/python tests/benchmarks/eval_t2m.py eval ROOT MODEL_DIR [--db heldout|full] [--seeds 5]
                                                         [--label TEXT] [--json FILE]
         --db heldout (default): builds "heldout_eval" = the training clips + the held-out clips
@@ -147,13 +147,13 @@ def run_eval(root, model_dir, mode: str, seeds: int, g_retr: float = 1.0) -> dic
 
     from motionrag_suite.models.motion import library
     from motionrag_suite.models.t2m import metrics as M
-    from motionrag_suite.models.t2m.model import T2MModel
+    from motionrag_suite.models.t2m.checkpoint import load_model
     from motionrag_suite.retrieval import get_text_encoder
     from motionrag_suite.retrieval.refs import MotionRefs
 
     torch.set_num_threads(1)
     db = build_eval_db(root, mode)
-    model = T2MModel.load(model_dir)
+    model = load_model(model_dir)
     encoder = get_text_encoder(model.config.text_encoder, root)
     fps = model.config.fps
     rows = []            # one per (action, prompt, seed, condition)

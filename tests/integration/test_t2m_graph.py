@@ -31,7 +31,7 @@ def model_name(comfy):
     """The shipped model, or a tiny one trained here when the pack has none."""
     if (SHIPPED / "model.safetensors").is_file():
         return BUILTIN_MODEL
-    from motionrag_suite.models.t2m.trainer import train
+    from motionrag_suite.training.t2m import train
     from motionrag_suite.retrieval import build_from_library
 
     root = comfy.models_dir / "motionrag"

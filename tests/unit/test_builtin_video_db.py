@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from motionrag_suite.models.i2v import offline_encoders as oe
+from motionrag_suite.models.i2v.offline import encoders as oe
 from motionrag_suite.retrieval import builtin_video_db as bv
 from motionrag_suite.retrieval import offline_video_builder as ob
 from motionrag_suite.retrieval import open_database

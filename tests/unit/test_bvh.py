@@ -7,7 +7,8 @@ import subprocess
 import numpy as np
 import pytest
 
-from motionrag_suite.models.motion import bvh as B
+from motionrag_suite.models.motion import bvh_read as BR
+from motionrag_suite.models.motion import bvh_write as BW
 from motionrag_suite.models.motion import skeleton as S
 from motionrag_suite.models.motion.motion import Motion, MotionError
 
@@ -37,7 +38,7 @@ def parse_rest(text):
 # ----------------------------------------------------------------------------- export
 
 def test_hierarchy_layout(rigid_motion):
-    text = B.motion_to_bvh_text(rigid_motion)
+    text = BW.motion_to_bvh_text(rigid_motion)
     lines = [line.split() for line in text.splitlines()]
     names = [w[1] for w in lines if w and w[0] in ("ROOT", "JOINT")]
     assert names[0] == "pelvis" and sorted(names) == sorted(S.JOINT_NAMES)
@@ -56,7 +57,7 @@ def test_rest_pose_is_anatomical():
     """Legs down, spine/neck/head up, collars and arms out sideways, feet forward, and bone
     lengths = the motion's median lengths."""
     motion = Motion(joints=walk_joints(100, 1))
-    rest = parse_rest(B.motion_to_bvh_text(motion))
+    rest = parse_rest(BW.motion_to_bvh_text(motion))
     lengths = np.median(S.bone_lengths(motion.joints), axis=0)
     for name in ("left_knee", "right_knee", "left_ankle", "right_ankle"):
         assert rest[name][1] < -0.99 * np.linalg.norm(rest[name])
@@ -75,8 +76,8 @@ def test_rest_pose_is_anatomical():
 
 @pytest.mark.parametrize("scale", [1.0, 100.0])
 def test_round_trip_of_a_rigid_motion(rigid_motion, tmp_path, scale):
-    path = B.save_bvh(rigid_motion, tmp_path / "clip.bvh", scale=scale)
-    back = B.load_bvh(path)
+    path = BW.save_bvh(rigid_motion, tmp_path / "clip.bvh", scale=scale)
+    back = BR.load_bvh(path)
     assert back.num_frames == rigid_motion.num_frames and back.fps == pytest.approx(30.0)
     assert back.provenance["unit_scale"] == (1.0 if scale == 1.0 else 0.01)
     assert max_error(back.joints, rigid_motion.joints) < MM
@@ -86,8 +87,8 @@ def test_round_trip_of_a_rigid_motion(rigid_motion, tmp_path, scale):
 @pytest.mark.parametrize("fps", [20.0, 24.0, 60.0, 12.5])
 def test_frame_rate_round_trip(tmp_path, fps):
     motion = Motion(joints=rigid_walk_joints(20, 2), fps=fps)
-    assert B.load_bvh(B.save_bvh(motion, tmp_path / "a.bvh")).fps == pytest.approx(fps, rel=1e-9)
-    assert B.load_bvh(tmp_path / "a.bvh", fps=10.0).fps == 10.0
+    assert BR.load_bvh(BW.save_bvh(motion, tmp_path / "a.bvh")).fps == pytest.approx(fps, rel=1e-9)
+    assert BR.load_bvh(tmp_path / "a.bvh", fps=10.0).fps == 10.0
 
 
 def test_non_rigid_motion_is_approximated_not_broken():
@@ -95,7 +96,7 @@ def test_non_rigid_motion_is_approximated_not_broken():
     BVH (one rotation per joint); the fit stays within a few centimetres and every bone
     below the branch joints keeps its direction."""
     joints = walk_joints(100, 3)
-    back = B.bvh_text_to_motion(B.motion_to_bvh_text(Motion(joints=joints))).joints
+    back = BR.bvh_text_to_motion(BW.motion_to_bvh_text(Motion(joints=joints))).joints
     assert max_error(back, joints) < 0.15
     for parent, child in ((4, 7), (7, 10), (18, 20), (16, 18)):
         a = joints[:, child] - joints[:, parent]
@@ -111,7 +112,7 @@ def test_round_trip_of_every_builtin_clip():
 
     for name in library.list_clips():
         clip = library.load_clip(name)
-        back = B.bvh_text_to_motion(B.motion_to_bvh_text(clip, scale=100.0))
+        back = BR.bvh_text_to_motion(BW.motion_to_bvh_text(clip, scale=100.0))
         assert back.num_frames == clip.num_frames and back.fps == pytest.approx(clip.fps)
         assert max_error(back.joints, clip.joints) < MM, name
 
@@ -208,11 +209,11 @@ def test_parse_handwritten_bvh_with_other_channel_orders(tmp_path):
     text, expected = handwritten_bvh()
     path = tmp_path / "smpl.bvh"
     path.write_bytes(text.encode())
-    motion = B.load_bvh(path)
+    motion = BR.load_bvh(path)
     assert motion.provenance["unit_scale"] == 0.01           # ~40 units tall: centimetres
     assert motion.fps == pytest.approx(30.0, rel=1e-5)
     assert max_error(motion.joints, expected) < 1e-6
-    metres = B.load_bvh(path, scale=1.0)
+    metres = BR.load_bvh(path, scale=1.0)
     assert max_error(metres.joints, expected * 100) < 1e-4
 
 
@@ -224,7 +225,7 @@ def test_tiny_literal_bvh_names_missing_joints(tmp_path):
         "    End Site\n    {\n      OFFSET 0 5 0\n    }\n  }\n}\n"
         "MOTION\nFrames: 2\nFrame Time: 0.05\n0 90 0 0 0 0 0 0 0\n0 90 0 0 0 0 90 0 0\n")
     with pytest.raises(MotionError) as err:
-        B.load_bvh(path)
+        BR.load_bvh(path)
     message = str(err.value)
     assert str(path) in message and "left_hip" in message and "right_wrist" in message and "Chest" in message
 
@@ -235,7 +236,7 @@ GOOD = None
 def good_text():
     global GOOD
     if GOOD is None:
-        GOOD = B.motion_to_bvh_text(Motion(joints=rigid_walk_joints(5, 4)))
+        GOOD = BW.motion_to_bvh_text(Motion(joints=rigid_walk_joints(5, 4)))
     return GOOD
 
 
@@ -274,23 +275,23 @@ def test_malformed_files_raise_motion_error(tmp_path, label, text, needle):
     path = tmp_path / "bad.bvh"
     path.write_text(text)
     with pytest.raises(MotionError) as err:
-        B.load_bvh(path)
+        BR.load_bvh(path)
     assert str(path) in str(err.value), label
     assert needle in str(err.value), (label, str(err.value))
 
 
 def test_missing_file_and_folder(tmp_path):
     with pytest.raises(MotionError, match="no such file"):
-        B.load_bvh(tmp_path / "nope.bvh")
+        BR.load_bvh(tmp_path / "nope.bvh")
     with pytest.raises(MotionError, match="folder"):
-        B.load_bvh(tmp_path)
+        BR.load_bvh(tmp_path)
 
 
 def test_save_bvh_is_atomic(tmp_path, rigid_motion, monkeypatch):
     path = tmp_path / "keep.bvh"
-    B.save_bvh(rigid_motion, path)
+    BW.save_bvh(rigid_motion, path)
     before = path.read_bytes()
-    real_atomic_write = B.atomic_write
+    real_atomic_write = BW.atomic_write
 
     class HalfWriter:
         def __init__(self, f):
@@ -305,9 +306,9 @@ def test_save_bvh_is_atomic(tmp_path, rigid_motion, monkeypatch):
         with real_atomic_write(p, mode) as f:
             yield HalfWriter(f)
 
-    monkeypatch.setattr(B, "atomic_write", failing_atomic_write)
+    monkeypatch.setattr(BW, "atomic_write", failing_atomic_write)
     with pytest.raises(OSError, match="disk full"):
-        B.save_bvh(Motion(joints=walk_joints(30, 9)), path)
+        BW.save_bvh(Motion(joints=walk_joints(30, 9)), path)
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["keep.bvh"]
 
@@ -339,7 +340,7 @@ def test_blender_imports_our_bvh(tmp_path, rigid_motion):
     blender = shutil.which("blender")
     if blender is None:
         pytest.skip("the blender executable is absent (apt-get install --no-install-recommends blender)")
-    path = B.save_bvh(rigid_motion, tmp_path / "clip.bvh", scale=100.0)
+    path = BW.save_bvh(rigid_motion, tmp_path / "clip.bvh", scale=100.0)
     out = tmp_path / "heads.json"
     frames = [0, 37, 149]
     run = subprocess.run([blender, "-b", "--factory-startup", "--python-expr", BLENDER_SCRIPT, "--",

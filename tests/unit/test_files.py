@@ -10,7 +10,7 @@ import pytest
 from motionrag_suite.common import atomic
 from motionrag_suite.models.motion import files as F
 from motionrag_suite.models.motion import humanml3d as H
-from motionrag_suite.models.motion.bvh import save_bvh
+from motionrag_suite.models.motion.bvh_write import save_bvh
 from motionrag_suite.models.motion.motion import Motion, MotionError
 
 from .test_humanml3d import max_error, rigid_walk_joints, walk_joints

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 
-from motionrag_suite.models.i2v import offline_encoders as oe
+from motionrag_suite.models.i2v.offline import encoders as oe
 from motionrag_suite.models.i2v.errors import CheckpointKeyError, CheckpointNotFoundError
 
 from .test_i2v_fixtures import one_thread  # noqa: F401

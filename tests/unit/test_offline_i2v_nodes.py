@@ -9,7 +9,7 @@ import torch
 
 from motionrag_suite.models.i2v import runtime as rt
 from motionrag_suite.models.i2v.errors import CheckpointError
-from motionrag_suite.models.i2v.offline_model import SHIPPED_NAME, OfflineConfig, OfflineMotionModel, save_model
+from motionrag_suite.models.i2v.offline.model import SHIPPED_NAME, OfflineConfig, OfflineMotionModel, save_model
 from motionrag_suite.nodes import i2v_nodes as n
 from motionrag_suite.retrieval.errors import RetrievalError
 from motionrag_suite.retrieval.refs import MotionRefs

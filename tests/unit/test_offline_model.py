@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from motionrag_suite.models.i2v import offline_data as od
+from motionrag_suite.models.i2v.offline import data as od
 from motionrag_suite.models.i2v.errors import CheckpointError, CheckpointKeyError
-from motionrag_suite.models.i2v.offline_model import OfflineConfig, OfflineMotionModel, load_model, save_model
-from motionrag_suite.models.i2v.offline_train import TrainSettings, flow_scale, train
+from motionrag_suite.models.i2v.offline.model import OfflineConfig, OfflineMotionModel, load_model, save_model
+from motionrag_suite.models.i2v.offline.train import TrainSettings, flow_scale, train
 
 SMALL = OfflineConfig(d_model=32, heads=2, layers=1, feedforward=64, resampler_depth=1, decoder_hidden=32,
                       tokens=4, appearance_dim=16, max_references=4)
@@ -205,7 +205,7 @@ def test_flow_scale_is_mirror_symmetric():
 
 
 def test_evaluation_reports_every_method_and_rewards_a_trained_model():
-    from motionrag_suite.models.i2v.offline_eval import METHODS, evaluate
+    from motionrag_suite.models.i2v.offline.eval import METHODS, evaluate
 
     clips = synthetic_clips(n_videos=15)
     torch.set_num_threads(1)

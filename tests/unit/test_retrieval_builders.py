@@ -3,7 +3,7 @@ import numpy as np
 import pytest
 
 from motionrag_suite.models.motion import humanml3d, library
-from motionrag_suite.models.motion.bvh import save_bvh
+from motionrag_suite.models.motion.bvh_write import save_bvh
 from motionrag_suite.models.motion.files import save_humanml3d_npy, save_npz
 from motionrag_suite.retrieval.builders import (add_from_source, build_from_folder, build_from_humanml3d,
                                                 build_from_library, humanml3d_plan, parse_humanml3d_text)

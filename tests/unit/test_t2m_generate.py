@@ -8,8 +8,7 @@ import torch
 
 from motionrag_suite.models.motion import library
 from motionrag_suite.models.motion.motion import Motion
-from motionrag_suite.models.t2m.checkpoint import CheckpointError, load_tensors, save_tensors
-from motionrag_suite.models.t2m.model import T2MModel
+from motionrag_suite.models.t2m.checkpoint import CheckpointError, load_model, load_tensors, save_model, save_tensors
 
 from .test_t2m_fixtures import clip_features, one_thread, tiny_model  # noqa: F401
 
@@ -77,9 +76,9 @@ def test_generate_rejects_a_wrong_text_embedding(model):
 
 
 def test_checkpoint_round_trip(model, tmp_path):
-    model.save(tmp_path / "m")
+    save_model(tmp_path / "m", model)
     assert sorted(p.name for p in (tmp_path / "m").iterdir()) == ["config.json", "model.safetensors"]
-    loaded = T2MModel.load(tmp_path / "m")
+    loaded = load_model(tmp_path / "m")
     assert loaded.config == model.config
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k]), k
@@ -90,35 +89,35 @@ def test_checkpoint_round_trip(model, tmp_path):
 
 def test_loading_checks_keys_and_shapes(model, tmp_path):
     folder = tmp_path / "m"
-    model.save(folder)
+    save_model(folder, model)
     tensors = load_tensors(folder / "model.safetensors")
 
     bad = dict(tensors)
     bad["masked.head.weight"] = torch.zeros(3, 3)
     save_tensors(folder / "model.safetensors", bad)
     with pytest.raises(CheckpointError, match=r"shape.*masked\.head\.weight"):
-        T2MModel.load(folder)
+        load_model(folder)
 
     bad = {k: v for k, v in tensors.items() if k != "tokenizer.norm_std"}
     bad["masked.extra"] = torch.zeros(1)
     save_tensors(folder / "model.safetensors", bad)
     with pytest.raises(CheckpointError, match=r"missing key\(s\): tokenizer\.norm_std.*unexpected key\(s\): masked\.extra"):
-        T2MModel.load(folder)
+        load_model(folder)
 
     save_tensors(folder / "model.safetensors", tensors)
     cfg = json.loads((folder / "config.json").read_text())
     cfg["model"]["tokenizer"]["num_codes"] = 64
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match=r"shape/dtype mismatch.*masked\.head\.bias: file \(32,\).*model \(64,\)"):
-        T2MModel.load(folder)
+        load_model(folder)
     cfg["model"]["tokenizer"]["colour"] = 1
     (folder / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(CheckpointError, match="unknown field.*colour"):
-        T2MModel.load(folder)
+        load_model(folder)
     (folder / "config.json").write_text("{not json")
     with pytest.raises(CheckpointError, match="not valid JSON"):
-        T2MModel.load(folder)
+        load_model(folder)
     (folder / "model.safetensors").write_bytes(b"\x00" * 20)
     (folder / "config.json").write_text(json.dumps({**cfg, "model": model.config.to_dict()}))
     with pytest.raises(CheckpointError, match="safetensors"):
-        T2MModel.load(folder)
+        load_model(folder)

@@ -14,7 +14,7 @@ import pytest
 
 from motionrag_suite.models.motion.motiondiff_compat import from_motion_data
 from motionrag_suite.models.motion.preview import decode_payload
-from motionrag_suite.models.t2m.trainer import train
+from motionrag_suite.training.t2m import train
 from motionrag_suite.nodes import comfy_env
 from motionrag_suite.nodes import t2m_nodes as tn
 from motionrag_suite.retrieval import build_from_library, get_database

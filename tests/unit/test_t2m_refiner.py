@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from motionrag_suite.models.motion import library
-from motionrag_suite.models.t2m.checkpoint import load_tensors, save_tensors
+from motionrag_suite.models.t2m.checkpoint import load_model, load_tensors, save_model, save_tensors
 from motionrag_suite.models.t2m.config import TINY, RefinerConfig, ModelConfig
 from motionrag_suite.models.t2m.data import load_training_data, refiner_batch
 from motionrag_suite.models.t2m.model import T2MModel
@@ -180,11 +180,11 @@ def test_a_model_without_refiner_loads_from_a_config_that_predates_it(model, tmp
     old = T2MModel(dataclasses.replace(TINY, refiner=RefinerConfig(width=0)))
     assert old.refiner is None
     old.tokenizer.load_state_dict(model.tokenizer.state_dict())
-    old.save(tmp_path / "old")
+    save_model(tmp_path / "old", old)
     cfg = json.loads((tmp_path / "old" / "config.json").read_text())
     del cfg["model"]["refiner"]
     (tmp_path / "old" / "config.json").write_text(json.dumps(cfg))
-    loaded = T2MModel.load(tmp_path / "old")
+    loaded = load_model(tmp_path / "old")
     assert loaded.refiner is None and not loaded.config.refiner.enabled
     assert not any(k.startswith("refiner.") for k in load_tensors(tmp_path / "old" / "model.safetensors"))
     assert loaded.generate(EMB, [clip_features("walk")], length_frames=20, seed=0, steps=2).num_frames == 20
@@ -204,7 +204,7 @@ def test_refiner_config_is_checked():
 
 def _train(db_root, out, steps, *extra):
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    args = [sys.executable, "-m", "models.t2m.train", "--db-root", str(db_root), "--db", "builtin", "--out", str(out),
+    args = [sys.executable, "-m", "training", "t2m", "--db-root", str(db_root), "--db", "builtin", "--out", str(out),
             "--config", "tiny", "--seed", "5", "--steps", steps, "--threads", "1", "--no-progress", *extra]
     proc = subprocess.run(args, cwd=PACK, env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -228,7 +228,7 @@ def test_resume_adds_the_refiner_to_a_model_from_before_it(db_root, tmp_path):
     assert state["stage"] == "done"
     del state["train"]["refiner_steps"], state["done"]["refiner"]
     (old / "train_state.json").write_text(json.dumps(state))
-    assert T2MModel.load(old).refiner is None
+    assert load_model(old).refiner is None
 
     out = _train(db_root, old, "4,4,2,3", "--resume")
     assert "training the refiner" in out and "resuming at refiner step 0" in out

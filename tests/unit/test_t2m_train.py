@@ -11,11 +11,11 @@ import numpy as np
 import pytest
 import torch
 
-from motionrag_suite.models.t2m.checkpoint import load_tensors
+from motionrag_suite.models.t2m.checkpoint import load_model, load_tensors
 from motionrag_suite.models.t2m.data import (TrainingDataError, check_exclusion, load_training_data,
                                              tokenizer_batch, transformer_batch)
 from motionrag_suite.models.t2m.model import T2MModel
-from motionrag_suite.models.t2m.train import main
+from motionrag_suite.training.t2m import main
 from motionrag_suite.retrieval import build_from_library, open_database
 
 from .test_t2m_fixtures import one_thread  # noqa: F401
@@ -37,10 +37,10 @@ def _args(root, out, *extra):
 
 @pytest.fixture(scope="module")
 def uninterrupted(db_root, tmp_path_factory):
-    """One full run through `python -m models.t2m.train`, as a user would start it."""
+    """One full run through `python -m training t2m`, as a user would start it."""
     out = tmp_path_factory.mktemp("t2m_a") / "run"
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
-    proc = subprocess.run([sys.executable, "-m", "models.t2m.train", *_args(db_root, out)], cwd=PACK, env=env,
+    proc = subprocess.run([sys.executable, "-m", "training", "t2m", *_args(db_root, out)], cwd=PACK, env=env,
                           capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "finished" in proc.stdout
@@ -61,7 +61,7 @@ def test_cli_writes_safetensors_and_json_only(uninterrupted):
     assert cfg["trained"]["refiner"] == 2        # the tiny preset's refiner steps (--steps gave three counts)
     state = json.loads((uninterrupted / "train_state.json").read_text())
     assert state["stage"] == "done" and state["seed"] == 3
-    model = T2MModel.load(uninterrupted)
+    model = load_model(uninterrupted)
     # The tokenizer stage stored real feature statistics with the weights.
     assert not torch.allclose(model.tokenizer.norm_std, torch.ones(263))
     motion = model.generate(np.ones(384, np.float32) / 384 ** 0.5, [], length_frames=24, seed=0, steps=2)
@@ -84,7 +84,7 @@ def test_resume_continues_exactly(db_root, uninterrupted, tmp_path, capsys):
     different = [k for k in a if not torch.equal(a[k], b[k])]
     assert not different, different[:5]
     # Training changed the weights, so equality above is not trivially true.
-    fresh = T2MModel(T2MModel.load(out).config).state_dict()
+    fresh = T2MModel(load_model(out).config).state_dict()
     assert not torch.equal(fresh["masked.head.weight"], b["masked.head.weight"])
 
 

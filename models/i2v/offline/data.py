@@ -6,12 +6,15 @@ from dataclasses import dataclass
 
 import numpy as np
 
-FLOW_GRID = 8             # offline_encoders.FLOW_GRID; the flow layout is [dx cells row-major, dy cells]
+from ....common.errors import InputError
+from .encoders import FLOW_KIND, LITE0_KIND
+
+FLOW_GRID = 8             # encoders.FLOW_GRID; the flow layout is [dx cells row-major, dy cells]
 APPEARANCE_GRID = 7       # Lite0's 7 x 7 final feature map, row-major tokens
 
 
-class OfflineDataError(ValueError):
-    """A database that cannot train or evaluate the offline motion model."""
+class OfflineDataError(InputError):
+    """A database (or a setting) that cannot train or evaluate the offline motion model; `input` names it."""
 
 
 @dataclass
@@ -33,8 +36,6 @@ class OfflineClips:
 
 def clips_from_database(db) -> OfflineClips:
     """Every entry of `db` (a retrieval.database.MotionDatabase) that carries both offline payloads."""
-    from .offline_encoders import FLOW_KIND, LITE0_KIND
-
     names, videos, captions, flow, app = [], [], [], [], []
     for eid in range(db.entry_count):
         info = db.entry(eid)
@@ -46,7 +47,7 @@ def clips_from_database(db) -> OfflineClips:
         flow.append(db.load_payload(eid, FLOW_KIND).astype(np.float32))
         app.append(db.load_payload(eid, LITE0_KIND).astype(np.float32))
     if len(names) < 4:
-        raise OfflineDataError(f"motion database {db.name!r}: {len(names)} entries carry {FLOW_KIND} and "
+        raise OfflineDataError(f"motion database {db.name!r}", f"{len(names)} entries carry {FLOW_KIND} and "
                                f"{LITE0_KIND}; at least 4 are needed (build it from videos with the offline encoders)")
     return OfflineClips(names, videos, captions, np.stack(flow), np.stack(app))
 
@@ -54,7 +55,7 @@ def clips_from_database(db) -> OfflineClips:
 def held_out_videos(videos: list[str], every: int = 5, offset: int = 2) -> set[str]:
     """Every `every`-th distinct video in name order, from `offset`: a split fixed before any training."""
     if every < 2:
-        raise OfflineDataError(f"holdout every: expected 2 or more, got {every}")
+        raise OfflineDataError("holdout every", f"expected 2 or more, got {every}")
     ordered = sorted(set(videos))
     return {v for i, v in enumerate(ordered) if i % every == offset % every}
 
@@ -85,13 +86,13 @@ def retrieve(query_vec: np.ndarray, query_videos: list[str], cand_vecs: list[np.
     """(nq, k) candidate indices, most similar first: a candidate scores its best caption's cosine with
     the query's caption; candidates from the query's own video never count."""
     if k > len(cand_videos):
-        raise OfflineDataError(f"refs: {k} references asked, only {len(cand_videos)} candidates")
+        raise OfflineDataError("refs", f"{k} references asked, only {len(cand_videos)} candidates")
     best = np.stack([(query_vec @ v.T).max(axis=1) for v in cand_vecs], axis=1)      # (nq, nc)
     same = np.asarray(query_videos)[:, None] == np.asarray(cand_videos)[None, :]
     best[same] = -np.inf
     order = np.argsort(-best, axis=1, kind="stable")[:, :k]
     if np.isinf(np.take_along_axis(best, order, axis=1)).any():
-        raise OfflineDataError(f"refs: fewer than {k} candidates outside a query's own video")
+        raise OfflineDataError("refs", f"fewer than {k} candidates outside a query's own video")
     return order
 
 

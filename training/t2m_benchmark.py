@@ -1,6 +1,6 @@
 """Time training steps and generation of a preset on this machine (no database needed).
 
-    cd <pack folder> && python -m models.t2m.benchmark [--config small] [--steps 20] [--threads N]
+    cd <pack folder> && python -m training t2m-benchmark [--config small] [--steps 20] [--threads N]
 
 Uses the built-in library clips (features) with random unit text embeddings and random
 neighbours: step cost does not depend on their values. Prints seconds per step per stage,
@@ -9,23 +9,21 @@ an estimate for the preset's full step counts, parameter count and checkpoint si
 from __future__ import annotations
 
 import argparse
-import sys
 import time
+
+import numpy as np
+import torch
+
+from ..models.motion import humanml3d as h3d
+from ..models.motion import library
+from ..models.t2m.config import preset
+from ..models.t2m.data import TrainingData
+from ..models.t2m.model import T2MModel
+from ..models.t2m.normalization import feature_stats
+from ..models.t2m.trainer import STAGES, make_optimizer, stage_steps, train_only
 
 
 def run(config: str, steps: int, threads: int | None) -> None:
-    import numpy as np
-    import torch
-
-    from ..motion import humanml3d as h3d
-    from ..motion import library
-    from .config import preset
-    from .data import TrainingData
-    from .model import T2MModel
-    from .normalization import feature_stats
-    from .trainer import (STAGES, _make_optimizer, _masked_step, _refiner_step, _residual_step, _retrieval_latents,
-                          _tokenizer_step, stage_steps)
-
     if threads:
         torch.set_num_threads(threads)
     model_cfg, train_cfg = preset(config)
@@ -48,35 +46,27 @@ def run(config: str, steps: int, threads: int | None) -> None:
     print(f"config {config}: {n_params:,} parameters, checkpoint {size / 2 ** 20:.2f} MiB; "
           f"torch threads {torch.get_num_threads()}; batch {train_cfg.batch_size}")
     estimate = 0.0
-    for name in STAGES:
-        if not totals[name]:
+    for stage in STAGES:
+        if not totals[stage.name]:
             continue
-        opt = _make_optimizer(model, name, train_cfg)
-        for module in (model.tokenizer, model.masked, model.residual, model.refiner):
-            if module is not None:
-                module.train(module is getattr(model, name))
-        latents = _retrieval_latents(model, data) if name == "masked" else None
+        opt = make_optimizer(model, stage, train_cfg)
+        train_only(model, stage)
+        prepared = stage.prepare(model, data) if stage.prepare is not None else None
         times = []
         for i in range(steps + 2):
             gen = torch.Generator().manual_seed(i)
             t = time.perf_counter()
-            if name == "tokenizer":
-                loss, _ = _tokenizer_step(model, data, train_cfg, rng)
-            elif name == "masked":
-                loss, _ = _masked_step(model, data, train_cfg, rng, gen, latents)
-            elif name == "residual":
-                loss, _ = _residual_step(model, data, train_cfg, rng, gen)
-            else:
-                loss, _ = _refiner_step(model, data, train_cfg, rng, gen)
+            loss, _ = stage.step(model, data, train_cfg, rng, gen, prepared)
             opt.zero_grad()
             loss.backward()
             opt.step()
             times.append(time.perf_counter() - t)
         # The mean, not the median: crop lengths vary per step and long crops cost more.
         per = float(np.mean(times[2:]))
-        estimate += per * totals[name]
-        print(f"{name:9s}: mean {per * 1000:.1f} ms/step (median {np.median(times[2:]) * 1000:.1f}, "
-              f"min {min(times[2:]) * 1000:.1f}) x {totals[name]} steps = {per * totals[name] / 60:.1f} min")
+        total = totals[stage.name]
+        estimate += per * total
+        print(f"{stage.name:9s}: mean {per * 1000:.1f} ms/step (median {np.median(times[2:]) * 1000:.1f}, "
+              f"min {min(times[2:]) * 1000:.1f}) x {total} steps = {per * total / 60:.1f} min")
     print(f"estimated training time for the preset's steps: {estimate / 60:.1f} min (plus ~20 s of data loading)")
     model.eval()
     e = emb[0]
@@ -87,16 +77,10 @@ def run(config: str, steps: int, threads: int | None) -> None:
 
 
 def main(argv=None) -> int:
-    p = argparse.ArgumentParser(prog="python -m models.t2m.benchmark", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training t2m-benchmark", description=__doc__.split("\n\n")[0])
     p.add_argument("--config", default="small", choices=["tiny", "small", "paper"])
     p.add_argument("--steps", type=int, default=20, help="timed steps per stage (after 2 warm-up steps)")
     p.add_argument("--threads", type=int, default=None)
     args = p.parse_args(argv)
     run(args.config, args.steps, args.threads)
     return 0
-
-
-if __name__ == "__main__":
-    from common.standalone import run_in_pack     # run as a top-level module: absolute import
-
-    sys.exit(run_in_pack("models.t2m.benchmark"))

@@ -9,7 +9,7 @@ stage 2  the Resampler is frozen and CAMA learns, from retrieved references (the
          to their tokens: with one fixed episode per clip CAMA memorised the episodes. The step
          count was chosen on a validation split of the training videos (README, "Evaluation").
 
-Only the training split takes part (whole videos held out, offline_data.split). Fixed seeds; one torch
+Only the training split takes part (whole videos held out, data.split). Fixed seeds; one torch
 thread by default so that the same command gives the same bytes.
 """
 from __future__ import annotations
@@ -21,8 +21,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .offline_data import OfflineClips, caption_vectors, mirror_appearance, mirror_flow, retrieve, split
-from .offline_model import OfflineConfig, OfflineMotionModel
+from ....common.errors import InputError
+from .data import OfflineClips, caption_vectors, mirror_appearance, mirror_flow, retrieve, split
+from .model import OfflineConfig, OfflineMotionModel
 
 
 @dataclass(frozen=True)
@@ -37,7 +38,7 @@ class TrainSettings:
     lr_stage2: float = 5e-4
     weight_decay: float = 0.01
     mirror: bool = True           # left-right mirrored episodes as augmentation
-    holdout_every: int = 5        # every 5th video (offline_data.held_out_videos) never trains
+    holdout_every: int = 5        # every 5th video (data.held_out_videos) never trains
     holdout_offset: int = 2       # ... counting from this one (2: the split the shipped model used)
     seed: int = 0
 
@@ -125,9 +126,9 @@ def train(clips: OfflineClips, encoder, settings: TrainSettings = TrainSettings(
     Returns the model (eval mode) and what to record about the run."""
     s = settings
     if s.refs > config.max_references:
-        raise ValueError(f"refs: {s.refs} references do not fit the model's {config.max_references}")
+        raise InputError("refs", f"{s.refs} references do not fit the model's {config.max_references}")
     if s.ref_pool < s.refs:
-        raise ValueError(f"ref_pool: {s.ref_pool} is fewer than the {s.refs} references an episode takes")
+        raise InputError("ref_pool", f"{s.ref_pool} is fewer than the {s.refs} references an episode takes")
     torch.manual_seed(s.seed)
     rng = np.random.default_rng(s.seed)
     train_idx, test_idx = split(clips, s.holdout_every, s.holdout_offset)

@@ -1,8 +1,8 @@
 """Command line: train the text-to-motion model on a motion database.
 
     cd <pack folder>
-    python -m models.t2m.train --db-root R --db NAME --out DIR [--config small|paper|tiny] [--seed N]
-                               [--steps TOK,MASKED,RESIDUAL[,REFINER]] [--batch-size B] [--resume] [--stop-at N]
+    python -m training t2m --db-root R --db NAME --out DIR [--config small|paper|tiny] [--seed N]
+                           [--steps TOK,MASKED,RESIDUAL[,REFINER]] [--batch-size B] [--resume] [--stop-at N]
 
 Stages run in order (tokenizer, masked transformer, residual transformer, retrieval refiner);
 --resume on a finished model from before the refiner existed trains only the refiner. DIR receives
@@ -13,6 +13,36 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import Callable
+
+import torch
+
+from ..models.t2m.checkpoint import CheckpointError
+from ..models.t2m.config import ConfigError
+from ..models.t2m.data import TrainingDataError, load_training_data
+from ..models.t2m.trainer import TrainingError, fit, prepare_run
+from ..retrieval import open_database
+from ..retrieval.errors import RetrievalError
+
+
+def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, steps: tuple | None = None,
+          batch_size: int | None = None, save_every: int | None = None, resume: bool = False,
+          stop_at: int | None = None, threads: int | None = None, device: str = "cpu", progress: bool = True,
+          log: Callable[[str], None] = print) -> dict:
+    """Train on motion database `db_name` under `db_root`, writing checkpoints to `out`.
+
+    steps: (tokenizer, masked, residual[, refiner]) step counts (default: the preset's). stop_at: stop
+    after this many steps in total over all stages, leaving a resumable checkpoint.
+    Returns a summary (steps done, last losses, seconds, parameter count)."""
+    if threads:
+        torch.set_num_threads(int(threads))
+    run = prepare_run(out, db_name, config=config, seed=seed, steps=steps, batch_size=batch_size,
+                      save_every=save_every, resume=resume, device=device, log=log)
+    db = open_database(db_root, db_name)
+    cfg = run.model_cfg
+    data = load_training_data(db, fps=cfg.fps, num_retrieved=cfg.transformer.num_retrieved,
+                              min_rows=run.model.frames_per_token, text_encoder=cfg.text_encoder, log=log)
+    return fit(run, data, stop_at=stop_at, progress=progress, log=log)
 
 
 def _steps(text: str) -> tuple:
@@ -27,7 +57,7 @@ def _steps(text: str) -> tuple:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m models.t2m.train", description=__doc__.split("\n\n")[0])
+    p = argparse.ArgumentParser(prog="python -m training t2m", description=__doc__.split("\n\n")[0])
     p.add_argument("--db-root", required=True, help="motionrag models folder holding databases/<name>")
     p.add_argument("--db", required=True, help="motion database name")
     p.add_argument("--out", required=True, help="output folder for the checkpoint")
@@ -47,12 +77,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv=None) -> int:
-    from ...retrieval.errors import RetrievalError
-    from .checkpoint import CheckpointError
-    from .config import ConfigError
-    from .data import TrainingDataError
-    from .trainer import TrainingError, train
-
     args = build_parser().parse_args(argv)
     try:
         summary = train(args.db_root, args.db, args.out, config=args.config, seed=args.seed, steps=args.steps,
@@ -65,9 +89,3 @@ def main(argv=None) -> int:
     for stage, info in summary.get("last", {}).items():
         print(f"  last {stage} step: " + ", ".join(f"{k} {v:.4f}" for k, v in info.items()))
     return 0
-
-
-if __name__ == "__main__":
-    from common.standalone import run_in_pack     # run as a top-level module: absolute import
-
-    sys.exit(run_in_pack("models.t2m.train"))

@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from .offline_data import OfflineClips, caption_vectors, retrieve, split
+from .data import OfflineClips, caption_vectors, retrieve, split
 
 METHODS = ("cama", "mean_of_refs", "top1_ref", "cama_random_refs", "train_mean")
 
