@@ -15,9 +15,8 @@ from pathlib import Path
 import torch
 
 from .config import FORMAT, FORMAT_VERSION, ConfigError, ModelConfig
+from .folders import CONFIG_FILE, MODEL_FILE
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.safetensors"
 STATE_JSON = "train_state.json"
 
