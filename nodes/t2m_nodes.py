@@ -13,6 +13,7 @@ goes back then. The model stays on the CPU: it is a few MB and runs fastest ther
 """
 from __future__ import annotations
 
+import contextlib
 import math
 from pathlib import Path
 
@@ -216,12 +217,8 @@ class TextToMotionRAG:
 
     def generate(self, text, motion_db, model, length, seed, guidance_text, guidance_retrieval, references, steps,
                  keep_loaded=True):
-        import torch
-
-        from ..models.motion.motiondiff_compat import to_motion_data
+        from ..models.motion.motiondiff_compat import to_motion_data     # numpy behind these
         from ..models.motion.preview import preview_payload
-        from ..retrieval.refs import MotionRefs
-        from ..retrieval.text_encoder import get_text_encoder
 
         # Every input is checked before the model loads or the text is encoded.
         query = _check_text(text)
@@ -235,29 +232,12 @@ class TextToMotionRAG:
         clips = int(db.entry_group.max()) + 1 if db.entry_count else 0
         if references > clips:
             raise InputError("references", f"{references} is more than the {clips} distinct source clips in motion "
-                                f"database {db.name!r}")
-        key = model_key(model)
-        held = t2m_model(model, key)
+                                           f"database {db.name!r}")
+        held = t2m_model(model, model_key(model))
         net = held.get()                              # reuses the model this node still holds
         self._held = held if keep_loaded else None    # this node object owns the model between runs
         length = _check_length(length, net)
-
-        # the library names its own arguments; a database error is about this node's motion_db input
-        with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length"):
-            encoder = get_text_encoder(net.config.text_encoder, db.root)
-            embedding = encoder.encode([query])[0]
-            db_vector = embedding if db.text_encoder_id == net.config.text_encoder else None
-            if db_vector is not None:
-                db.check_encoder(encoder)
-                hits = db.search_vector(db_vector, references, target_length=length or None, one_per_source=True)
-            else:
-                hits = db.search(query, references, target_length=length or None, one_per_source=True)
-        if not hits:
-            raise InputError("motion_db", f"motion database {db.name!r} returned no references for {query!r}")
-        _motion_hits(db, hits)
-        refs = MotionRefs.from_hits(query, hits, database=db, target_length=length or None)
-        frames = length or _length_from(refs, net)
-
+        embedding, refs = _retrieve(db, net, query, references, length)
         bar = []
 
         def on_step(i, total):
@@ -265,16 +245,12 @@ class TextToMotionRAG:
                 bar.append(comfy_env.progress(total))
             bar[0](i)
 
-        threads = torch.get_num_threads()
-        small = net.num_parameters() < ONE_THREAD_PARAMS and threads > 1
         try:
-            if small:
-                torch.set_num_threads(1)
-            motion = net.generate(embedding, refs.motions(), length_frames=frames, seed=seed, guidance_text=g_text,
-                                  guidance_retrieval=g_retr, steps=steps, progress=on_step, caption=query)
+            with _threads_for(net):
+                motion = net.generate(embedding, refs.motions(), length_frames=length or _length_from(refs, net),
+                                      seed=seed, guidance_text=g_text, guidance_retrieval=g_retr, steps=steps,
+                                      progress=on_step, caption=query)
         finally:
-            if small:
-                torch.set_num_threads(threads)
             if not keep_loaded:
                 del net, held
                 drop_group(GROUP)
@@ -283,6 +259,43 @@ class TextToMotionRAG:
         summary = f"{motion.num_frames} frames at {motion.fps:g} fps, seed {seed}, references:\n{refs.summary()}"
         return {"ui": {"motionrag_motion": [preview_payload(motion)], "text": [summary]},
                 "result": (to_motion_data(motion), refs)}
+
+
+def _retrieve(db, net, query: str, references: int, length: int):
+    """(the query's text embedding, the references) for the generator: the database is searched with the
+    model's own text encoding when both use the same encoder (one encoding instead of two)."""
+    from ..retrieval.refs import MotionRefs                   # numpy behind these
+    from ..retrieval.text_encoder import get_text_encoder
+
+    # the library names its own arguments; a database error is about this node's motion_db input
+    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length"):
+        encoder = get_text_encoder(net.config.text_encoder, db.root)
+        embedding = encoder.encode([query])[0]
+        if db.text_encoder_id == net.config.text_encoder:
+            db.check_encoder(encoder)
+            hits = db.search_vector(embedding, references, target_length=length or None, one_per_source=True)
+        else:
+            hits = db.search(query, references, target_length=length or None, one_per_source=True)
+    if not hits:
+        raise InputError("motion_db", f"motion database {db.name!r} returned no references for {query!r}")
+    _motion_hits(db, hits)
+    return embedding, MotionRefs.from_hits(query, hits, database=db, target_length=length or None)
+
+
+@contextlib.contextmanager
+def _threads_for(net):
+    """One torch thread for small models: their matrices are so small that a second thread mostly waits."""
+    import torch
+
+    threads = torch.get_num_threads()
+    small = net.num_parameters() < ONE_THREAD_PARAMS and threads > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(threads)
 
 
 NODE_CLASS_MAPPINGS = {
