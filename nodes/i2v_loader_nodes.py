@@ -185,6 +185,12 @@ class LoadMotionAdapter:
         return (held, _notes(weights.notes + [f"Motion-Adapter {held.how}"]))
 
 
+def _pipe_modules(pipe) -> dict:
+    import torch
+
+    return {name: m for name, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
+
+
 class LoadVideoBackbone:
     DESCRIPTION = ("Loads a diffusers image-to-video pipeline folder from models/motionrag/diffusers/<name> "
                    "(CogVideoX-5b-I2V or stable-video-diffusion-img2vid; the base is read from its "

@@ -16,6 +16,7 @@ from ..models.i2v.precision import model_dtype
 from ..retrieval.errors import RetrievalError
 from . import comfy_env
 from .i2v_links import ADAPTER_TYPE, BACKBONE_TYPE, CAMA_TYPE, DB_TYPE, MECHANICS, REFS_TYPE, TOKENS_TYPE, Backbone
+from .databases import locate
 from .i2v_loader_nodes import checkpoints_root, encoder_choices
 from .model_owner import Held, load_to_device, release_all
 
@@ -94,54 +95,50 @@ class BuildVideoDB:
 
     def build(self, source_folder, name, mode, bases, video_encoder, image_encoder, clips_per_video,
               skip_bad_videos, encoders=None):
-        from ..retrieval.database import get_database
-        from ..retrieval.db_format import MANIFEST, database_dir
-        from ..retrieval.video_builder import VideoEncoders, build_from_videos
+        from ..retrieval.database import get_database          # numpy, cv2 and faiss behind these
+        from ..retrieval.offline_video_builder import build_offline_from_videos
+        from ..retrieval.video_builder import build_from_videos
 
-        encoders = encoders or ENCODER_FAMILIES[0]
-
-        root = comfy_env.models_roots()[0]
         if mode == "reuse":
-            for r in comfy_env.models_roots():
-                try:
-                    if (database_dir(r, name) / MANIFEST).is_file():
-                        db = get_database(r, name)
-                        return (db, f"reused motion database {name!r} ({db.entry_count} entries) at {db.folder}")
-                except RetrievalError:
-                    pass
+            where = locate(name)
+            if where is not None:
+                db = get_database(where, name)
+                return (db, f"reused motion database {name!r} ({db.entry_count} entries) at {db.folder}")
             mode = "create"
+        root = comfy_env.models_roots()[0]
         src = comfy_env.input_path(source_folder, what="source_folder")
-        device = comfy_env.torch_device()
-        dtype = model_dtype(device)
-        if encoders == OFFLINE_FAMILY:
-            from ..retrieval.offline_video_builder import build_offline_from_videos
-
-            result, skipped = build_offline_from_videos(root, name, src, mode=mode,
-                                                        clips_per_video=int(clips_per_video),
-                                                        skip_bad=bool(skip_bad_videos),
-                                                        progress=comfy_env.batch_progress(1),
-                                                        cancel=comfy_env.cancel_hook())
-            db = get_database(root, name)
-            lines = [f"motion database {name!r} (optical flow + EfficientNet-Lite0): {db.entry_count} entries at "
-                     f"{db.folder}"]
-            return (db, _notes(lines + [f"skipped {p}: {why}" for p, why in skipped]))
-        projectors = {}
-        for base in bases.split("+"):
-            motion_cfg, _, _ = rt.read_sizes(checkpoints_root(base), base)
-            proj, _ = load_motion_projector(checkpoints_root(base), base, config=motion_cfg)
-            projectors[base] = proj.to(device=device, dtype=dtype)
-        release_all()                                    # room for the encoders
-        comfy_env.make_room(device)
-        enc = VideoEncoders(rt.load_encoder(comfy_env.find_model_folder(rt.ENCODERS_SUBDIR, video_encoder, what="video_encoder"), "video", device=device, dtype=dtype),
-                            rt.load_encoder(comfy_env.find_model_folder(rt.ENCODERS_SUBDIR, image_encoder, what="image_encoder"), "image", device=device, dtype=dtype),
-                            projectors, video_encoder, image_encoder)
-        result, skipped = build_from_videos(root, name, src, enc, mode=mode, clips_per_video=int(clips_per_video),
-                                            skip_bad=bool(skip_bad_videos), progress=comfy_env.batch_progress(1),
-                                            cancel=comfy_env.cancel_hook())
+        work = dict(mode=mode, clips_per_video=int(clips_per_video), skip_bad=bool(skip_bad_videos),
+                    progress=comfy_env.batch_progress(1), cancel=comfy_env.cancel_hook())
+        if (encoders or PAPER_FAMILY) == OFFLINE_FAMILY:
+            _, skipped = build_offline_from_videos(root, name, src, **work)
+            family = " (optical flow + EfficientNet-Lite0)"
+        else:
+            _, skipped = build_from_videos(root, name, src, _paper_encoders(bases, video_encoder, image_encoder), **work)
+            family = ""
         db = get_database(root, name)
-        lines = [f"motion database {name!r}: {db.entry_count} entries at {db.folder}"]
-        lines += [f"skipped {p}: {why}" for p, why in skipped]
-        return (db, _notes(lines))
+        lines = [f"motion database {name!r}{family}: {db.entry_count} entries at {db.folder}"]
+        return (db, _notes(lines + [f"skipped {p}: {why}" for p, why in skipped]))
+
+
+def _paper_encoders(bases: str, video_encoder: str, image_encoder: str):
+    """VideoMAE, DINOv2 and each base's motion projector on ComfyUI's device, after the video models we
+    hold and ComfyUI's own have made room."""
+    from ..retrieval.video_builder import VideoEncoders
+
+    device = comfy_env.torch_device()
+    dtype = model_dtype(device)
+    projectors = {}
+    for base in bases.split("+"):
+        motion_cfg, _, _ = rt.read_sizes(checkpoints_root(base), base)
+        proj, _ = load_motion_projector(checkpoints_root(base), base, config=motion_cfg)
+        projectors[base] = proj.to(device=device, dtype=dtype)
+    release_all()
+    comfy_env.make_room(device)
+    folder = {what: comfy_env.find_model_folder(rt.ENCODERS_SUBDIR, value, what=what)
+              for what, value in (("video_encoder", video_encoder), ("image_encoder", image_encoder))}
+    return VideoEncoders(rt.load_encoder(folder["video_encoder"], "video", device=device, dtype=dtype),
+                         rt.load_encoder(folder["image_encoder"], "image", device=device, dtype=dtype),
+                         projectors, video_encoder, image_encoder)
 
 
 # ------------------------------------------------------------------------------ CAMA Adapt
