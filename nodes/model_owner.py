@@ -3,7 +3,7 @@ Motion-Adapter weights, text-to-motion generators.
 
 Ownership: a loaded model (the payload) is owned by the Held value that a loader node outputs or that a
 node object keeps; ComfyUI's executor cache keeps node outputs and node objects, so ComfyUI owns it. This
-module remembers each payload only by weak reference (`shared`), so that a second loader of the same
+module remembers each payload only by weak reference (common/shared.py), so that a second loader of the same
 files gets the same object instead of a second copy, and one model per group stays in memory (loading
 another backbone lets go of the previous one).
 
@@ -21,48 +21,15 @@ from __future__ import annotations
 
 import gc
 import logging
-import threading
 import weakref
 from typing import Any, Callable
 
+from ..common.shared import alive, forget, shared
 from .comfy_env import model_management
 
 log = logging.getLogger("MotionRAG")
 PATCHER_ATTR = "_motionrag_patcher"          # set on the payload, so every Held of one model shares it
 _WRAPPER_CLASSES: dict[str, type] = {}
-_LOCK = threading.RLock()
-_SLOTS: dict[str, tuple[Any, "weakref.ref"]] = {}      # group -> (key, weak reference to the payload)
-
-
-# ------------------------------------------------------------------------------ weak sharing
-def shared(group: str, key, load: Callable[[], Any]):
-    """The live payload of `group` for `key`, else load() remembered weakly as the group's one payload.
-    Raises TypeError for payloads that cannot be weakly referenced (a plain dict)."""
-    with _LOCK:
-        slot = _SLOTS.get(group)
-        obj = slot[1]() if slot is not None and slot[0] == key else None
-        if obj is not None:
-            return obj
-        _SLOTS.pop(group, None)
-        obj = load()
-        try:
-            ref = weakref.ref(obj)
-        except TypeError:
-            raise TypeError(f"{group}: a {type(obj).__name__} cannot be weakly referenced; wrap it in an object") from None
-        _SLOTS[group] = (key, ref)
-        return obj
-
-
-def _alive(group: str, key):
-    with _LOCK:
-        slot = _SLOTS.get(group)
-        return slot[1]() if slot is not None and slot[0] == key else None
-
-
-def live() -> dict[str, Any]:
-    """{group: key} of the payloads that are still in memory (someone holds them)."""
-    with _LOCK:
-        return {g: k for g, (k, ref) in list(_SLOTS.items()) if ref() is not None}
 
 
 # ------------------------------------------------------------------------------ the link value
@@ -112,7 +79,7 @@ class Held:
     def get(self):
         payload = self._payload
         if payload is None:
-            payload = _alive(self.group, self.key)
+            payload = alive(self.group, self.key)
             if payload is None:
                 drop_group(self.group, keep_key=self.key)        # one model per group in memory
                 payload = shared(self.group, self.key, self._load)
@@ -167,8 +134,7 @@ def drop_group(group: str | None, keep_key=None) -> None:
 def release_all() -> None:
     """Free every model that only we (and ComfyUI's manager) hold."""
     drop_group(None)
-    with _LOCK:
-        _SLOTS.clear()
+    forget()
     gc.collect()
     mm = model_management()
     if mm is not None:

@@ -18,11 +18,12 @@ import math
 from pathlib import Path
 
 from ..common.errors import InputError
+from ..common.shared import live
 from ..common.stamps import files_stamp
 from ..models.t2m.folders import BUILTIN_FOLDER, CONFIG_FILE, MODEL_FILE, check_model_folder
 from . import comfy_env
-from .model_owner import Held, drop_group, live
-from .retrieval_nodes import as_database
+from .databases import as_database
+from .model_owner import Held, drop_group
 
 BUILTIN_MODEL = "motionrag-t2m-small (built-in)"
 MODELS_SUBFOLDER = "t2m"

@@ -9,6 +9,7 @@ import weakref
 import pytest
 import torch
 
+from motionrag_suite.common import shared
 from motionrag_suite.nodes import model_owner as cm
 
 
@@ -31,17 +32,17 @@ def test_the_owner_remembers_models_by_weak_reference_only():
         loads.append(1)
         return Model()
 
-    obj = cm.shared("backbone", ("a",), load)
-    assert cm.shared("backbone", ("a",), load) is obj and len(loads) == 1       # reused while alive
-    assert cm.live() == {"backbone": ("a",)}
+    obj = shared.shared("backbone", ("a",), load)
+    assert shared.shared("backbone", ("a",), load) is obj and len(loads) == 1       # reused while alive
+    assert shared.live() == {"backbone": ("a",)}
     ref = weakref.ref(obj)
     del obj
     gc.collect()
-    assert ref() is None and cm.live() == {}
-    cm.shared("backbone", ("a",), load)
+    assert ref() is None and shared.live() == {}
+    shared.shared("backbone", ("a",), load)
     assert len(loads) == 2                                                     # loaded again once freed
     with pytest.raises(TypeError, match="weakly referenced"):
-        cm.shared("adapter", ("b",), lambda: {"a dict": 1})
+        shared.shared("adapter", ("b",), lambda: {"a dict": 1})
 
 
 def _held(key, loads, group="backbone"):
@@ -67,7 +68,7 @@ def test_held_values_own_the_model_share_it_and_free_it(caplog):
         assert ref() is not None, "b still owns it"
         b.drop()
         gc.collect()
-        assert ref() is None and cm.live() == {}
+        assert ref() is None and shared.live() == {}
     assert "MotionRAG: backbone ('x',) freed" in caplog.text
 
 
@@ -85,7 +86,7 @@ def test_a_new_model_in_a_group_lets_go_of_the_previous_one():
     assert first.get() is not None and loads == [("x",), ("z",), ("y",), ("x",)]    # loads again on demand
     cm.release_all()
     gc.collect()
-    assert keep() is None and cm.live() == {}
+    assert keep() is None and shared.live() == {}
 
 
 def test_without_comfyui_there_is_no_patcher_and_models_stay_on_the_cpu():

@@ -13,7 +13,8 @@ from motionrag_suite.models.i2v import runtime as rt
 from motionrag_suite.models.i2v.errors import CheckpointError, CheckpointNotFoundError
 from motionrag_suite.nodes import i2v_loader_nodes as loaders
 from motionrag_suite.nodes import i2v_nodes as n
-from motionrag_suite.nodes.model_owner import live, release_all
+from motionrag_suite.common.shared import live
+from motionrag_suite.nodes.model_owner import release_all
 from motionrag_suite.retrieval.errors import RetrievalError
 from motionrag_suite.retrieval.refs import MotionRefs
 
