@@ -1,6 +1,6 @@
 """Node classes (classic ComfyUI API). Node ids start with MotionRAG and never change."""
 from . import motion_nodes, render_nodes, retrieval_nodes
-from . import i2v_nodes
+from . import i2v_loader_nodes, i2v_nodes
 from . import t2m_nodes
 from . import video_motion_nodes
 from . import native_svd_nodes
@@ -12,6 +12,7 @@ NODE_CLASS_MAPPINGS = {
     **motion_nodes.NODE_CLASS_MAPPINGS,
     **render_nodes.NODE_CLASS_MAPPINGS,
     **retrieval_nodes.NODE_CLASS_MAPPINGS,
+    **i2v_loader_nodes.NODE_CLASS_MAPPINGS,
     **i2v_nodes.NODE_CLASS_MAPPINGS,
     **t2m_nodes.NODE_CLASS_MAPPINGS,
     **video_motion_nodes.NODE_CLASS_MAPPINGS,
@@ -21,6 +22,7 @@ NODE_DISPLAY_NAME_MAPPINGS = {
     **motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **render_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **retrieval_nodes.NODE_DISPLAY_NAME_MAPPINGS,
+    **i2v_loader_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **i2v_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **t2m_nodes.NODE_DISPLAY_NAME_MAPPINGS,
     **video_motion_nodes.NODE_DISPLAY_NAME_MAPPINGS,

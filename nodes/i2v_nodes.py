@@ -1,200 +1,49 @@
-"""MotionRAG image-to-video nodes: build a video database, load CAMA / the Motion-Adapter / a diffusers
-video backbone, adapt retrieved motion to a query image, inject it, and sample a video.
+"""MotionRAG image-to-video nodes: build a video database, adapt retrieved motion to a query image with
+CAMA, inject it into a video backbone, and sample a video. The loaders are in i2v_loader_nodes.py.
 
-Memory (see nodes/comfy_models.py): the loader outputs own the models, so ComfyUI's executor cache
-does; each model's modules sit in a ComfyUI ModelPatcher and are loaded through
-comfy.model_management.load_models_gpu, so ComfyUI offloads them when it needs room or is asked to
-unload, and "Free model and node cache" frees them. One model per kind stays in memory: loading a
-different backbone, CAMA or adapter lets go of the previous one, and Sample Video with keep_loaded
-off lets go of all of them after sampling (they load again when needed).
+Memory (see nodes/model_owner.py): Sample Video loads the models it runs through ComfyUI's model
+management; with keep_loaded off it lets go of all of them after sampling (they load again when needed).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Any
+from dataclasses import replace
 
+from ..common.errors import InputError
 from ..models.i2v import runtime as rt
+from ..models.i2v.checkpoints import load_motion_projector
 from ..models.i2v.errors import CheckpointError
+from ..models.i2v.precision import model_dtype
 from ..retrieval.errors import RetrievalError
 from . import comfy_env
-from .comfy_models import Held, load_to_device, release_all
+from .i2v_links import ADAPTER_TYPE, BACKBONE_TYPE, CAMA_TYPE, DB_TYPE, MECHANICS, REFS_TYPE, TOKENS_TYPE, Backbone
+from .databases import locate
+from .i2v_loader_nodes import checkpoints_root, encoder_choices
+from .model_owner import Held, load_to_device, release_all
 
-Handle = Held                      # the link value of Load CAMA / Load Motion Adapter / a backbone
-
-CAMA_TYPE = "MOTIONRAG_CAMA"
-ADAPTER_TYPE = "MOTIONRAG_MOTION_ADAPTER"
-BACKBONE_TYPE = "MOTIONRAG_VIDEO_MODEL"
-TOKENS_TYPE = "MOTIONRAG_MOTION_TOKENS"
-REFS_TYPE = "MOTION_REFS"
-DB_TYPE = "MOTION_DB"
 PAPER_FAMILY = "VideoMAE + DINOv2 (paper)"
 OFFLINE_FAMILY = "optical flow + EfficientNet-Lite0 (offline)"
 ENCODER_FAMILIES = (PAPER_FAMILY, OFFLINE_FAMILY)
-MECHANICS = ("With tiny random test backbones the output only shows that the mechanics work; it says "
-             "nothing about quality.")
-
-
-# ------------------------------------------------------------------------------ helpers
-def _device():
-    try:
-        import comfy.model_management as mm
-    except ImportError:
-        import torch
-
-        return torch.device("cpu")
-    return mm.get_torch_device()
-
-
-def _dtype(device):
-    import torch
-
-    if getattr(device, "type", str(device)) == "cuda" and torch.cuda.is_bf16_supported():
-        return torch.bfloat16          # MotionRAG ran in bf16
-    return torch.float32
-
-
-def _make_room(device) -> None:
-    """Before encoders that ComfyUI does not manage go to the GPU, ask it to unload its models."""
-    if getattr(device, "type", str(device)) != "cuda":
-        return
-    try:
-        import comfy.model_management as mm
-    except ImportError:
-        return
-    mm.unload_all_models()
-    mm.soft_empty_cache()
-
-
-def _cpu_has_bf16() -> bool:
-    """Native bf16 matrix maths on this CPU (AVX512-BF16 or AMX); emulated bf16 would be slower than fp32."""
-    import torch
-
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
-        try:
-            if getattr(cpu, probe)():
-                return True
-        except (AttributeError, RuntimeError):
-            pass
-    return False
-
-
-def _cama_dtype(precision: str, device):
-    import torch
-
-    if precision == "float32":
-        return torch.float32
-    if precision == "bfloat16":
-        return torch.bfloat16
-    if precision != "auto":
-        raise ValueError(f"precision: expected auto, float32 or bfloat16, got {precision!r}")
-    if getattr(device, "type", str(device)) == "cpu" and _cpu_has_bf16():
-        return torch.bfloat16          # MotionRAG ran CAMA in bf16; 3-4x faster than fp32 on such CPUs
-    return _dtype(device)
-
-
-def _listed(sub: str, marker: str, defaults: list[str]) -> list[str]:
-    names = list(defaults)
-    for root in comfy_env.models_roots():
-        base = root / sub
-        if base.is_dir():
-            for p in sorted(base.iterdir()):
-                if p.is_dir() and (p / marker).is_file() and p.name not in names:
-                    names.append(p.name)
-    return names
-
-
-def _find(sub: str, name: str) -> Path:
-    """The named folder in the first motionrag folder that has it; else where it should go."""
-    roots = comfy_env.models_roots()
-    if not isinstance(name, str) or not name or "/" in name or "\\" in name or name.startswith("."):
-        raise ValueError(f"{sub}: {name!r} is not a folder name")
-    for root in roots:
-        if (root / sub / name).is_dir():
-            return root / sub / name
-    return roots[0] / sub / name
-
-
-def _checkpoints_root(base: str) -> Path:
-    """The motionrag folder holding this base's checkpoints (the first one, when none does)."""
-    roots = comfy_env.models_roots()
-    for root in roots:
-        if (root / "checkpoints" / base).is_dir():
-            return root
-    return roots[0]
 
 
 def _check_image(image, what: str = "image"):
     import torch
 
     if not isinstance(image, torch.Tensor):
-        raise ValueError(f"{what}: expected an IMAGE tensor, got {type(image).__name__}")
+        raise InputError(what, f"expected an IMAGE tensor, got {type(image).__name__}")
     if image.ndim != 4 or image.shape[-1] != 3:
-        raise ValueError(f"{what}: expected an IMAGE of shape [batch, height, width, 3] (RGB), got {tuple(image.shape)}")
+        raise InputError(what, f"expected an IMAGE of shape [batch, height, width, 3] (RGB), got {tuple(image.shape)}")
     if image.shape[0] != 1:
-        raise ValueError(f"{what}: expected one image, got a batch of {image.shape[0]}; pick one first "
+        raise InputError(what, f"expected one image, got a batch of {image.shape[0]}; pick one first "
                          "(e.g. with ImageFromBatch)")
     if image.shape[1] < 16 or image.shape[2] < 16:
-        raise ValueError(f"{what}: {image.shape[2]}x{image.shape[1]} is too small (at least 16x16)")
+        raise InputError(what, f"{image.shape[2]}x{image.shape[1]} is too small (at least 16x16)")
     if not torch.isfinite(image).all():
-        raise ValueError(f"{what}: contains NaN or infinite values")
+        raise InputError(what, f"contains NaN or infinite values")
     lo, hi = float(image.min()), float(image.max())
     if lo < -1e-3 or hi > 1 + 1e-3:
-        raise ValueError(f"{what}: values must lie in 0..1 (ComfyUI IMAGE), found {lo:.3g}..{hi:.3g}")
+        raise InputError(what, f"values must lie in 0..1 (ComfyUI IMAGE), found {lo:.3g}..{hi:.3g}")
     return image.clamp(0, 1)
 
-
-def _offload_device():
-    try:
-        import comfy.model_management as mm
-    except ImportError:
-        import torch
-
-        return torch.device("cpu")
-    return mm.unet_offload_device()
-
-
-class AdapterWeights:
-    """Motion-Adapter tensors kept as buffers of one module, so that ComfyUI can move them."""
-
-    def __init__(self, state: dict, config, notes: list[str]):
-        import torch
-
-        self.bag = torch.nn.Module()
-        self.names = list(state)
-        for i, name in enumerate(self.names):
-            self.bag.register_buffer(f"t{i}", state[name])
-        self.config = config
-        self.notes = notes
-
-    def state(self) -> dict:
-        """The weights by their Motion-Adapter key, wherever ComfyUI put them now."""
-        return {name: getattr(self.bag, f"t{i}") for i, name in enumerate(self.names)}
-
-
-def _pipe_modules(pipe) -> dict:
-    import torch
-
-    return {name: m for name, m in pipe.components.items() if isinstance(m, torch.nn.Module)}
-
-
-@dataclass(frozen=True)
-class Backbone:
-    handle: Held
-    base: str
-    name: str
-    tokens: Any = None             # runtime.MotionTokens once motion is injected
-    adapter: Held | None = None
-    strength: float = 1.0
-
-    @property
-    def plan(self):
-        """The runtime.MotionPlan to sample with (None: the plain model); built when asked, from the
-        adapter weights where they are now."""
-        if self.tokens is None:
-            return None
-        return rt.MotionPlan(self.tokens, self.adapter.get().state(), float(self.strength))
 
 
 def _notes(items) -> str:
@@ -228,9 +77,9 @@ class BuildVideoDB:
             "bases": (["CogVideoX+SVD", "CogVideoX", "SVD"], {"default": "CogVideoX+SVD", "tooltip":
                       "Whose motion projector makes the stored motion tokens (each base has its own "
                       "checkpoints/<base>/motion_proj)."}),
-            "video_encoder": (_listed(rt.ENCODERS_SUBDIR, "config.json", [rt.VIDEO_ENCODER]), {
+            "video_encoder": (encoder_choices(rt.VIDEO_ENCODER), {
                 "default": rt.VIDEO_ENCODER, "tooltip": "VideoMAE folder under models/motionrag/encoders."}),
-            "image_encoder": (_listed(rt.ENCODERS_SUBDIR, "config.json", [rt.IMAGE_ENCODER]), {
+            "image_encoder": (encoder_choices(rt.IMAGE_ENCODER), {
                 "default": rt.IMAGE_ENCODER, "tooltip": "DINOv2 folder under models/motionrag/encoders."}),
             "clips_per_video": ("INT", {"default": 1, "min": 1, "max": 1000, "tooltip":
                                 "Consecutive 2-second clips taken from each video (one entry each)."}),
@@ -246,275 +95,50 @@ class BuildVideoDB:
 
     def build(self, source_folder, name, mode, bases, video_encoder, image_encoder, clips_per_video,
               skip_bad_videos, encoders=None):
-        from ..models.i2v.checkpoints import load_motion_projector
-        from ..retrieval.database import get_database
-        from ..retrieval.db_format import MANIFEST, database_dir
-        from ..retrieval.video_builder import VideoEncoders, build_from_videos
+        from ..retrieval.database import get_database          # numpy, cv2 and faiss behind these
+        from ..retrieval.offline_video_builder import build_offline_from_videos
+        from ..retrieval.video_builder import build_from_videos
 
-        encoders = encoders or ENCODER_FAMILIES[0]
-        if encoders not in ENCODER_FAMILIES:
-            raise ValueError(f"encoders: expected one of {ENCODER_FAMILIES}, got {encoders!r}")
-
-        root = comfy_env.models_roots()[0]
         if mode == "reuse":
-            for r in comfy_env.models_roots():
-                try:
-                    if (database_dir(r, name) / MANIFEST).is_file():
-                        db = get_database(r, name)
-                        return (db, f"reused motion database {name!r} ({db.entry_count} entries) at {db.folder}")
-                except RetrievalError:
-                    pass
+            where = locate(name)
+            if where is not None:
+                db = get_database(where, name)
+                return (db, f"reused motion database {name!r} ({db.entry_count} entries) at {db.folder}")
             mode = "create"
-        src = Path(source_folder).expanduser()
-        if not src.is_absolute():
-            src = comfy_env.input_directory() / src
-        device = _device()
-        dtype = _dtype(device)
-        if encoders == OFFLINE_FAMILY:
-            from ..retrieval.offline_video_builder import build_offline_from_videos
-
-            result, skipped = build_offline_from_videos(root, name, src, mode=mode,
-                                                        clips_per_video=int(clips_per_video),
-                                                        skip_bad=bool(skip_bad_videos),
-                                                        progress=comfy_env.batch_progress(1),
-                                                        cancel=comfy_env.cancel_hook())
-            db = get_database(root, name)
-            lines = [f"motion database {name!r} (optical flow + EfficientNet-Lite0): {db.entry_count} entries at "
-                     f"{db.folder}"]
-            return (db, _notes(lines + [f"skipped {p}: {why}" for p, why in skipped]))
-        projectors = {}
-        for base in bases.split("+"):
-            motion_cfg, _, _ = rt.read_sizes(_checkpoints_root(base), base)
-            proj, _ = load_motion_projector(_checkpoints_root(base), base, config=motion_cfg)
-            projectors[base] = proj.to(device=device, dtype=dtype)
-        release_all()                                    # room for the encoders
-        _make_room(device)
-        enc = VideoEncoders(rt.load_encoder(_find(rt.ENCODERS_SUBDIR, video_encoder), "video", device=device, dtype=dtype),
-                            rt.load_encoder(_find(rt.ENCODERS_SUBDIR, image_encoder), "image", device=device, dtype=dtype),
-                            projectors, video_encoder, image_encoder)
-        result, skipped = build_from_videos(root, name, src, enc, mode=mode, clips_per_video=int(clips_per_video),
-                                            skip_bad=bool(skip_bad_videos), progress=comfy_env.batch_progress(1),
-                                            cancel=comfy_env.cancel_hook())
+        root = comfy_env.models_roots()[0]
+        src = comfy_env.input_path(source_folder, what="source_folder")
+        work = dict(mode=mode, clips_per_video=int(clips_per_video), skip_bad=bool(skip_bad_videos),
+                    progress=comfy_env.batch_progress(1), cancel=comfy_env.cancel_hook())
+        if (encoders or PAPER_FAMILY) == OFFLINE_FAMILY:
+            _, skipped = build_offline_from_videos(root, name, src, **work)
+            family = " (optical flow + EfficientNet-Lite0)"
+        else:
+            _, skipped = build_from_videos(root, name, src, _paper_encoders(bases, video_encoder, image_encoder), **work)
+            family = ""
         db = get_database(root, name)
-        lines = [f"motion database {name!r}: {db.entry_count} entries at {db.folder}"]
-        lines += [f"skipped {p}: {why}" for p, why in skipped]
-        return (db, _notes(lines))
+        lines = [f"motion database {name!r}{family}: {db.entry_count} entries at {db.folder}"]
+        return (db, _notes(lines + [f"skipped {p}: {why}" for p, why in skipped]))
 
 
-# ------------------------------------------------------------------------------ loaders
-def _cama_modules(bundle) -> dict:
-    return {"cama": bundle.cama, "image_encoder": bundle.image_encoder}
+def _paper_encoders(bases: str, video_encoder: str, image_encoder: str):
+    """VideoMAE, DINOv2 and each base's motion projector on ComfyUI's device, after the video models we
+    hold and ComfyUI's own have made room."""
+    from ..retrieval.video_builder import VideoEncoders
 
-
-class LoadCAMA:
-    DESCRIPTION = ("Loads MotionRAG's CAMA (motion context transformer) and motion projector for a base model "
-                   "from models/motionrag/checkpoints/<base>/ (motion_transformer, motion_proj), the DINOv2 image "
-                   "encoder, and computes the guidance motion tokens with VideoMAE once.")
-    CATEGORY = comfy_env.CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (CAMA_TYPE, "STRING")
-    RETURN_NAMES = ("cama", "notes")
-    OUTPUT_TOOLTIPS = ("CAMA for CAMA Adapt.", "Where each file came from and anything noticed while loading.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "base": (list(rt.BASES), {"default": "CogVideoX", "tooltip": "The video model the checkpoints were "
-                                                                         "trained for."}),
-            "image_encoder": (_listed(rt.ENCODERS_SUBDIR, "config.json", [rt.IMAGE_ENCODER]), {
-                "default": rt.IMAGE_ENCODER, "tooltip": "DINOv2 folder under models/motionrag/encoders "
-                                                        "(facebook/dinov2-large)."}),
-            "video_encoder": (_listed(rt.ENCODERS_SUBDIR, "config.json", [rt.VIDEO_ENCODER]), {
-                "default": rt.VIDEO_ENCODER, "tooltip": "VideoMAE folder under models/motionrag/encoders "
-                                                        "(MCG-NJU/videomae-base-finetuned-ssv2); used once for the "
-                                                        "guidance tokens."}),
-        }, "optional": {
-            "download": ("BOOLEAN", {"default": False, "tooltip":
-                         "Fetch missing MotionRAG checkpoint files from the public MCG-NJU/MotionRAG model repository "
-                         "into models/motionrag/checkpoints (needs network access and huggingface_hub). Off: a missing "
-                         "file is reported with the exact path and the download command."}),
-            "precision": (["auto", "float32", "bfloat16"], {"default": "auto", "tooltip":
-                          "Number format of CAMA and the encoders. auto: bf16 (as MotionRAG) on a GPU that has it "
-                          "and on CPUs with native bf16 (AVX512-BF16 / AMX), else fp32."}),
-        }}
-
-    def load(self, base, image_encoder, video_encoder, precision="auto", download=False):
-        if base not in rt.BASES:
-            raise ValueError(f"base: expected one of {rt.BASES}, got {base!r}")
-        root = _checkpoints_root(base)
-        img, vid = _find(rt.ENCODERS_SUBDIR, image_encoder), _find(rt.ENCODERS_SUBDIR, video_encoder)
-        device = _device()
-        dtype = _cama_dtype(precision, device)
-        key = ("cama", str(root), base, str(img), str(vid), rt._stamp(root / "checkpoints" / base), str(device),
-               str(dtype))
-
-        def loader():
-            # VideoMAE runs once on the fast device; the rest waits on the offload device until used
-            bundle = rt.load_cama_bundle(root, base, img, vid, device=device, dtype=dtype, download=bool(download))
-            for m in _cama_modules(bundle).values():
-                m.to(_offload_device())
-            return bundle
-
-        held = Held("cama", key, loader, base=base, label=f"{base} CAMA ({img.name})", modules=_cama_modules,
-                    kind="MotionRAGCAMA")
-        bundle = held.get()
-        return (held, _notes(bundle.notes + [f"CAMA {held.how}"]))
-
-
-def _offline_models() -> list[str]:
-    from ..models.i2v.offline.model import SHIPPED_NAME
-
-    return _listed(rt.OFFLINE_SUBDIR, "config.json", [SHIPPED_NAME])
-
-
-class LoadOfflineCAMA:
-    DESCRIPTION = ("Loads the offline CAMA: MotionRAG's motion context transformer with a motion Resampler over "
-                   "optical flow and EfficientNet-Lite0 appearance tokens, all of whose weights ship with the pack "
-                   "(motionrag-offline-small, trained on the built-in video database) or come from "
-                   "models/motionrag/offline/<name> (python -m training i2v). Use it with a video database "
-                   "built with the offline encoders (e.g. builtin_videos). Its motion tokens fit a Motion-Adapter "
-                   "trained for them, not the released ones (1024-d). The shipped model reads the references' "
-                   "motion only (its appearance branch is off: with 60 training clips it memorised them); its notes "
-                   "say which parts a model uses.")
-    CATEGORY = comfy_env.CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (CAMA_TYPE, "STRING")
-    RETURN_NAMES = ("cama", "notes")
-    OUTPUT_TOOLTIPS = ("CAMA for CAMA Adapt.", "Where the weights came from and what they were trained on.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "model": (_offline_models(), {"tooltip": "motionrag-offline-small: the shipped model (trained on the "
-                                                     "built-in video database; small data, see its PROVENANCE.md). "
-                                                     "Others: folders under models/motionrag/offline."}),
-            "base": (list(rt.BASES), {"default": "SVD", "tooltip": "The video model whose Motion-Adapter will read "
-                                                                    "the motion tokens."}),
-        }}
-
-    def load(self, model, base):
-        from ..models.i2v.offline.model import SHIPPED_DIR, SHIPPED_NAME
-
-        if base not in rt.BASES:
-            raise ValueError(f"base: expected one of {rt.BASES}, got {base!r}")
-        folder = SHIPPED_DIR if model == SHIPPED_NAME else _find(rt.OFFLINE_SUBDIR, model)
-        device = _device()
-        key = ("cama", "offline", str(folder), base, rt._stamp(folder), str(device))
-
-        def loader():
-            bundle = rt.load_offline_bundle(folder, base, name=model, device=device)
-            for m in _offline_modules(bundle).values():
-                m.to(_offload_device())
-            return bundle
-
-        held = Held("cama", key, loader, base=base, label=f"offline CAMA {model}", modules=_offline_modules,
-                    kind="MotionRAGCAMA")
-        bundle = held.get()
-        return (held, _notes(bundle.notes + [f"offline CAMA {held.how}"]))
-
-
-def _offline_modules(bundle) -> dict:
-    return {"cama": bundle.model, "image_encoder": bundle.image_encoder}
-
-
-class LoadMotionAdapter:
-    DESCRIPTION = ("Loads MotionRAG's Motion-Adapter weights for a base model from "
-                   "models/motionrag/checkpoints/<base>/Motion-Adapter (.ckpt, converted once to .safetensors).")
-    CATEGORY = comfy_env.CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (ADAPTER_TYPE, "STRING")
-    RETURN_NAMES = ("adapter", "notes")
-    OUTPUT_TOOLTIPS = ("The adapter weights for Inject Motion.", "Where the file came from.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "base": (list(rt.BASES), {"default": "CogVideoX", "tooltip": "The video model the adapter was trained for."}),
-        }, "optional": {
-            "download": ("BOOLEAN", {"default": False, "tooltip":
-                         "Fetch missing MotionRAG checkpoint files from the public MCG-NJU/MotionRAG model repository "
-                         "into models/motionrag/checkpoints (needs network access and huggingface_hub). Off: a missing "
-                         "file is reported with the exact path and the download command."}),
-        }}
-
-    def load(self, base, download=False):
-        from ..models.i2v.checkpoints import load_checkpoint, strip_prefix
-        from ..models.i2v.layouts import HOST_PREFIX, motion_adapter_layout
-
-        if base not in rt.BASES:
-            raise ValueError(f"base: expected one of {rt.BASES}, got {base!r}")
-        root = _checkpoints_root(base)
-        motion_cfg, _, adapter_cfg = rt.read_sizes(root, base)
-        key = ("adapter", str(root), base, rt._stamp(root / "checkpoints" / base))
-        def loader():
-            from ..models.i2v.configs import PAPER_COGVIDEOX_ADAPTER, PAPER_SVD_ADAPTER
-
-            state, report = load_checkpoint(root, base, "Motion-Adapter", download=bool(download),
-                                            layout=motion_adapter_layout(base, adapter_cfg, motion_cfg))
-            cfg = adapter_cfg or (PAPER_COGVIDEOX_ADAPTER if base == "CogVideoX" else PAPER_SVD_ADAPTER)
-            notes = [f"{base} Motion-Adapter: {report.path} ({report.source})"] + report.notes
-            return AdapterWeights(strip_prefix(state, HOST_PREFIX[base]), cfg, notes)
-
-        held = Held("adapter", key, loader, base=base, label=f"{base} Motion-Adapter",
-                    modules=lambda w: {"adapter": w.bag}, kind="MotionRAGMotionAdapter")
-        weights = held.get()
-        return (held, _notes(weights.notes + [f"Motion-Adapter {held.how}"]))
-
-
-class LoadVideoBackbone:
-    DESCRIPTION = ("Loads a diffusers image-to-video pipeline folder from models/motionrag/diffusers/<name> "
-                   "(CogVideoX-5b-I2V or stable-video-diffusion-img2vid; the base is read from its "
-                   "model_index.json). For CogVideoX, MotionRAG's 17-frame fine-tune is applied. " + MECHANICS)
-    CATEGORY = comfy_env.CATEGORY
-    FUNCTION = "load"
-    RETURN_TYPES = (BACKBONE_TYPE, "STRING", "STRING")
-    RETURN_NAMES = ("backbone", "base", "notes")
-    OUTPUT_TOOLTIPS = ("The video model for Inject Motion or Sample Video.", "CogVideoX or SVD.",
-                       "Where the files came from.")
-
-    @classmethod
-    def INPUT_TYPES(cls):
-        return {"required": {
-            "backbone": (_listed(rt.DIFFUSERS_SUBDIR, "model_index.json", list(rt.BACKBONES.values())), {
-                "default": rt.BACKBONES["CogVideoX"],
-                "tooltip": "A diffusers pipeline folder under models/motionrag/diffusers."}),
-            "cogvideox_17_frames": ("BOOLEAN", {"default": True, "tooltip":
-                                    "CogVideoX only: apply checkpoints/CogVideoX/17_frames (the fine-tune MotionRAG's "
-                                    "adapter was trained on). Off = the stock 49-frame model."}),
-        }, "optional": {
-            "download": ("BOOLEAN", {"default": False, "tooltip":
-                         "Fetch missing MotionRAG checkpoint files from the public MCG-NJU/MotionRAG model repository "
-                         "into models/motionrag/checkpoints (needs network access and huggingface_hub). Off: a missing "
-                         "file is reported with the exact path and the download command."}),
-        }}
-
-    def load(self, backbone, cogvideox_17_frames=True, download=False):
-        folder = _find(rt.DIFFUSERS_SUBDIR, backbone)
-        base = rt.backbone_base(folder)
-        device = _device()
-        dtype = _dtype(device)
-        apply = bool(cogvideox_17_frames) and base == "CogVideoX"
-        root = _checkpoints_root(base)
-        key = ("backbone", str(folder), rt._stamp(folder), apply, str(dtype))
-        def loader():
-            notes = [f"{base} backbone: {folder}"]
-            pipe = rt.load_backbone(folder, dtype=dtype)
-            pipe.motionrag_notes = notes              # read back on later (cached) loads
-            if apply:
-                from ..models.i2v.checkpoints import load_cogvideox_17_frames
-
-                cfg = rt.adapter_config_of(pipe, base, 1)
-                report = load_cogvideox_17_frames(pipe.transformer, root, config=cfg, download=bool(download))
-                notes.append(f"CogVideoX 17-frame fine-tune: {report.path} ({report.source})")
-            if getattr(device, "type", "") == "cuda" and base == "CogVideoX":
-                pipe.vae.enable_tiling()              # as MotionRAG's config; bounds decode memory
-                pipe.vae.enable_slicing()
-            return pipe
-
-        held = Held("backbone", key, loader, base=base, label=backbone, modules=_pipe_modules,
-                    kind="MotionRAGVideoBackbone")
-        notes = list(getattr(held.get(), "motionrag_notes", [])) + [f"backbone {held.how}"]
-        return (Backbone(held, base, backbone), base, _notes(notes))
+    device = comfy_env.torch_device()
+    dtype = model_dtype(device)
+    projectors = {}
+    for base in bases.split("+"):
+        motion_cfg, _, _ = rt.read_sizes(checkpoints_root(base), base)
+        proj, _ = load_motion_projector(checkpoints_root(base), base, config=motion_cfg)
+        projectors[base] = proj.to(device=device, dtype=dtype)
+    release_all()
+    comfy_env.make_room(device)
+    folder = {what: comfy_env.find_model_folder(rt.ENCODERS_SUBDIR, value, what=what)
+              for what, value in (("video_encoder", video_encoder), ("image_encoder", image_encoder))}
+    return VideoEncoders(rt.load_encoder(folder["video_encoder"], "video", device=device, dtype=dtype),
+                         rt.load_encoder(folder["image_encoder"], "image", device=device, dtype=dtype),
+                         projectors, video_encoder, image_encoder)
 
 
 # ------------------------------------------------------------------------------ CAMA Adapt
@@ -541,8 +165,8 @@ class CAMAAdapt:
         from ..retrieval.video_builder import APPEARANCE_KIND, motion_kind
 
         image = _check_image(image)
-        if not isinstance(cama, Handle) or cama.group != "cama":
-            raise ValueError(f"cama: expected {CAMA_TYPE} from Load CAMA, got {type(cama).__name__}")
+        if not isinstance(cama, Held) or cama.group != "cama":
+            raise InputError("cama", f"expected {CAMA_TYPE} from Load CAMA, got {type(cama).__name__}")
         if not hasattr(refs, "payloads") or len(refs) == 0:
             raise RetrievalError(f"refs: expected non-empty {REFS_TYPE} from Text Retrieve")
         bundle = cama.get()
@@ -574,21 +198,21 @@ class CAMAAdapt:
 # ------------------------------------------------------------------------------ Inject
 def _inject(backbone, motion_tokens, adapter, strength, base):
     if not isinstance(backbone, Backbone):
-        raise ValueError(f"backbone: expected {BACKBONE_TYPE} from Load Video Backbone, got {type(backbone).__name__}")
+        raise InputError("backbone", f"expected {BACKBONE_TYPE} from Load Video Backbone, got {type(backbone).__name__}")
     if backbone.base != base:
-        raise ValueError(f"backbone: {backbone.name!r} is a {backbone.base} model; this node injects into {base}")
+        raise InputError("backbone", f"{backbone.name!r} is a {backbone.base} model; this node injects into {base}")
     if not isinstance(motion_tokens, rt.MotionTokens):
-        raise ValueError(f"motion_tokens: expected {TOKENS_TYPE} from CAMA Adapt, got {type(motion_tokens).__name__}")
+        raise InputError("motion_tokens", f"expected {TOKENS_TYPE} from CAMA Adapt, got {type(motion_tokens).__name__}")
     if motion_tokens.base != base:
-        raise ValueError(f"motion_tokens: made with the {motion_tokens.base} CAMA; load CAMA for {base}")
-    if not isinstance(adapter, Handle) or adapter.group != "adapter":
-        raise ValueError(f"adapter: expected {ADAPTER_TYPE} from Load Motion Adapter, got {type(adapter).__name__}")
+        raise InputError("motion_tokens", f"made with the {motion_tokens.base} CAMA; load CAMA for {base}")
+    if not isinstance(adapter, Held) or adapter.group != "adapter":
+        raise InputError("adapter", f"expected {ADAPTER_TYPE} from Load Motion Adapter, got {type(adapter).__name__}")
     if adapter.base != base:
-        raise ValueError(f"adapter: trained for {adapter.base}; this node injects into {base}")
+        raise InputError("adapter", f"trained for {adapter.base}; this node injects into {base}")
     if backbone.tokens is not None:
-        raise ValueError("backbone: already carries injected motion; connect Load Video Backbone directly")
+        raise InputError("backbone", "already carries injected motion; connect Load Video Backbone directly")
     if not (0.0 <= float(strength) <= 10.0):
-        raise ValueError(f"strength: expected 0..10, got {strength}")
+        raise InputError("strength", f"expected 0..10, got {strength}")
     loaded = adapter.get()
     pipe = backbone.handle.get()
     have = rt.adapter_config_of(pipe, base, loaded.config.motion_dim)
@@ -682,13 +306,13 @@ class SampleVideo:
 
     def sample(self, backbone, image, prompt, steps, guidance, seed, frames, fps, width, height, keep_loaded=True):
         if not isinstance(backbone, Backbone):
-            raise ValueError(f"backbone: expected {BACKBONE_TYPE} from Load Video Backbone, got {type(backbone).__name__}")
+            raise InputError("backbone", f"expected {BACKBONE_TYPE} from Load Video Backbone, got {type(backbone).__name__}")
         image = _check_image(image)
         base = backbone.base
         n0, w0, h0 = rt.NATIVE[base]
         frames, width, height = int(frames) or n0, int(width) or w0, int(height) or h0
         if not isinstance(steps, int) or steps < 1:
-            raise ValueError(f"steps: expected a whole number of at least 1, got {steps!r}")
+            raise InputError("steps", f"expected a whole number of at least 1, got {steps!r}")
         pipe = backbone.handle.get()
         rt.check_request(pipe, base, frames, width, height)
         try:
@@ -705,10 +329,6 @@ class SampleVideo:
 
 NODE_CLASS_MAPPINGS = {
     "MotionRAGBuildVideoDB": BuildVideoDB,
-    "MotionRAGLoadCAMA": LoadCAMA,
-    "MotionRAGLoadOfflineCAMA": LoadOfflineCAMA,
-    "MotionRAGLoadMotionAdapter": LoadMotionAdapter,
-    "MotionRAGLoadVideoBackbone": LoadVideoBackbone,
     "MotionRAGCAMAAdapt": CAMAAdapt,
     "MotionRAGInjectMotionCogVideoX": InjectMotionCogVideoX,
     "MotionRAGInjectMotionSVD": InjectMotionSVD,
@@ -716,10 +336,6 @@ NODE_CLASS_MAPPINGS = {
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionRAGBuildVideoDB": "Build Video DB (MotionRAG)",
-    "MotionRAGLoadCAMA": "Load CAMA (MotionRAG)",
-    "MotionRAGLoadOfflineCAMA": "Load Offline CAMA (MotionRAG)",
-    "MotionRAGLoadMotionAdapter": "Load Motion Adapter (MotionRAG)",
-    "MotionRAGLoadVideoBackbone": "Load Video Backbone (MotionRAG)",
     "MotionRAGCAMAAdapt": "CAMA Adapt (MotionRAG)",
     "MotionRAGInjectMotionCogVideoX": "Inject Motion into CogVideoX (MotionRAG)",
     "MotionRAGInjectMotionSVD": "Inject Motion into SVD (MotionRAG)",

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models.motion import MotionError
+from ..common.errors import InputError
 from ..models.motion.motiondiff_compat import from_motion_data, to_motion_data
 from . import comfy_env
 
@@ -15,13 +15,11 @@ def _resolve_user_path(path: str) -> Path:
     from ..models.motion.files import SUPPORTED_EXTENSIONS
 
     raw = path.strip().strip('"')
-    candidate = Path(raw).expanduser()
-    if not candidate.is_absolute():
-        candidate = comfy_env.input_directory() / candidate
+    candidate = comfy_env.input_path(raw, what="path")
     if candidate.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise MotionError("path", f"{raw!r} is not a motion file; expected one of {', '.join(SUPPORTED_EXTENSIONS)}")
+        raise InputError("path", f"{raw!r} is not a motion file; expected one of {', '.join(SUPPORTED_EXTENSIONS)}")
     if not candidate.is_file():
-        raise MotionError("path", f"no file at {candidate}")
+        raise InputError("path", f"no file at {candidate}")
     return candidate
 
 
@@ -30,8 +28,8 @@ def _load_file(file: Path, fps: float | None, input_name: str):
 
     try:
         return load_motion_file(file, fps=fps)
-    except MotionError as exc:
-        raise MotionError(input_name, f"{exc}") from exc
+    except InputError as exc:
+        raise InputError(input_name, str(exc)) from exc      # the file's own complaint, under the node's input
 
 
 def _clip_choices() -> list[str]:
@@ -80,7 +78,7 @@ class LoadMotion:
         if path and path.strip():
             try:
                 _resolve_user_path(path)
-            except MotionError as exc:
+            except InputError as exc:
                 return str(exc)
         return True
 
@@ -91,7 +89,7 @@ class LoadMotion:
         if path and path.strip():
             try:
                 target = _resolve_user_path(path)
-            except MotionError:
+            except InputError:
                 return float("nan")
         elif clip.startswith(FILE_PREFIX):
             target = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
@@ -109,7 +107,7 @@ class LoadMotion:
         elif clip.startswith(FILE_PREFIX):
             found = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
             if found is None:
-                raise MotionError("clip", f"{clip!r} is no longer in models/motionrag/motions")
+                raise InputError("clip", f"{clip!r} is no longer in models/motionrag/motions")
             motion = _load_file(found, fps, "clip")
         else:
             motion = library.load_clip(clip)
@@ -160,8 +158,6 @@ class SaveMotion:
     def save(self, motion, filename_prefix, format):
         from ..models.motion import bvh_write, files
 
-        if format not in SAVE_FORMATS:
-            raise MotionError("format", f"{format!r} is not one of {', '.join(SAVE_FORMATS)}")
         m = from_motion_data(motion)
         path, subfolder = comfy_env.save_path(filename_prefix, SAVE_FORMATS[format])
         if format == "npz":

@@ -10,8 +10,10 @@ patches of this MODEL output.
 from __future__ import annotations
 
 from ..models.i2v import runtime as rt
+from ..common.errors import InputError
 from . import comfy_env
-from .i2v_nodes import ADAPTER_TYPE, TOKENS_TYPE, Handle
+from .i2v_links import ADAPTER_TYPE, TOKENS_TYPE
+from .model_owner import Held
 
 
 def _comfy_attention(q, k, v, heads):
@@ -61,22 +63,22 @@ class ApplyMotionSVDModel:
         from ..models.i2v.native_svd import make_patches, module_layers     # torch: only when run
 
         if not hasattr(model, "clone") or not hasattr(model, "set_model_attn2_replace"):
-            raise ValueError(f"model: expected a ComfyUI MODEL, got {type(model).__name__}")
+            raise InputError("model", f"expected a ComfyUI MODEL, got {type(model).__name__}")
         if not isinstance(motion_tokens, rt.MotionTokens):
-            raise ValueError(f"motion_tokens: expected {TOKENS_TYPE} from CAMA Adapt, got {type(motion_tokens).__name__}")
+            raise InputError("motion_tokens", f"expected {TOKENS_TYPE} from CAMA Adapt, got {type(motion_tokens).__name__}")
         if motion_tokens.base != "SVD":
-            raise ValueError(f"motion_tokens: made with the {motion_tokens.base} CAMA; load CAMA with base SVD")
-        if not isinstance(adapter, Handle) or adapter.group != "adapter":
-            raise ValueError(f"adapter: expected {ADAPTER_TYPE} from Load Motion Adapter, got {type(adapter).__name__}")
+            raise InputError("motion_tokens", f"made with the {motion_tokens.base} CAMA; load CAMA with base SVD")
+        if not isinstance(adapter, Held) or adapter.group != "adapter":
+            raise InputError("adapter", f"expected {ADAPTER_TYPE} from Load Motion Adapter, got {type(adapter).__name__}")
         if adapter.base != "SVD":
-            raise ValueError(f"adapter: the {adapter.base} Motion-Adapter; load the SVD one (base SVD)")
+            raise InputError("adapter", f"the {adapter.base} Motion-Adapter; load the SVD one (base SVD)")
         strength = float(strength)
         if not (0.0 <= strength <= 10.0):
-            raise ValueError(f"strength: expected 0..10, got {strength}")
+            raise InputError("strength", f"expected 0..10, got {strength}")
         unet = getattr(getattr(model, "model", None), "diffusion_model", None)
         layers = module_layers(unet) if unet is not None else {}
         if not layers:
-            raise ValueError(f"model: {type(getattr(model, 'model', model)).__name__} is not an SVD video UNet "
+            raise InputError("model", f"{type(getattr(model, 'model', model)).__name__} is not an SVD video UNet "
                              "(no spatial-temporal transformer layers); load svd.safetensors with Image Only "
                              "Checkpoint Loader")
         weights = adapter.get()

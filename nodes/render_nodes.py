@@ -1,7 +1,6 @@
 """Render Skeleton: a 3D stick-figure view or OpenPose frames for pose ControlNets."""
 from __future__ import annotations
 
-from ..models.motion import MotionError
 from ..models.motion.motiondiff_compat import from_motion_data
 from . import comfy_env
 
@@ -49,10 +48,6 @@ class RenderSkeleton:
 
         from ..models.render import openpose, skeleton3d
 
-        if mode not in MODES:
-            raise MotionError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
-        if camera not in CAMERAS:
-            raise MotionError("camera", f"{camera!r} is not one of {', '.join(CAMERAS)}")
         m = from_motion_data(motion)
         if fps and fps > 0:
             m = m.resampled(fps)

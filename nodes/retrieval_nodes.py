@@ -1,111 +1,26 @@
-"""Load Motion DB, Build Motion DB and Text Retrieve: motion databases in ComfyUI.
-
-Databases live in <motionrag folder>/databases/<name> (every registered motionrag folder is
-searched; new ones are written to the first). "builtin" is the built-in motion library,
-built into the first motionrag folder on first use and rebuilt when the library's data or
-the text encoder's weights change.
-"""
+"""Load Motion DB, Build Motion DB and Text Retrieve: motion databases in ComfyUI (where they live and
+how they are opened: nodes/databases.py)."""
 from __future__ import annotations
 
 import hashlib
 import os
 from pathlib import Path
 
-from ..retrieval.builtin_db import BUILTIN, FINGERPRINT_TAG, ensure_builtin_database, library_fingerprint  # noqa: F401  (re-exported for tests)
-from ..retrieval.errors import DatabaseCorruptError, DatabaseNotFoundError, RetrievalError
+from ..common.errors import InputError
+from ..common.stamps import file_stamp
+from ..retrieval.builtin_db import BUILTIN, library_fingerprint
+from ..retrieval.db_format import MANIFEST, database_dir
+from ..retrieval.errors import RetrievalError
 from . import comfy_env
+from .databases import (BUILTIN_VIDEOS, DB_TYPE, MODES, as_database, build_or_add, check_new_name, database_names,
+                        locate, open_named_database, roots, source_path)
 
-DB_TYPE = "MOTION_DB"
 REFS_TYPE = "MOTION_REFS"
 SOURCE_KINDS = {"humanml3d": "humanml3d", "motion_files": "folder", "builtin": "builtin"}
-MODES = ("create", "add")
 SPLITS = ("train", "val", "test", "train_val", "all")
 BUILD_BATCH = 64                    # entries per progress step
 MAX_PREVIEW_FRAMES = 200
-BUILTIN_VIDEOS = "builtin_videos"      # retrieval.builtin_video_db.BUILTIN_VIDEOS (kept import-free here)
 MAX_PREVIEW_BYTES = 4 * 1024 ** 3   # the float32 IMAGE batch
-
-# ------------------------------------------------------------------------- where databases are
-def _roots() -> list[Path]:
-    return comfy_env.models_roots()
-
-
-def _database_names() -> list[str]:
-    """"builtin" first, then every database under any motionrag folder (first folder wins a name)."""
-    from ..retrieval.db_format import list_databases
-
-    names = [BUILTIN, BUILTIN_VIDEOS]
-    for root in _roots():
-        for name in list_databases(root):
-            if name not in names:
-                names.append(name)
-    return names
-
-
-def _locate(name: str) -> Path | None:
-    """The motionrag folder holding database `name`, or None."""
-    from ..retrieval.db_format import MANIFEST, database_dir
-
-    for root in _roots():
-        if (database_dir(root, name) / MANIFEST).is_file():
-            return root
-    return None
-
-
-# ------------------------------------------------------------------------- the built-in database
-def open_named_database(name: str, *, progress=None, cancel=None):
-    """The open database `name` from the motionrag folders (building "builtin" if needed)."""
-    from ..retrieval.database import forget_databases, get_database
-
-    if name == BUILTIN:
-        root = _roots()[0]
-        ensure_builtin_database(root, progress=progress, cancel=cancel)
-        try:
-            return get_database(root, BUILTIN)
-        except DatabaseCorruptError:
-            # Derived data: a damaged copy is rebuilt rather than reported.
-            forget_databases()
-            ensure_builtin_database(root, progress=progress, cancel=cancel, force=True)
-            return get_database(root, BUILTIN)
-    if name == BUILTIN_VIDEOS:
-        from ..retrieval.builtin_video_db import ensure_builtin_video_database
-
-        root = _locate(name) or _roots()[0]
-        ensure_builtin_video_database(root, progress=progress, cancel=cancel)
-        return get_database(root, BUILTIN_VIDEOS)
-    root = _locate(name)
-    if root is None:
-        where = ", ".join(str(r / "databases") for r in _roots())
-        raise DatabaseNotFoundError(f"motion database {name!r} was not found in {where}")
-    return get_database(root, name)
-
-
-def _prefixed(exc: RetrievalError, input_name: str) -> RetrievalError:
-    """The same error, its message starting with the input it concerns."""
-    msg = str(exc)
-    if msg.startswith(f"{input_name}:"):
-        return exc
-    return type(exc)(f"{input_name}: {msg}")
-
-
-def _as_database(value):
-    """The current generation of a MOTION_DB value (entries added since loading are seen)."""
-    from ..retrieval.database import MotionDatabase, get_database
-
-    if not isinstance(value, MotionDatabase):
-        raise RetrievalError(f"motion_db: expected a {DB_TYPE} from Load Motion DB or Build Motion DB, "
-                             f"got {type(value).__name__}")
-    try:
-        return get_database(value.root, value.name)
-    except RetrievalError as exc:        # deleted or damaged since it was loaded
-        raise _prefixed(exc, "motion_db") from None
-
-
-def _db_summary(db) -> str:
-    info = db.info()
-    return (f"motion database {db.name!r}: {info['entries']} entries ({info['source_clips']} source clips), "
-            f"{info['captions']} captions, {info['index']['type']} index, at {db.folder}")
-
 
 # ------------------------------------------------------------------------- Load Motion DB
 class LoadMotionDB:
@@ -125,7 +40,7 @@ class LoadMotionDB:
     def INPUT_TYPES(cls):
         return {
             "required": {
-                "database": (_database_names(), {
+                "database": (database_names(), {
                     "default": BUILTIN,
                     "tooltip": "A database under models/motionrag/databases (any registered motionrag folder); "
                                "'builtin' = the built-in motion-capture library; 'builtin_videos' = the built-in "
@@ -137,97 +52,58 @@ class LoadMotionDB:
     @classmethod
     def IS_CHANGED(cls, database):
         # Re-run when the database is rebuilt or grows (its manifest is replaced) or the library changes.
-        from ..retrieval.db_format import MANIFEST, database_dir
-
-        root = _roots()[0] if database == BUILTIN else _locate(database)
+        root = roots()[0] if database == BUILTIN else locate(database)
         if database == BUILTIN_VIDEOS and root is None:
-            root = _roots()[0]
+            root = roots()[0]
         stamp = "missing"
         if root is not None:
             try:
-                st = os.stat(database_dir(root, database) / MANIFEST)
-                stamp = f"{st.st_ino}|{st.st_mtime_ns}|{st.st_size}"
-            except (OSError, RetrievalError):
+                stamp = file_stamp(database_dir(root, database) / MANIFEST)
+            except InputError:
                 pass
         extra = library_fingerprint() if database == BUILTIN else ""
         return f"{database}|{root}|{stamp}|{extra}"
 
     def load(self, database):
-        try:
+        with comfy_env.inputs_named(name="database", motion_db="database"):
             db = open_named_database(database, progress=comfy_env.batch_progress(1), cancel=comfy_env.cancel_hook())
-        except RetrievalError as exc:
-            raise _prefixed(exc, "database") from None
         return (db,)
 
 
 # ------------------------------------------------------------------------- Build Motion DB
-def _resolve_source(source_folder: str) -> Path:
-    raw = str(source_folder or "").strip().strip('"')
-    if not raw:
-        raise RetrievalError("source_folder: is empty; give the folder to read (absolute, or relative to "
-                             "ComfyUI's input folder)")
-    path = Path(raw).expanduser()
-    if not path.is_absolute():
-        path = comfy_env.input_directory() / path
-    return path
-
-
 def _check_source(source_folder: str, kind: str) -> Path | None:
     """The source folder, checked enough to fail before any work; None for the built-in library."""
     from ..models.motion.files import SUPPORTED_EXTENSIONS
 
     if kind == "builtin":
         return None
-    path = _resolve_source(source_folder)
+    path = source_path(source_folder)
     if not path.exists():
-        raise RetrievalError(f"source_folder: {path} does not exist")
+        raise InputError("source_folder", f"{path} does not exist")
     if not path.is_dir():
-        raise RetrievalError(f"source_folder: {path} is not a folder")
+        raise InputError("source_folder", f"{path} is not a folder")
     try:
         listing = list(path.iterdir())
     except OSError as exc:
-        raise RetrievalError(f"source_folder: {path} cannot be read ({exc.strerror or exc})") from None
+        raise InputError("source_folder", f"{path} cannot be read ({exc.strerror or exc})") from None
     if not listing:
-        raise RetrievalError(f"source_folder: {path} is empty")
+        raise InputError("source_folder", f"{path} is empty")
     if kind == "humanml3d":
         missing = [sub for sub in ("new_joint_vecs", "texts") if not (path / sub).is_dir()]
         if missing:
-            raise RetrievalError(f"source_folder: {path} has no {' or '.join(s + '/' for s in missing)} folder; "
+            raise InputError("source_folder", f"{path} has no {' or '.join(s + '/' for s in missing)} folder; "
                                  "kind 'humanml3d' expects new_joint_vecs/*.npy, texts/*.txt and train.txt "
                                  "(or val/test.txt)")
     elif kind == "motion_files":
         if not any(p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS for p in listing):
-            raise RetrievalError(f"source_folder: {path} holds no {', '.join(SUPPORTED_EXTENSIONS)} files "
+            raise InputError("source_folder", f"{path} holds no {', '.join(SUPPORTED_EXTENSIONS)} files "
                                  "(each may have a .txt beside it with one caption a line)")
     return path
 
 
-def _check_name(name: str) -> str:
-    from ..retrieval.db_format import database_dir
-
-    name = str(name or "").strip()
-    if not name:
-        raise RetrievalError("name: is empty; give the database a name such as 'my_motions'")
-    if name == BUILTIN:
-        raise RetrievalError(f"name: {BUILTIN!r} is the built-in database, which Load Motion DB manages; "
-                             "choose another name")
-    try:
-        database_dir(_roots()[0], name)
-    except RetrievalError as exc:
-        raise _prefixed(exc, "name") from None
-    return name
-
-
-def _build_error(exc: RetrievalError) -> RetrievalError:
-    """A library error from a build, its message starting with the input it concerns."""
-    msg = str(exc)
-    if msg.split(":", 1)[0] in ("name", "source_folder", "kind", "mode", "split"):
-        return exc
-    if msg.startswith(("HumanML3D", "motion folder", "caption file", "entry ")):
-        return type(exc)(f"source_folder: {msg}")
-    if msg.startswith("motion database"):
-        return type(exc)(f"name: {msg}")
-    return exc
+# a build's library errors name the library's arguments; these are the node's words for them
+BUILD_INPUTS = {"source": "source_folder", "folder": "source_folder", "path": "source_folder",
+                "database": "name", "motion_db": "name"}
 
 
 class BuildMotionDB:
@@ -282,16 +158,13 @@ class BuildMotionDB:
     @classmethod
     def VALIDATE_INPUTS(cls, source_folder=None, kind=None, name=None, mode=None):
         # None: the input is linked and only known at run time, where build() checks it.
+        # kind and mode are dropdowns, which ComfyUI itself checks
         try:
-            if kind is not None and kind not in SOURCE_KINDS:
-                raise RetrievalError(f"kind: {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
-            if mode is not None and mode not in MODES:
-                raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
             if name is not None:
-                _check_name(name)
-            if source_folder is not None and kind is not None:
+                check_new_name(name)
+            if source_folder is not None and kind in SOURCE_KINDS:
                 _check_source(source_folder, kind)
-        except RetrievalError as exc:
+        except InputError as exc:
             return str(exc)
         return True
 
@@ -301,8 +174,8 @@ class BuildMotionDB:
         if kind == "builtin":
             return f"{kind}|{name}|{mode}|{split}|{mirrored}|{library_fingerprint()}"
         try:
-            path = _resolve_source(source_folder)
-        except RetrievalError:
+            path = source_path(source_folder)
+        except InputError:
             return float("nan")
         h = hashlib.sha256()
         for folder in (path, path / "new_joint_vecs", path / "texts"):
@@ -316,45 +189,19 @@ class BuildMotionDB:
         return f"{path}|{kind}|{name}|{mode}|{split}|{mirrored}|{h.hexdigest()}"
 
     def build(self, source_folder, kind, name, mode, split="train", mirrored=True):
-        from ..retrieval.builders import add_from_source, build_from_source
-        from ..retrieval.database import get_database
-        from ..retrieval.db_format import database_dir
+        from ..retrieval.builders import add_from_source, build_from_source    # numpy behind them
 
-        if kind not in SOURCE_KINDS:
-            raise RetrievalError(f"kind: {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
-        if mode not in MODES:
-            raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
-        if split not in SPLITS:
-            raise RetrievalError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
-        name = _check_name(name)
+        name = check_new_name(name)
         source = _check_source(source_folder, kind)
         lib_kind = SOURCE_KINDS[kind]
         options = {"include_mirrored": bool(mirrored)}
         if lib_kind == "humanml3d":
             options["split"] = split
-        where = _locate(name)
-        progress, cancel = comfy_env.batch_progress(1), comfy_env.cancel_hook()
-        try:
-            if mode == "create":
-                if where is not None:
-                    raise RetrievalError(f"name: a motion database {name!r} already exists at "
-                                         f"{database_dir(where, name)}; choose another name, or mode 'add'")
-                root = _roots()[0]
-                build_from_source(root, name, lib_kind, source, source_options=options, progress=progress,
-                                  cancel=cancel, batch_size=BUILD_BATCH)
-                db = get_database(root, name)
-                summary = f"built {_db_summary(db)}"
-            else:
-                if where is None:
-                    raise RetrievalError(f"name: there is no motion database {name!r} to add to "
-                                         f"(databases: {', '.join(_database_names()[1:]) or 'none'}); "
-                                         "use mode 'create'")
-                added = add_from_source(where, name, lib_kind, source, source_options=options, progress=progress,
-                                        cancel=cancel, batch_size=BUILD_BATCH)
-                db = get_database(where, name)
-                summary = f"added {added} entries; {_db_summary(db)}"
-        except RetrievalError as exc:
-            raise _build_error(exc) from None
+        work = dict(source_options=options, progress=comfy_env.batch_progress(1), cancel=comfy_env.cancel_hook(),
+                    batch_size=BUILD_BATCH)
+        with comfy_env.inputs_named(**BUILD_INPUTS):
+            db, summary = build_or_add(name, mode, lambda root: build_from_source(root, name, lib_kind, source, **work),
+                                       lambda root: add_from_source(root, name, lib_kind, source, **work))
         return {"ui": {"text": [summary]}, "result": (db, summary)}
 
 
@@ -371,21 +218,12 @@ def _exclusions(db, text: str) -> list:
             keys.append(db.entry_id(part))
         except RetrievalError:
             if not part.isdigit():
-                raise RetrievalError(f"exclude: motion database {db.name!r} has no entry named {part!r}") from None
+                raise InputError("exclude", f"motion database {db.name!r} has no entry named {part!r}") from None
             try:
                 keys.append(db.entry_id(int(part)))
             except RetrievalError as exc:
-                raise _prefixed(exc, "exclude") from None
+                raise InputError("exclude", exc.message) from None
     return keys
-
-
-def _preview_payload():
-    # Written alongside this node (models/motion/preview.py); the refs go out without it until then.
-    try:
-        from ..models.motion.preview import preview_payload
-    except ImportError:
-        return None
-    return preview_payload
 
 
 class TextRetrieve:
@@ -442,33 +280,30 @@ class TextRetrieve:
     def retrieve(self, text, motion_db, top_k, target_length, exclude, panel_size=256):
         import torch
 
+        from ..models.motion.preview import preview_payload            # numpy behind these
         from ..models.render.contact_sheet import render_contact_sheet, sheet_layout
         from ..retrieval.refs import MotionRefs
 
         if not isinstance(text, str) or not text.strip():
-            raise RetrievalError("text: is empty; describe a motion, e.g. 'a person does a cartwheel'")
+            raise InputError("text", "is empty; describe a motion, e.g. 'a person does a cartwheel'")
         query = " ".join(text.split())
-        db = _as_database(motion_db)
+        db = as_database(motion_db)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise RetrievalError(f"top_k: expected a whole number of at least 1, got {top_k!r}")
+            raise InputError("top_k", f"expected a whole number of at least 1, got {top_k!r}")
         clips = int(db.entry_group.max()) + 1 if db.entry_count else 0
         if top_k > clips:
-            raise RetrievalError(f"top_k: {top_k} is more than the {clips} distinct source clips in motion database "
+            raise InputError("top_k", f"{top_k} is more than the {clips} distinct source clips in motion database "
                                  f"{db.name!r} (mirrored copies and sub-clips of one clip count once)")
         if isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < 0:
-            raise RetrievalError(f"target_length: expected a whole number of frames (0 = none), got {target_length!r}")
+            raise InputError("target_length", f"expected a whole number of frames (0 = none), got {target_length!r}")
         keys = _exclusions(db, exclude)
-        try:
+        # the library checks the query again (e.g. its length): those errors name "text"; the database's own
+        # errors are about this node's motion_db input
+        with comfy_env.inputs_named(name="motion_db", database="motion_db", query="text", k="top_k"):
             hits = db.search(query, top_k, target_length=target_length or None, exclude=keys or None,
                              one_per_source=True)
-        except RetrievalError as exc:
-            msg = str(exc)
-            if msg.startswith(("top_k:", "target_length:", "exclude:", "text:")):
-                raise
-            # The query is checked again by the library (e.g. its length); the rest concerns the database.
-            raise _prefixed(exc, "text" if msg.startswith("query text") else "motion_db") from None
         if not hits:
-            raise RetrievalError(f"exclude: leaves no entries of motion database {db.name!r} to return")
+            raise InputError("exclude", f"leaves no entries of motion database {db.name!r} to return")
         refs = MotionRefs.from_hits(query, hits, database=db, target_length=target_length or None)
 
         # Preview: every reference at the first one's frame rate, each panel looping its own clip.
@@ -478,7 +313,7 @@ class TextRetrieve:
         _, _, width, height = sheet_layout(len(motions), panel, panel)
         frames = min(MAX_PREVIEW_FRAMES, max(m.num_frames for m in motions))
         if frames * width * height * 3 * 4 > MAX_PREVIEW_BYTES:
-            raise RetrievalError(f"panel_size: a {width}x{height} preview of {frames} frames for top_k {top_k} would "
+            raise InputError("panel_size", f"a {width}x{height} preview of {frames} frames for top_k {top_k} would "
                                  f"need more than {MAX_PREVIEW_BYTES / 1024 ** 3:g} GiB; use a smaller panel_size or top_k")
         work = sum(min(MAX_PREVIEW_FRAMES, m.num_frames) for m in motions)
         sheet = render_contact_sheet(
@@ -487,13 +322,11 @@ class TextRetrieve:
             on_frame=comfy_env.progress(work))
         images = torch.from_numpy(sheet).to(torch.float32).div_(255.0)
 
-        payload = _preview_payload()
         ui_refs = []
         for rank, r in enumerate(refs, 1):
             item = {"rank": rank, "name": r.name, "caption": r.caption, "score": r.score,
                     "semantic_score": r.semantic_score, "num_frames": r.num_frames, "fps": r.fps}
-            if payload is not None:
-                item["preview"] = payload(r.motion, caption=r.caption, score=r.score)
+            item["preview"] = preview_payload(r.motion, caption=r.caption, score=r.score)
             ui_refs.append(item)
         summary = refs.summary()
         return {"ui": {"motionrag_refs": ui_refs, "text": [summary]}, "result": (refs, images, summary)}

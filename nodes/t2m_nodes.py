@@ -6,26 +6,26 @@ trained on the 20-clip built-in library, see its PROVENANCE.md); any folder unde
 <motionrag folder>/t2m/ holding model.safetensors + config.json (what `python -m training t2m`
 writes) is listed after it.
 
-Ownership: the node object owns the model it last used (a few MB for the small preset) until another
-model is chosen or keep_loaded is switched off; a module-level weak reference only lets a second node
-share it. ComfyUI keeps node objects between runs and drops them on "Free model and node cache"
-(POST /free {"free_memory": true}), so the model's memory goes back then, as for the image-to-video
-models (comfy_models.py).
+Ownership (nodes/model_owner.py, as for every model of the pack): the node object holds the model it last
+used until another model is chosen or keep_loaded is switched off. ComfyUI keeps node objects between runs
+and drops them on "Free model and node cache" (POST /free {"free_memory": true}), so the model's memory
+goes back then. The model stays on the CPU: it is a few MB and runs fastest there.
 """
 from __future__ import annotations
 
-import gc
-import logging
+import contextlib
 import math
-import threading
-import weakref
 from pathlib import Path
 
-from ..retrieval.errors import RetrievalError
+from ..common.errors import InputError
+from ..common.shared import live
+from ..common.stamps import files_stamp
+from ..models.t2m.folders import BUILTIN_FOLDER, CONFIG_FILE, MODEL_FILE, check_model_folder
 from . import comfy_env
+from .databases import as_database
+from .model_owner import Held, drop_group
 
 BUILTIN_MODEL = "motionrag-t2m-small (built-in)"
-BUILTIN_FOLDER = Path(__file__).resolve().parents[1] / "models" / "t2m" / "weights" / "motionrag-t2m-small"
 MODELS_SUBFOLDER = "t2m"
 DB_TYPE = "MOTION_DB"
 REFS_TYPE = "MOTION_REFS"
@@ -35,169 +35,72 @@ MAX_REFERENCES = 16
 # a second thread mostly waits (tests/benchmarks/bench_t2m.py, 196 frames with the built-in model on
 # the busy 2-core development machine: 0.1 s median with one thread, 0.5-3 s with two).
 ONE_THREAD_PARAMS = 10_000_000
-# torch.save files (zip or legacy pickle) and other pickle containers: never unpickled here,
-# because unpickling runs whatever code the file names.
-PICKLE_SUFFIXES = (".pt", ".pth", ".ckpt", ".bin", ".pkl", ".pickle", ".tar")
-
-
-class T2MInputError(ValueError):
-    """A Text-to-Motion RAG input that cannot be used; the message starts with the input's name."""
+GROUP = "t2m"
 
 
 # ------------------------------------------------------------------------------ model folders
-def _model_roots() -> list[Path]:
-    return [root / MODELS_SUBFOLDER for root in comfy_env.models_roots()]
-
-
 def model_choices() -> list[str]:
     """The built-in model first, then every folder under any <motionrag>/t2m (first folder wins a name)."""
-    names = [BUILTIN_MODEL]
-    for base in _model_roots():
-        try:
-            entries = sorted(p for p in base.iterdir() if p.is_dir() and not p.name.startswith("."))
-        except OSError:
-            continue
-        for p in entries:
-            if p.name not in names:
-                names.append(p.name)
-    return names
+    return comfy_env.model_folders(MODELS_SUBFOLDER, None, [BUILTIN_MODEL])
 
 
 def model_folder(name: str) -> Path:
     """The folder of model `name` (the shipped one, or one under a motionrag t2m folder)."""
-    from ..common.paths import safe_child
-
     if name == BUILTIN_MODEL:
         return BUILTIN_FOLDER
-    for base in _model_roots():
-        try:
-            folder = safe_child(base, name, what="model")
-        except ValueError as exc:
-            raise T2MInputError(str(exc)) from None
-        if folder.is_dir():
-            return folder
-    where = ", ".join(str(b) for b in _model_roots())
-    raise T2MInputError(f"model: {name!r} was not found; expected a folder with model.safetensors and config.json "
-                        f"in {where}")
-
-
-def _looks_pickled(path: Path) -> bool:
-    """True for torch.save output (a zip archive) or a raw pickle stream, whatever the file is called.
-    A safetensors file starts with an 8-byte header length followed by its JSON header ('{')."""
-    try:
-        with open(path, "rb") as f:
-            head = f.read(9)
-    except OSError:
-        return False
-    return head.startswith(b"PK\x03\x04") or head[:1] == b"\x80" or (len(head) == 9 and head[8:9] != b"{")
-
-
-def check_model_folder(folder: Path, name: str) -> None:
-    """Refuse, before anything is loaded, folders that are not safetensors + JSON model folders."""
-    from ..models.t2m.checkpoint import CONFIG_FILE, MODEL_FILE
-
-    if name == BUILTIN_MODEL and not (folder / MODEL_FILE).is_file():
-        raise T2MInputError(f"model: the built-in model's weights are missing from {folder}; reinstall the pack, or "
-                            "choose a model folder under models/motionrag/t2m")
-    weights = folder / MODEL_FILE
-    pickles = sorted(p.name for p in folder.iterdir() if p.is_file() and p.suffix.lower() in PICKLE_SUFFIXES)
-    if not weights.is_file():
-        if pickles:
-            raise T2MInputError(f"model: {folder} holds a pickle-format checkpoint ({', '.join(pickles)}), which is "
-                                f"refused because loading pickle can run arbitrary code; expected {MODEL_FILE} + "
-                                f"{CONFIG_FILE} as written by `python -m training t2m`")
-        raise T2MInputError(f"model: {folder} has no {MODEL_FILE}; expected {MODEL_FILE} + {CONFIG_FILE} as written "
-                            "by `python -m training t2m`")
-    if _looks_pickled(weights):
-        raise T2MInputError(f"model: {weights} is a pickle-format checkpoint renamed to .safetensors, which is refused "
-                            "because loading pickle can run arbitrary code; convert it to real safetensors")
-    if not (folder / CONFIG_FILE).is_file():
-        raise T2MInputError(f"model: {folder} has no {CONFIG_FILE}; the weights cannot be used without the "
-                            "configuration they were trained with")
-
-
-def _stamp(folder: Path) -> tuple:
-    """Changes when the model's files are replaced (a retrained model in the same folder)."""
-    from ..models.t2m.checkpoint import CONFIG_FILE, MODEL_FILE
-
-    out = []
-    for name in (MODEL_FILE, CONFIG_FILE):
-        try:
-            st = (folder / name).stat()
-            out.append((name, st.st_ino, st.st_mtime_ns, st.st_size))
-        except OSError:
-            out.append((name, None))
-    return tuple(out)
-
-
-log = logging.getLogger("MotionRAG")
-_slot_lock = threading.Lock()
-_slot: list = []          # [(key, weak reference to the model)]: the last loaded model, owned by its node
+    folder = comfy_env.find_model_folder(MODELS_SUBFOLDER, name, what="model")
+    if not folder.is_dir():
+        where = ", ".join(str(r / MODELS_SUBFOLDER) for r in comfy_env.models_roots())
+        raise InputError("model", f"{name!r} was not found; expected a folder with {MODEL_FILE} and {CONFIG_FILE} "
+                                  f"in {where}")
+    return folder
 
 
 def model_key(name: str) -> tuple:
-    """(folder, file stamp) of model `name`: a new key when its files change."""
+    """(folder, file stamp) of model `name`, checked to be a safetensors + JSON folder: a new key when its
+    files change (a retrained model in the same folder)."""
     folder = model_folder(name)
-    check_model_folder(folder, name)
-    return (str(folder.resolve()), _stamp(folder))
+    check_model_folder(folder, builtin=name == BUILTIN_MODEL)
+    return (str(folder.resolve()), files_stamp(folder, (MODEL_FILE, CONFIG_FILE)))
 
 
-def load_t2m_model(name: str, key: tuple | None = None):
-    """Model `name` (whose model_key is `key` when the caller has it): the one in memory when its
-    files have not changed since it loaded, else read from disk. The caller owns it (see the module
-    notes); this module only remembers it weakly."""
-    from ..models.t2m.checkpoint import CheckpointError, load_model
-
+def t2m_model(name: str, key: tuple | None = None) -> Held:
+    """The held model `name` (whose model_key is `key` when the caller has it); .get() loads it, or gives
+    the one in memory when its files have not changed since it loaded."""
     key = key or model_key(name)
-    folder = Path(key[0])
-    with _slot_lock:
-        model = _slot[0][1]() if _slot and _slot[0][0] == key else None
-        if model is not None:
-            return model
-        _slot.clear()
-        gc.collect()             # a previous model nobody owns goes before the next one loads
+
+    def loader():
+        from ..models.t2m.checkpoint import CheckpointError, load_model   # torch behind it
+
         try:
-            model = load_model(folder, "cpu")
+            return load_model(Path(key[0]), "cpu")
         except CheckpointError as exc:
-            raise T2MInputError(f"model: {exc}") from None
-        weakref.finalize(model, log.info, "MotionRAG: t2m model %s freed", name).atexit = False
-        log.info("MotionRAG: t2m model %s loaded from disk", name)
-        _slot.append((key, weakref.ref(model)))
-        return model
+            raise InputError("model", str(exc)) from None
+
+    return Held(GROUP, key, loader, label=name, modules=lambda net: {"net": net}, kind="MotionRAGTextToMotion")
 
 
 def loaded_model_key():
-    """(folder, file stamp) of the model in memory now, or None."""
-    with _slot_lock:
-        return _slot[0][0] if _slot and _slot[0][1]() is not None else None
-
-
-def release_model() -> bool:
-    """Forget the last loaded model (its memory goes back once no node owns it); True when one was
-    in memory."""
-    with _slot_lock:
-        held = bool(_slot) and _slot[0][1]() is not None
-        _slot.clear()
-    gc.collect()
-    return held
+    """(folder, file stamp) of the text-to-motion model in memory now, or None."""
+    return live().get(GROUP)
 
 
 # ------------------------------------------------------------------------------ inputs
 def _check_text(text) -> str:
     if not isinstance(text, str) or not text.strip():
-        raise T2MInputError("text: is empty; describe a motion, e.g. 'a person does a cartwheel'")
+        raise InputError("text", "is empty; describe a motion, e.g. 'a person does a cartwheel'")
     return " ".join(text.split())
 
 
 def _check_int(value, what: str, low: int, high: int, hint: str = "") -> int:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
-        raise T2MInputError(f"{what}: expected a whole number in {low}..{high}{hint}, got {value!r}")
+        raise InputError(what, f"expected a whole number in {low}..{high}{hint}, got {value!r}")
     return value
 
 
 def _check_guidance(value, what: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
-        raise T2MInputError(f"{what}: expected a finite number >= 0, got {value!r}")
+        raise InputError(what, f"expected a finite number >= 0, got {value!r}")
     return float(value)
 
 
@@ -206,7 +109,7 @@ def _check_length(length, model=None) -> int:
     length = _check_int(length, "length", 0, high, " frames at 20 fps (0 = the retrieved clips' length)"
                         + (" for this model" if model is not None else ""))
     if length == 1:
-        raise T2MInputError("length: a motion needs at least 2 frames (0 = the retrieved clips' length), got 1")
+        raise InputError("length", "a motion needs at least 2 frames (0 = the retrieved clips' length), got 1")
     return length
 
 
@@ -215,8 +118,8 @@ def _motion_hits(db, hits) -> None:
     for h in hits:
         info = db.entry(h.entry_id)
         if info.provenance.get("placeholder_joints") or info.provenance.get("source") == "video":
-            raise T2MInputError(
-                f"motion_db: motion database {db.name!r} holds video clips (entry {info.name!r} has only a placeholder "
+            raise InputError(
+                "motion_db", f"motion database {db.name!r} holds video clips (entry {info.name!r} has only a placeholder "
                 "skeleton, no motion payload); Text-to-Motion needs a motion database such as 'builtin' or one built "
                 "from HumanML3D or motion files")
 
@@ -301,7 +204,7 @@ class TextToMotionRAG:
                 _check_text(text)
             if length is not None:
                 _check_length(length)
-        except T2MInputError as exc:
+        except InputError as exc:
             return str(exc)
         return True
 
@@ -309,19 +212,14 @@ class TextToMotionRAG:
     def IS_CHANGED(cls, model, **_kwargs):
         # Run again when the chosen model's files are replaced (e.g. retrained into the same folder).
         try:
-            return f"{model}|{_stamp(model_folder(model))}"
-        except T2MInputError:
+            return f"{model}|{files_stamp(model_folder(model), (MODEL_FILE, CONFIG_FILE))}"
+        except InputError:
             return float("nan")
 
     def generate(self, text, motion_db, model, length, seed, guidance_text, guidance_retrieval, references, steps,
                  keep_loaded=True):
-        import torch
-
-        from ..models.motion.motiondiff_compat import to_motion_data
+        from ..models.motion.motiondiff_compat import to_motion_data     # numpy behind these
         from ..models.motion.preview import preview_payload
-        from ..retrieval.refs import MotionRefs
-        from ..retrieval.text_encoder import get_text_encoder
-        from .retrieval_nodes import _as_database, _prefixed
 
         # Every input is checked before the model loads or the text is encoded.
         query = _check_text(text)
@@ -331,36 +229,16 @@ class TextToMotionRAG:
         g_retr = _check_guidance(guidance_retrieval, "guidance_retrieval")
         references = _check_int(references, "references", 1, MAX_REFERENCES)
         steps = _check_int(steps, "steps", 1, 100)
-        db = _as_database(motion_db)
+        db = as_database(motion_db)
         clips = int(db.entry_group.max()) + 1 if db.entry_count else 0
         if references > clips:
-            raise T2MInputError(f"references: {references} is more than the {clips} distinct source clips in motion "
-                                f"database {db.name!r}")
-        key = model_key(model)
-        owned = getattr(self, "_owned", None)
-        if owned is not None and owned[0] != key:
-            self._owned = owned = None          # the previous model goes before the next one loads
-        net = load_t2m_model(model, key)
-        self._owned = (key, net) if keep_loaded else None
+            raise InputError("references", f"{references} is more than the {clips} distinct source clips in motion "
+                                           f"database {db.name!r}")
+        held = t2m_model(model, model_key(model))
+        net = held.get()                              # reuses the model this node still holds
+        self._held = held if keep_loaded else None    # this node object owns the model between runs
         length = _check_length(length, net)
-
-        try:
-            encoder = get_text_encoder(net.config.text_encoder, db.root)
-            embedding = encoder.encode([query])[0]
-            db_vector = embedding if db.text_encoder_id == net.config.text_encoder else None
-            if db_vector is not None:
-                db.check_encoder(encoder)
-                hits = db.search_vector(db_vector, references, target_length=length or None, one_per_source=True)
-            else:
-                hits = db.search(query, references, target_length=length or None, one_per_source=True)
-        except RetrievalError as exc:
-            raise _prefixed(exc, "motion_db") from None
-        if not hits:
-            raise T2MInputError(f"motion_db: motion database {db.name!r} returned no references for {query!r}")
-        _motion_hits(db, hits)
-        refs = MotionRefs.from_hits(query, hits, database=db, target_length=length or None)
-        frames = length or _length_from(refs, net)
-
+        embedding, refs = _retrieve(db, net, query, references, length)
         bar = []
 
         def on_step(i, total):
@@ -368,24 +246,57 @@ class TextToMotionRAG:
                 bar.append(comfy_env.progress(total))
             bar[0](i)
 
-        threads = torch.get_num_threads()
-        small = net.num_parameters() < ONE_THREAD_PARAMS and threads > 1
         try:
-            if small:
-                torch.set_num_threads(1)
-            motion = net.generate(embedding, refs.motions(), length_frames=frames, seed=seed, guidance_text=g_text,
-                                  guidance_retrieval=g_retr, steps=steps, progress=on_step, caption=query)
+            with _threads_for(net):
+                motion = net.generate(embedding, refs.motions(), length_frames=length or _length_from(refs, net),
+                                      seed=seed, guidance_text=g_text, guidance_retrieval=g_retr, steps=steps,
+                                      progress=on_step, caption=query)
         finally:
-            if small:
-                torch.set_num_threads(threads)
             if not keep_loaded:
-                del net
-                release_model()
+                del net, held
+                drop_group(GROUP)
         motion = motion.replace(name=f"t2m_seed{seed}",
                                 provenance=dict(motion.provenance, model=model, database=db.name))
         summary = f"{motion.num_frames} frames at {motion.fps:g} fps, seed {seed}, references:\n{refs.summary()}"
         return {"ui": {"motionrag_motion": [preview_payload(motion)], "text": [summary]},
                 "result": (to_motion_data(motion), refs)}
+
+
+def _retrieve(db, net, query: str, references: int, length: int):
+    """(the query's text embedding, the references) for the generator: the database is searched with the
+    model's own text encoding when both use the same encoder (one encoding instead of two)."""
+    from ..retrieval.refs import MotionRefs                   # numpy behind these
+    from ..retrieval.text_encoder import get_text_encoder
+
+    # the library names its own arguments; a database error is about this node's motion_db input
+    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length"):
+        encoder = get_text_encoder(net.config.text_encoder, db.root)
+        embedding = encoder.encode([query])[0]
+        if db.text_encoder_id == net.config.text_encoder:
+            db.check_encoder(encoder)
+            hits = db.search_vector(embedding, references, target_length=length or None, one_per_source=True)
+        else:
+            hits = db.search(query, references, target_length=length or None, one_per_source=True)
+    if not hits:
+        raise InputError("motion_db", f"motion database {db.name!r} returned no references for {query!r}")
+    _motion_hits(db, hits)
+    return embedding, MotionRefs.from_hits(query, hits, database=db, target_length=length or None)
+
+
+@contextlib.contextmanager
+def _threads_for(net):
+    """One torch thread for small models: their matrices are so small that a second thread mostly waits."""
+    import torch
+
+    threads = torch.get_num_threads()
+    small = net.num_parameters() < ONE_THREAD_PARAMS and threads > 1
+    if small:
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        if small:
+            torch.set_num_threads(threads)
 
 
 NODE_CLASS_MAPPINGS = {

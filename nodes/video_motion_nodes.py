@@ -3,25 +3,24 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..models.motion import MotionError
-from ..retrieval.errors import RetrievalError
+from ..common.errors import InputError
 from . import comfy_env
+from .databases import MODES, build_or_add, check_new_name, source_path
 
 ROOT_MOTIONS = ("image_plane", "none")
-MODES = ("create", "add")
+VIDEO_INPUTS = {"source": "source_folder", "folder": "source_folder", "path": "source_folder",
+                "database": "name", "motion_db": "name"}
 
 
 def _resolve_video(path: str) -> Path:
-    from ..models.motion.video_pose import VIDEO_EXTENSIONS
+    from ..models.motion.video_pose import VIDEO_EXTENSIONS      # numpy behind it
 
     raw = str(path or "").strip().strip('"')
-    candidate = Path(raw).expanduser()
-    if not candidate.is_absolute():
-        candidate = comfy_env.input_directory() / candidate
+    candidate = comfy_env.input_path(raw, what="video_path")
     if candidate.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise MotionError("video_path", f"{raw!r} is not a video file; expected one of {', '.join(VIDEO_EXTENSIONS)}")
+        raise InputError("video_path", f"{raw!r} is not a video file; expected one of {', '.join(VIDEO_EXTENSIONS)}")
     if not candidate.is_file():
-        raise MotionError("video_path", f"no file at {candidate}")
+        raise InputError("video_path", f"no file at {candidate}")
     return candidate
 
 
@@ -73,16 +72,14 @@ class ExtractMotionFromVideo:
     def extract(self, fps, root_motion="image_plane", smoothing=0.25, images=None, video_path="", max_seconds=0.0):
         from ..models.motion import video_pose
 
-        if root_motion not in ROOT_MOTIONS:
-            raise MotionError("root_motion", f"expected one of {', '.join(ROOT_MOTIONS)}, got {root_motion!r}")
         video_pose.require_mediapipe()
         options = {"root_motion": root_motion, "smoothing_seconds": float(smoothing)}
         if images is not None:
             if not fps or fps <= 0:
-                raise MotionError("fps", "give the video's frame rate (from the video loader) when frames are connected")
+                raise InputError("fps", "give the video's frame rate (from the video loader) when frames are connected")
             frames = images.detach().cpu().numpy() if hasattr(images, "detach") else images
             if getattr(frames, "ndim", 0) != 4 or frames.shape[-1] != 3:
-                raise MotionError("images", f"expected an IMAGE batch [frames, height, width, 3], got shape "
+                raise InputError("images", f"expected an IMAGE batch [frames, height, width, 3], got shape "
                                   f"{getattr(frames, 'shape', None)}")
             if max_seconds and max_seconds > 0:
                 frames = frames[:max(1, int(round(max_seconds * fps)))]
@@ -96,7 +93,7 @@ class ExtractMotionFromVideo:
             step = comfy_env.progress(max(count if not max_frames else min(count, max_frames), 1))
             motion = video_pose.extract_motion_from_file(path, fps=fps, max_frames=max_frames, callback=step, **options)
         else:
-            raise MotionError("images / video_path", "connect video frames or give a video file path")
+            raise InputError("images / video_path", "connect video frames or give a video file path")
         from ..models.motion.motiondiff_compat import to_motion_data
 
         return (to_motion_data(motion), motion.num_frames)
@@ -154,43 +151,17 @@ class BuildMotionDBFromVideos:
         }
 
     def build(self, source_folder, name, mode, mirrored=False, max_seconds=0.0, root_motion="image_plane"):
-        from ..retrieval.database import get_database
-        from ..retrieval.db_format import database_dir
-        from ..retrieval.video_motion_builder import add_from_videos, build_from_videos
-        from .retrieval_nodes import _check_name, _db_summary, _locate, _resolve_source, _roots
+        from ..retrieval.video_motion_builder import add_from_videos, build_from_videos   # cv2 behind them
 
-        if mode not in MODES:
-            raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
-        if root_motion not in ROOT_MOTIONS:
-            raise RetrievalError(f"root_motion: {root_motion!r} is not one of {', '.join(ROOT_MOTIONS)}")
-        name = _check_name(name)
-        source = _resolve_source(source_folder)
+        name = check_new_name(name)
+        source = source_path(source_folder)
         options = {"include_mirrored": bool(mirrored), "max_seconds": float(max_seconds), "root_motion": root_motion,
                    "frame_callback": lambda _i: comfy_env.cancel_hook()()}
-        progress, cancel = comfy_env.batch_progress(1), comfy_env.cancel_hook()
-        where = _locate(name)
-        try:
-            if mode == "create":
-                if where is not None:
-                    raise RetrievalError(f"name: a motion database {name!r} already exists at "
-                                         f"{database_dir(where, name)}; choose another name, or mode 'add'")
-                root = _roots()[0]
-                build_from_videos(root, name, source, source_options=options, progress=progress, cancel=cancel,
-                                  batch_size=1)
-                db = get_database(root, name)
-                summary = f"built {_db_summary(db)}"
-            else:
-                if where is None:
-                    raise RetrievalError(f"name: there is no motion database {name!r} to add to; use mode 'create'")
-                added = add_from_videos(where, name, source, source_options=options, progress=progress,
-                                        cancel=cancel, batch_size=1)
-                db = get_database(where, name)
-                summary = f"added {added} entries; {_db_summary(db)}"
-        except RetrievalError as exc:
-            msg = str(exc)
-            if msg.startswith(("video folder", "caption file")):
-                raise RetrievalError(f"source_folder: {msg}") from None
-            raise
+        work = dict(source_options=options, progress=comfy_env.batch_progress(1), cancel=comfy_env.cancel_hook(),
+                    batch_size=1)
+        with comfy_env.inputs_named(**VIDEO_INPUTS):
+            db, summary = build_or_add(name, mode, lambda root: build_from_videos(root, name, source, **work),
+                                       lambda root: add_from_videos(root, name, source, **work))
         return {"ui": {"text": [summary]}, "result": (db, summary)}
 
 
@@ -199,6 +170,6 @@ NODE_CLASS_MAPPINGS = {
     "MotionRAGBuildMotionDBFromVideos": BuildMotionDBFromVideos,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
-    "MotionRAGExtractMotionFromVideo": "Extract Motion from Video",
-    "MotionRAGBuildMotionDBFromVideos": "Build Motion DB from Videos",
+    "MotionRAGExtractMotionFromVideo": "Extract Motion from Video (MotionRAG)",
+    "MotionRAGBuildMotionDBFromVideos": "Build Motion DB from Videos (MotionRAG)",
 }

@@ -10,20 +10,12 @@ Folders, relative to a motionrag models folder (ComfyUI's models/motionrag):
                             retrained variants): {"motion_projector": {...}, "cama": {...,
                             "appearance": {...}}, "adapter": {...}} with the configs' field names
 
-The process-wide cache remembers one loaded object per group ("backbone", "cama", "adapter") by WEAK
-reference only: whoever asked for it (in ComfyUI, the node output in the executor cache and ComfyUI's
-model manager) owns it, and once the owners drop it the memory goes, whatever this cache says. A
-second request for the same key while the object is still alive gets the same object instead of a
-second copy in memory. release() forgets the slots; it frees memory only when nothing else holds the
-objects (nodes/comfy_models.py drops its own holders first).
+Who owns what is loaded, and for how long, is decided by the caller (inside ComfyUI: nodes/model_owner.py).
 """
 from __future__ import annotations
 
-import gc
 import json
 import os
-import threading
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable
@@ -52,75 +44,6 @@ HF_IDS = {VIDEO_ENCODER: "MCG-NJU/videomae-base-finetuned-ssv2", IMAGE_ENCODER: 
 PIPELINE_CLASSES = {"CogVideoXImageToVideoPipeline": "CogVideoX", "StableVideoDiffusionPipeline": "SVD"}
 # MotionRAG's inference settings: frames, width, height
 NATIVE = {"CogVideoX": (17, 720, 480), "SVD": (16, 1024, 576)}
-
-
-# ------------------------------------------------------------------------------ the cache
-
-_LOCK = threading.RLock()
-_SLOTS: dict[str, tuple[Any, "weakref.ref"]] = {}      # group -> (key, weak reference to the object)
-
-
-def lookup(group: str, key):
-    """The live object for `key` in `group`, or None (never loaded, another key, or already freed)."""
-    with _LOCK:
-        slot = _SLOTS.get(group)
-        if slot is None or slot[0] != key:
-            return None
-        obj = slot[1]()
-        if obj is None:
-            _SLOTS.pop(group, None)
-        return obj
-
-
-def cached(group: str, key, load: Callable[[], Any]):
-    """The object for `key` in `group`: the live one if any, else load() (which must return an object
-    that accepts weak references). The caller must keep a strong reference: the cache holds none."""
-    with _LOCK:
-        obj = lookup(group, key)
-        if obj is not None:
-            return obj
-        _SLOTS.pop(group, None)
-        obj = load()
-        try:
-            ref = weakref.ref(obj)
-        except TypeError:
-            raise TypeError(f"cached({group!r}): a {type(obj).__name__} cannot be weakly referenced; wrap it in an "
-                            "object") from None
-        _SLOTS[group] = (key, ref)
-        return obj
-
-
-def release(group: str | None = None) -> list[str]:
-    """Forget one group (or all) and collect garbage; returns the groups whose object was still alive.
-    Memory goes back only for objects nobody else holds."""
-    with _LOCK:
-        groups = [group] if group is not None else list(_SLOTS)
-        slots = [(g, _SLOTS.pop(g, None)) for g in groups]
-    alive = [g for g, slot in slots if slot is not None and slot[1]() is not None]
-    del slots
-    gc.collect()
-    try:
-        import torch
-
-        if torch.cuda.is_available():
-            torch.cuda.empty_cache()
-    except ImportError:
-        pass
-    return alive
-
-
-def held() -> dict[str, Any]:
-    """{group: key} of the objects that are still alive in memory (held by someone)."""
-    with _LOCK:
-        return {g: k for g, (k, ref) in list(_SLOTS.items()) if ref() is not None}
-
-
-def _stamp(path: Path):
-    """A cache key part that changes when a folder's files are replaced."""
-    try:
-        return tuple(sorted((p.name, p.stat().st_mtime_ns, p.stat().st_size) for p in path.rglob("*") if p.is_file()))
-    except OSError:
-        return ()
 
 
 # ------------------------------------------------------------------------------ sizes

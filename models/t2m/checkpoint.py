@@ -16,10 +16,9 @@ import torch
 
 from ...common.errors import InputError
 from .config import FORMAT, FORMAT_VERSION, ConfigError, ModelConfig
+from .folders import CONFIG_FILE, MODEL_FILE
 from .model import T2MModel
 
-MODEL_FILE = "model.safetensors"
-CONFIG_FILE = "config.json"
 STATE_FILE = "train_state.safetensors"
 STATE_JSON = "train_state.json"
 

@@ -201,6 +201,23 @@ def _reseeded(api: dict, sampler: str, seed: int) -> dict:
 OURS = ("MotionRAGVideoBackbone", "MotionRAGMotionAdapter", "MotionRAGCAMA")
 
 
+def _renamed(api: dict, prefix: str) -> dict:
+    """The same graph under new node ids (links follow)."""
+    ids = {nid: prefix + nid for nid in api}
+    out = {}
+    for nid, node in api.items():
+        inputs = {k: [ids[v[0]], v[1]] if isinstance(v, list) and len(v) == 2 and v[0] in ids else v
+                  for k, v in node["inputs"].items()}
+        out[ids[nid]] = dict(node, inputs=inputs)
+    return out
+
+
+def _rss(comfy) -> int:
+    import psutil
+
+    return psutil.Process(comfy.proc.pid).memory_info().rss
+
+
 def test_comfyui_unload_and_free_hand_our_models_back(tiny, object_info):
     """Our models go through ComfyUI's model manager (its log names our ModelPatchers' classes), 'Unload
     models' makes it load them again without re-reading them from disk, and 'Free model and node cache'
@@ -218,6 +235,15 @@ def test_comfyui_unload_and_free_hand_our_models_back(tiny, object_info):
     log = _log_since(tiny, mark)
     assert not [k for k in OURS if f"Requested to load {k}" in log], log[-2000:]
 
+    # a second loader of the same files (new node ids, so ComfyUI runs the loaders again) gets the model
+    # already in memory from the owner instead of a second copy
+    mark = len(tiny.log_text())
+    renamed = _renamed(_reseeded(api, sampler, 13), "again_")
+    tiny.run(renamed, timeout=600)
+    log = _log_since(tiny, mark)
+    assert f"MotionRAG: backbone {backbone} reused (already in memory)" in log, log[-2000:]
+    assert "loaded from disk" not in log, log[-2000:]
+
     # 'Unload models' only: ComfyUI offloads them; its node cache still owns them (nothing freed or re-read)
     _free(tiny, unload_models=True)
     tiny.run(_reseeded(api, sampler, 11), timeout=600)     # all cached: returns once the flag was handled
@@ -229,6 +255,7 @@ def test_comfyui_unload_and_free_hand_our_models_back(tiny, object_info):
     assert "loaded from disk" not in log and " freed" not in log, log[-2000:]
 
     # 'Free model and node cache': nothing queued after it, so only /free can make the modules go
+    rss_loaded = _rss(tiny)
     mark = len(tiny.log_text())
     _free(tiny, unload_models=True, free_memory=True)
     labels = (f"backbone {backbone}", f"cama CogVideoX CAMA ({assets.IMAGE_ENCODER})", "adapter CogVideoX Motion-Adapter")
@@ -240,6 +267,9 @@ def test_comfyui_unload_and_free_hand_our_models_back(tiny, object_info):
             break
         assert time.monotonic() < deadline, f"still held 60 s after /free: {missing}\n{log[-2000:]}"
         time.sleep(0.2)
+    rss_freed = _rss(tiny)
+    print(f"\nserver RSS with our models loaded {rss_loaded / 2**20:.1f} MiB, after /free {rss_freed / 2**20:.1f} MiB")
+    assert rss_freed <= rss_loaded, "freeing our models grew the server's memory"
 
     mark = len(tiny.log_text())
     again = frames_of(tiny, tiny.run(api, timeout=600))

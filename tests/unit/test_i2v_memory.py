@@ -1,4 +1,4 @@
-"""Who keeps the image-to-video models in memory: the runtime cache only remembers them weakly, the
+"""Who keeps the image-to-video models in memory: the model owner only remembers them weakly, the
 nodes' Held link values own them, and dropping the owners frees them (no ComfyUI here; the real
 ComfyUI path is tests/integration/test_i2v_graph.py)."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import weakref
 import pytest
 import torch
 
-from motionrag_suite.models.i2v import runtime as rt
-from motionrag_suite.nodes import comfy_models as cm
+from motionrag_suite.common import shared
+from motionrag_suite.nodes import model_owner as cm
 
 
 class Model:
@@ -25,24 +25,24 @@ def clean():
     cm.release_all()
 
 
-def test_the_runtime_cache_holds_weak_references_only():
+def test_the_owner_remembers_models_by_weak_reference_only():
     loads = []
 
     def load():
         loads.append(1)
         return Model()
 
-    obj = rt.cached("backbone", ("a",), load)
-    assert rt.cached("backbone", ("a",), load) is obj and len(loads) == 1       # reused while alive
-    assert rt.held() == {"backbone": ("a",)}
+    obj = shared.shared("backbone", ("a",), load)
+    assert shared.shared("backbone", ("a",), load) is obj and len(loads) == 1       # reused while alive
+    assert shared.live() == {"backbone": ("a",)}
     ref = weakref.ref(obj)
     del obj
     gc.collect()
-    assert ref() is None and rt.held() == {}
-    rt.cached("backbone", ("a",), load)
+    assert ref() is None and shared.live() == {}
+    shared.shared("backbone", ("a",), load)
     assert len(loads) == 2                                                     # loaded again once freed
     with pytest.raises(TypeError, match="weakly referenced"):
-        rt.cached("adapter", ("b",), lambda: {"a dict": 1})
+        shared.shared("adapter", ("b",), lambda: {"a dict": 1})
 
 
 def _held(key, loads, group="backbone"):
@@ -68,7 +68,7 @@ def test_held_values_own_the_model_share_it_and_free_it(caplog):
         assert ref() is not None, "b still owns it"
         b.drop()
         gc.collect()
-        assert ref() is None and rt.held() == {}
+        assert ref() is None and shared.live() == {}
     assert "MotionRAG: backbone ('x',) freed" in caplog.text
 
 
@@ -86,7 +86,7 @@ def test_a_new_model_in_a_group_lets_go_of_the_previous_one():
     assert first.get() is not None and loads == [("x",), ("z",), ("y",), ("x",)]    # loads again on demand
     cm.release_all()
     gc.collect()
-    assert keep() is None and rt.held() == {}
+    assert keep() is None and shared.live() == {}
 
 
 def test_without_comfyui_there_is_no_patcher_and_models_stay_on_the_cpu():

@@ -11,7 +11,10 @@ import torch
 
 from motionrag_suite.models.i2v import runtime as rt
 from motionrag_suite.models.i2v.errors import CheckpointError, CheckpointNotFoundError
+from motionrag_suite.nodes import i2v_loader_nodes as loaders
 from motionrag_suite.nodes import i2v_nodes as n
+from motionrag_suite.common.shared import live
+from motionrag_suite.nodes.model_owner import release_all
 from motionrag_suite.retrieval.errors import RetrievalError
 from motionrag_suite.retrieval.refs import MotionRefs
 
@@ -34,7 +37,7 @@ def models(tmp_path_factory):
                                             assets.VIDEO_ENCODER, assets.IMAGE_ENCODER, 1, False)
         torch.set_num_threads(before)
         yield root, db
-    rt.release()
+    release_all()
 
 
 def _image(width=40, height=32):
@@ -46,22 +49,22 @@ def _refs(db, text="a bar slides to the right", k=2):
 
 
 def _tokens(db, base):
-    cama, notes = n.LoadCAMA().load(base, assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
+    cama, notes = loaders.LoadCAMA().load(base, assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
     tokens, summary = n.CAMAAdapt().adapt(_refs(db), _image(), cama)
     return tokens, summary, notes
 
 
 def test_nodes_list_the_real_model_names_and_the_ones_found(models):
-    enc = n.LoadCAMA.INPUT_TYPES()["required"]["image_encoder"][0]
+    enc = loaders.LoadCAMA.INPUT_TYPES()["required"]["image_encoder"][0]
     assert enc[0] == rt.IMAGE_ENCODER and assets.IMAGE_ENCODER in enc and assets.VIDEO_ENCODER in enc
-    backbones = n.LoadVideoBackbone.INPUT_TYPES()["required"]["backbone"][0]
+    backbones = loaders.LoadVideoBackbone.INPUT_TYPES()["required"]["backbone"][0]
     assert backbones[:2] == ["CogVideoX-5b-I2V", "stable-video-diffusion-img2vid"]
     assert {assets.COG_BACKBONE, assets.SVD_BACKBONE} <= set(backbones)
     for cls in n.NODE_CLASS_MAPPINGS.values():
         for section in cls.INPUT_TYPES().values():
             for name, spec in section.items():
                 assert spec[1].get("tooltip"), f"{cls.__name__}.{name} has no tooltip"
-    assert "mechanics" in n.SampleVideo.DESCRIPTION and "mechanics" in n.LoadVideoBackbone.DESCRIPTION
+    assert "mechanics" in n.SampleVideo.DESCRIPTION and "mechanics" in loaders.LoadVideoBackbone.DESCRIPTION
 
 
 def test_build_video_db_node_reuses_an_existing_database(models):
@@ -80,14 +83,14 @@ def test_cama_adapt_gives_tokens_from_stored_payloads_only(models, base):
     assert "sos_token is not in the checkpoint" in notes                  # LoadReport notes reach the user
     assert "bar_right" in summary
     # a different query image gives different motion (CAMA reads the query's appearance)
-    cama, _ = n.LoadCAMA().load(base, assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
+    cama, _ = loaders.LoadCAMA().load(base, assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
     other, _ = n.CAMAAdapt().adapt(_refs(db), torch.flip(_image(), dims=[2]) * 0.5, cama)
     assert not torch.allclose(other.cond, tokens.cond)
 
 
 def test_cama_adapt_refuses_bad_images_and_motion_only_refs(models):
     _, db = models
-    cama, _ = n.LoadCAMA().load("SVD", assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
+    cama, _ = loaders.LoadCAMA().load("SVD", assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
     refs = _refs(db)
     with pytest.raises(ValueError, match=r"image: expected an IMAGE of shape \[batch, height, width, 3\]"):
         n.CAMAAdapt().adapt(refs, _image().permute(0, 3, 1, 2), cama)
@@ -109,18 +112,18 @@ def test_cama_adapt_refuses_bad_images_and_motion_only_refs(models):
 def test_missing_files_name_the_exact_place_to_put_them(models, tmp_path, monkeypatch):
     monkeypatch.setenv("MOTIONRAG_MODELS_DIR", str(tmp_path))
     with pytest.raises(CheckpointNotFoundError) as err:
-        n.LoadMotionAdapter().load("SVD")
+        loaders.LoadMotionAdapter().load("SVD")
     assert str(tmp_path / "checkpoints" / "SVD" / "Motion-Adapter.ckpt") in str(err.value)
     assert "huggingface.co/MCG-NJU/MotionRAG" in str(err.value)
     with pytest.raises(CheckpointNotFoundError) as err:
-        n.LoadVideoBackbone().load("CogVideoX-5b-I2V")
+        loaders.LoadVideoBackbone().load("CogVideoX-5b-I2V")
     msg = str(err.value)
     assert str(tmp_path / "diffusers" / "CogVideoX-5b-I2V") in msg
     assert "huggingface-cli download THUDM/CogVideoX-5b-I2V --local-dir" in msg
     root, _ = models
     shutil.copytree(root / "checkpoints", tmp_path / "checkpoints")
     with pytest.raises(CheckpointNotFoundError) as err:
-        n.LoadCAMA().load("SVD", "dinov2-large", assets.VIDEO_ENCODER)
+        loaders.LoadCAMA().load("SVD", "dinov2-large", assets.VIDEO_ENCODER)
     assert str(tmp_path / "encoders" / "dinov2-large") in str(err.value)
     assert "huggingface-cli download facebook/dinov2-large" in str(err.value)
 
@@ -131,11 +134,11 @@ def test_download_input_tries_the_hub_and_falls_back_to_the_message(models, tmp_
     monkeypatch.setenv("MOTIONRAG_MODELS_DIR", str(tmp_path))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     with pytest.raises(CheckpointNotFoundError) as err:
-        n.LoadMotionAdapter().load("SVD", download=True)
+        loaders.LoadMotionAdapter().load("SVD", download=True)
     assert "the download failed" in str(err.value)
     assert str(tmp_path / "checkpoints" / "SVD" / "Motion-Adapter.ckpt") in str(err.value)
     with pytest.raises(CheckpointNotFoundError) as err:
-        n.LoadMotionAdapter().load("SVD")
+        loaders.LoadMotionAdapter().load("SVD")
     assert "downloading is off" in str(err.value)
 
 
@@ -152,11 +155,11 @@ def _sample(backbone, steps=2, **kw):
                                               ("SVD", assets.SVD_BACKBONE, n.InjectMotionSVD)])
 def test_sample_video_frames_strength_zero_is_the_plain_model(models, base, name, inject):
     _, db = models
-    backbone, got_base, notes = n.LoadVideoBackbone().load(name)
+    backbone, got_base, notes = loaders.LoadVideoBackbone().load(name)
     assert got_base == base and name in notes
     assert ("17_frames" in notes) == (base == "CogVideoX")        # the fine-tune is applied to CogVideoX only
     tokens, _, _ = _tokens(db, base)
-    adapter, adapter_notes = n.LoadMotionAdapter().load(base)
+    adapter, adapter_notes = loaders.LoadMotionAdapter().load(base)
     assert "Motion-Adapter" in adapter_notes
     plain, fps = _sample(backbone)
     frames, width, height = assets.COG_SIZE if base == "CogVideoX" else assets.SVD_SIZE
@@ -175,10 +178,10 @@ def test_sample_video_frames_strength_zero_is_the_plain_model(models, base, name
 
 def test_wrong_pairings_and_sizes_are_refused(models, tmp_path):
     root, db = models
-    cog, _, _ = n.LoadVideoBackbone().load(assets.COG_BACKBONE)
+    cog, _, _ = loaders.LoadVideoBackbone().load(assets.COG_BACKBONE)
     svd_tokens, _, _ = _tokens(db, "SVD")
     cog_tokens, _, _ = _tokens(db, "CogVideoX")
-    cog_adapter, _ = n.LoadMotionAdapter().load("CogVideoX")
+    cog_adapter, _ = loaders.LoadMotionAdapter().load("CogVideoX")
     with pytest.raises(ValueError, match="motion_tokens: made with the SVD CAMA"):
         n.InjectMotionCogVideoX().inject(cog, svd_tokens, cog_adapter, 1.0)
     with pytest.raises(ValueError, match="backbone: 'tiny-cogvideox-i2v' is a CogVideoX model"):
@@ -191,20 +194,20 @@ def test_wrong_pairings_and_sizes_are_refused(models, tmp_path):
     wide = root / "diffusers" / "tiny-cogvideox-wide"
     assets.tiny_cog_pipeline(head_dim=32).save_pretrained(wide)
     try:
-        wide_backbone, _, _ = n.LoadVideoBackbone().load("tiny-cogvideox-wide", False)
+        wide_backbone, _, _ = loaders.LoadVideoBackbone().load("tiny-cogvideox-wide", False)
         with pytest.raises(CheckpointError, match=r"hidden size\(s\) \[32\] over 2 layers, the backbone has \[64\]"):
             n.InjectMotionCogVideoX().inject(wide_backbone, cog_tokens, cog_adapter, 1.0)
         with pytest.raises(CheckpointError, match="17_frames"):
-            n.LoadVideoBackbone().load("tiny-cogvideox-wide", True)
+            loaders.LoadVideoBackbone().load("tiny-cogvideox-wide", True)
     finally:
         shutil.rmtree(wide)
 
 
 def test_cancel_stops_sampling_and_leaves_the_model_clean(models):
     _, db = models
-    backbone, _, _ = n.LoadVideoBackbone().load(assets.SVD_BACKBONE)
+    backbone, _, _ = loaders.LoadVideoBackbone().load(assets.SVD_BACKBONE)
     tokens, _, _ = _tokens(db, "SVD")
-    adapter, _ = n.LoadMotionAdapter().load("SVD")
+    adapter, _ = loaders.LoadMotionAdapter().load("SVD")
     (full,) = n.InjectMotionSVD().inject(backbone, tokens, adapter, 1.0)
     pipe = backbone.handle.get()
     seen = []
@@ -226,17 +229,17 @@ def test_cancel_stops_sampling_and_leaves_the_model_clean(models):
 
 
 def test_keep_loaded_off_frees_the_models_and_they_load_again(models):
-    backbone, _, _ = n.LoadVideoBackbone().load(assets.SVD_BACKBONE)
+    backbone, _, _ = loaders.LoadVideoBackbone().load(assets.SVD_BACKBONE)
     first, _ = _sample(backbone)
-    assert "backbone" in rt.held()
+    assert "backbone" in live()
     _sample(backbone, keep_loaded=False)
-    assert rt.held() == {}
+    assert live() == {}
     again, _ = _sample(backbone)                     # reloaded from its folder on demand
     assert torch.equal(again, first)
     # a new backbone replaces the previous one in memory (the caller owns it: the cache holds weak references)
-    cog = n.LoadVideoBackbone().load(assets.COG_BACKBONE)
-    assert rt.held()["backbone"][1] == str(models[0] / "diffusers" / assets.COG_BACKBONE)
+    cog = loaders.LoadVideoBackbone().load(assets.COG_BACKBONE)
+    assert live()["backbone"][1] == str(models[0] / "diffusers" / assets.COG_BACKBONE)
     assert "dropped" in repr(backbone.handle)
     del cog
     gc.collect()
-    assert rt.held() == {}, "nothing but the caller may keep a model alive"
+    assert live() == {}, "nothing but the caller may keep a model alive"

@@ -10,7 +10,9 @@ import torch
 from motionrag_suite.models.i2v import runtime as rt
 from motionrag_suite.models.i2v.errors import CheckpointError
 from motionrag_suite.models.i2v.offline.model import SHIPPED_NAME, OfflineConfig, OfflineMotionModel, save_model
+from motionrag_suite.nodes import i2v_loader_nodes as loaders
 from motionrag_suite.nodes import i2v_nodes as n
+from motionrag_suite.nodes.model_owner import release_all
 from motionrag_suite.retrieval.errors import RetrievalError
 from motionrag_suite.retrieval.refs import MotionRefs
 
@@ -35,7 +37,7 @@ def models(tmp_path_factory):
         db, report = n.BuildVideoDB().build(folder, "offline_vids", "create", "SVD", "unused", "unused", 1, False,
                                             encoders=n.OFFLINE_FAMILY)
         yield root, db, folder
-    rt.release()
+    release_all()
 
 
 def _image():
@@ -55,13 +57,13 @@ def test_offline_database_holds_flow_and_lite0_payloads(models):
 
 
 def test_load_offline_cama_lists_shipped_and_found_models(models):
-    names = n.LoadOfflineCAMA.INPUT_TYPES()["required"]["model"][0]
+    names = loaders.LoadOfflineCAMA.INPUT_TYPES()["required"]["model"][0]
     assert names[0] == SHIPPED_NAME and "test-offline" in names
 
 
 def test_cama_adapt_with_the_offline_model(models):
     _, db, _ = models
-    cama, notes = n.LoadOfflineCAMA().load("test-offline", "SVD")
+    cama, notes = loaders.LoadOfflineCAMA().load("test-offline", "SVD")
     assert "test-offline" in notes and "EfficientNet-Lite0" in notes
     right, summary = n.CAMAAdapt().adapt(_refs(db, "a bright bar slides to the right"), _image(), cama)
     assert right.cond.shape == (1, SMALL.tokens, SMALL.d_model) and right.uncond.shape == right.cond.shape
@@ -77,7 +79,7 @@ def test_cama_adapt_with_the_offline_model(models):
 
 def test_shipped_model_loads_and_adapts(models):
     _, db, _ = models
-    cama, notes = n.LoadOfflineCAMA().load(SHIPPED_NAME, "CogVideoX")
+    cama, notes = loaders.LoadOfflineCAMA().load(SHIPPED_NAME, "CogVideoX")
     assert "builtin_videos" in notes and "appearance: off" in notes and "gated towards" in notes
     tokens, _ = n.CAMAAdapt().adapt(_refs(db, "a bar falls down"), _image(), cama)
     assert tokens.cond.shape == (1, 8, 128) and torch.isfinite(tokens.cond).all()
@@ -90,20 +92,20 @@ def test_shipped_model_loads_and_adapts(models):
 
 def test_families_must_match(models):
     root, db, folder = models
-    cama, _ = n.LoadOfflineCAMA().load("test-offline", "SVD")
+    cama, _ = loaders.LoadOfflineCAMA().load("test-offline", "SVD")
     # a database of the paper's family has no flow payloads
     assets.write_all(root)
     paper_db, _ = n.BuildVideoDB().build(folder, "paper_vids", "create", "SVD", assets.VIDEO_ENCODER,
                                          assets.IMAGE_ENCODER, 1, False)
     with pytest.raises(RetrievalError, match="refs: .*flow_features.*optical flow \\+ EfficientNet-Lite0"):
         n.CAMAAdapt().adapt(_refs(paper_db, "a bar falls down"), _image(), cama)
-    paper, _ = n.LoadCAMA().load("SVD", assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
+    paper, _ = loaders.LoadCAMA().load("SVD", assets.IMAGE_ENCODER, assets.VIDEO_ENCODER)
     with pytest.raises(RetrievalError, match="refs: .*motion_tokens_svd"):
         n.CAMAAdapt().adapt(_refs(db, "a bar falls down"), _image(), paper)
     # offline tokens (32-d here) into the tiny SVD Motion-Adapter (made for the tiny paper tokens)
     tokens, _ = n.CAMAAdapt().adapt(_refs(db, "a bar falls down"), _image(), cama)
-    backbone, _, _ = n.LoadVideoBackbone().load(assets.SVD_BACKBONE)
-    adapter, _ = n.LoadMotionAdapter().load("SVD")
+    backbone, _, _ = loaders.LoadVideoBackbone().load(assets.SVD_BACKBONE)
+    adapter, _ = loaders.LoadMotionAdapter().load("SVD")
     with pytest.raises(CheckpointError, match="motion_tokens: 32-d, but the adapter reads"):
         n.InjectMotionSVD().inject(backbone, tokens, adapter, 1.0)
 
@@ -115,6 +117,6 @@ def test_families_must_match(models):
 ])
 def test_bad_query_image(models, bad, message):
     _, db, _ = models
-    cama, _ = n.LoadOfflineCAMA().load("test-offline", "SVD")
+    cama, _ = loaders.LoadOfflineCAMA().load("test-offline", "SVD")
     with pytest.raises(ValueError, match=f"image: .*{message}"):
         n.CAMAAdapt().adapt(_refs(db, "a bar falls down"), bad, cama)

@@ -18,6 +18,7 @@ from motionrag_suite.models.render import contact_sheet
 from motionrag_suite.nodes import comfy_env
 from motionrag_suite.nodes import retrieval_nodes as rn
 from motionrag_suite.retrieval import db_format as fmt
+from motionrag_suite.retrieval.builtin_db import FINGERPRINT_TAG, ensure_builtin_database, library_fingerprint
 from motionrag_suite.retrieval.database import MotionDatabase, forget_databases
 from motionrag_suite.retrieval.errors import DatabaseCorruptError, DatabaseNotFoundError, RetrievalError
 from motionrag_suite.retrieval.refs import MotionRefs
@@ -90,7 +91,7 @@ def test_builtin_database_is_built_once_in_the_first_models_folder(models_root, 
     folder = models_root / "databases" / "builtin"
     assert builtin_db.folder == folder and builtin_db.entry_count == len(library.list_clips())
     manifest = json.loads((folder / "manifest.json").read_text())
-    assert f"{rn.FINGERPRINT_TAG}{rn.library_fingerprint()}" in manifest["description"]
+    assert f"{FINGERPRINT_TAG}{library_fingerprint()}" in manifest["description"]
     stamp = (folder / "manifest.json").stat().st_mtime_ns
     (again,) = rn.LoadMotionDB().load("builtin")
     assert again.folder == folder and (folder / "manifest.json").stat().st_mtime_ns == stamp, "rebuilt needlessly"
@@ -102,11 +103,11 @@ def test_builtin_database_is_rebuilt_when_the_library_fingerprint_differs(models
     folder = models_root / "databases" / "builtin"
     manifest = fmt.read_manifest(folder)
     before = rn.LoadMotionDB.IS_CHANGED("builtin")
-    manifest["description"] = f"built-in motion library; {rn.FINGERPRINT_TAG}0000000000000000"
+    manifest["description"] = f"built-in motion library; {FINGERPRINT_TAG}0000000000000000"
     fmt.write_manifest(folder, manifest)
     assert rn.LoadMotionDB.IS_CHANGED("builtin") != before
     (db,) = rn.LoadMotionDB().load("builtin")
-    assert f"{rn.FINGERPRINT_TAG}{rn.library_fingerprint()}" in fmt.read_manifest(folder)["description"]
+    assert f"{FINGERPRINT_TAG}{library_fingerprint()}" in fmt.read_manifest(folder)["description"]
     assert db.verify()["ok"] and db.entry_count == len(library.list_clips())
 
 
@@ -122,7 +123,7 @@ def test_damaged_builtin_database_is_rebuilt(models_root, builtin_db):
 def test_two_processes_racing_to_build_the_builtin_database_leave_one_good_copy(tmp_path):
     root = tmp_path / "race"
     code = ("import sys; sys.path.insert(0, sys.argv[1]); from common.standalone import load_pack; load_pack(); "
-            "from pathlib import Path; from motionrag_suite.nodes.retrieval_nodes import ensure_builtin_database; "
+            "from pathlib import Path; from motionrag_suite.retrieval.builtin_db import ensure_builtin_database; "
             "ensure_builtin_database(Path(sys.argv[2])); print('ok')")
     env = dict(os.environ, HF_HUB_OFFLINE="1", TRANSFORMERS_OFFLINE="1")
     procs = [subprocess.Popen([sys.executable, "-c", code, str(TESTS_DIR.parent), str(root)], env=env,
@@ -142,7 +143,7 @@ def test_cancelled_builtin_build_leaves_nothing(tmp_path):
 
     root = tmp_path / "cancel_root"
     with pytest.raises(BuildCancelled):
-        rn.ensure_builtin_database(root, cancel=lambda: True)
+        ensure_builtin_database(root, cancel=lambda: True)
     assert [p.name for p in (root / "databases").iterdir() if p.is_dir()] == []
 
 

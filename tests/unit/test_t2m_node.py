@@ -16,7 +16,9 @@ from motionrag_suite.models.motion.motiondiff_compat import from_motion_data
 from motionrag_suite.models.motion.preview import decode_payload
 from motionrag_suite.training.t2m import train
 from motionrag_suite.nodes import comfy_env
+from motionrag_suite.common.errors import InputError
 from motionrag_suite.nodes import t2m_nodes as tn
+from motionrag_suite.nodes.model_owner import drop_group
 from motionrag_suite.retrieval import build_from_library, get_database
 
 from .test_t2m_fixtures import one_thread  # noqa: F401
@@ -39,7 +41,7 @@ def _models_dir(models_root, monkeypatch):
     # Without ComfyUI, comfy_env.models_roots() is $MOTIONRAG_MODELS_DIR.
     monkeypatch.setenv("MOTIONRAG_MODELS_DIR", str(models_root))
     yield
-    tn.release_model()
+    drop_group(tn.GROUP)
 
 
 @pytest.fixture(scope="module")
@@ -115,15 +117,15 @@ def test_the_node_owns_its_model_and_reuses_it(db):
 
     node = tn.TextToMotionRAG()
     run(db, node)
-    ref = weakref.ref(tn.load_t2m_model(MODEL))
+    ref = weakref.ref(tn.t2m_model(MODEL).get())
     run(db, node)
-    assert tn.load_t2m_model(MODEL) is ref(), "the model was loaded again instead of reused"
+    assert tn.t2m_model(MODEL).get() is ref(), "the model was loaded again instead of reused"
     assert tn.loaded_model_key()[0].endswith(MODEL)
     run(db, node, keep_loaded=False)
     gc.collect()
     assert tn.loaded_model_key() is None and ref() is None, "keep_loaded off did not free the model"
     run(db, node)
-    ref = weakref.ref(tn.load_t2m_model(MODEL))
+    ref = weakref.ref(tn.t2m_model(MODEL).get())
     del node
     gc.collect()
     assert ref() is None and tn.loaded_model_key() is None, "the model outlived the node that owned it"
@@ -136,7 +138,7 @@ def test_choosing_another_model_frees_the_previous_one(db, models_root):
     copy_model(models_root, "second")
     node = tn.TextToMotionRAG()
     run(db, node)
-    ref = weakref.ref(tn.load_t2m_model(MODEL))
+    ref = weakref.ref(tn.t2m_model(MODEL).get())
     run(db, node, model="second")
     gc.collect()
     assert ref() is None and tn.loaded_model_key()[0].endswith("second")
@@ -171,17 +173,17 @@ def test_progress_reports_every_pass_and_cancel_stops(db, monkeypatch):
 @pytest.mark.parametrize("text", ["", "   \n "])
 def test_empty_text_is_refused(db, text):
     assert tn.TextToMotionRAG.VALIDATE_INPUTS(text=text).startswith("text:")
-    with pytest.raises(tn.T2MInputError, match="^text: is empty"):
+    with pytest.raises(InputError, match="^text: is empty"):
         run(db, text=text)
 
 
 def test_length_out_of_range_is_refused(db):
     assert "length:" in tn.TextToMotionRAG.VALIDATE_INPUTS(length=tn.MAX_LENGTH + 1)
     assert "length:" in tn.TextToMotionRAG.VALIDATE_INPUTS(length=-1)
-    with pytest.raises(tn.T2MInputError, match="^length: a motion needs at least 2"):
+    with pytest.raises(InputError, match="^length: a motion needs at least 2"):
         run(db, length=1)
     # Within the widget's range but longer than this model can generate (64 tokens x 4 + 1).
-    with pytest.raises(tn.T2MInputError, match=r"^length: expected a whole number in 0\.\.257 .* for this model, got 300"):
+    with pytest.raises(InputError, match=r"^length: expected a whole number in 0\.\.257 .* for this model, got 300"):
         run(db, length=300)
 
 
@@ -194,7 +196,7 @@ def test_database_of_video_clips_is_refused(models_root):
                          captions=[c], name=f"clip{i}")
                for i, c in enumerate(["a person does a cartwheel", "a man waves"])]
     build_database(models_root, "videos", entries, overwrite=True)
-    with pytest.raises(tn.T2MInputError, match="^motion_db: motion database 'videos' holds video clips"):
+    with pytest.raises(InputError, match="^motion_db: motion database 'videos' holds video clips"):
         run(get_database(models_root, "videos"), references=1)
 
 
@@ -203,7 +205,7 @@ def test_config_that_does_not_match_the_weights_is_refused(models_root, db):
     cfg = json.loads((folder / "config.json").read_text())
     cfg["model"]["tokenizer"]["width"] *= 2
     (folder / "config.json").write_text(json.dumps(cfg))
-    with pytest.raises(tn.T2MInputError, match="^model: .*does not match the model built from its config.json"):
+    with pytest.raises(InputError, match="^model: .*does not match the model built from its config.json"):
         run(db, model="mismatched")
 
 
@@ -225,12 +227,12 @@ def test_pickle_checkpoint_is_refused_without_unpickling(models_root, db, tmp_pa
     (folder / "model.safetensors").unlink()
     marker = tmp_path / "tripwire"
     torch.save({"payload": _Tripwire(str(marker))}, folder / file_name)
-    with pytest.raises(tn.T2MInputError, match="^model: .*pickle-format checkpoint"):
+    with pytest.raises(InputError, match="^model: .*pickle-format checkpoint"):
         run(db, model="pickled")
     assert not marker.exists()
     # A raw pickle stream is refused too.
     (folder / file_name).write_bytes(pickle.dumps(_Tripwire(str(marker))))
-    with pytest.raises(tn.T2MInputError, match="pickle-format checkpoint"):
+    with pytest.raises(InputError, match="pickle-format checkpoint"):
         run(db, model="pickled")
     assert not marker.exists()
 
@@ -239,15 +241,15 @@ def test_missing_model_and_too_many_references_are_refused(models_root, db):
     from motionrag_suite.models.motion import library
     from motionrag_suite.retrieval.writer import EntrySpec, build_database
 
-    with pytest.raises(tn.T2MInputError, match="^model: 'nope' was not found"):
+    with pytest.raises(InputError, match="^model: 'nope' was not found"):
         run(db, model="nope")
-    with pytest.raises(tn.T2MInputError, match="^model: '../x' is not a valid name"):
+    with pytest.raises(InputError, match="^model: '../x' is not a valid name"):
         run(db, model="../x")
-    with pytest.raises(tn.T2MInputError, match="^references: expected a whole number in 1..16"):
+    with pytest.raises(InputError, match="^references: expected a whole number in 1..16"):
         run(db, references=0)
     build_database(models_root, "two", [EntrySpec(motion=library.load_clip(c), captions=[c]) for c in ("walk", "run")],
                    overwrite=True)
-    with pytest.raises(tn.T2MInputError, match="^references: 3 is more than the 2 distinct source clips"):
+    with pytest.raises(InputError, match="^references: 3 is more than the 2 distinct source clips"):
         run(get_database(models_root, "two"), references=3)
 
 
@@ -267,5 +269,5 @@ def test_shipped_default_model_loads_and_is_the_documented_one():
     # The file shipped is the file documented.
     import hashlib
     assert hashlib.sha256(weights.read_bytes()).hexdigest() in provenance
-    model = tn.load_t2m_model(tn.BUILTIN_MODEL)
+    model = tn.t2m_model(tn.BUILTIN_MODEL).get()
     assert model.max_frames == 257 and model.num_parameters() > 1_000_000

@@ -1,19 +1,21 @@
-"""Hands MotionRAG's image-to-video models to ComfyUI's model manager.
+"""The one owner of every model the pack loads inside ComfyUI: image-to-video backbones, CAMA bundles,
+Motion-Adapter weights, text-to-motion generators.
 
-Ownership: a loaded model (a diffusers video pipeline, a CAMA bundle, Motion-Adapter weights) is owned
-by the Held value a loader node outputs. ComfyUI's executor cache keeps node outputs, so it owns the
-model; models/i2v/runtime.py remembers it only by weak reference (to hand the same object to a second
-loader instead of a second copy).
+Ownership: a loaded model (the payload) is owned by the Held value that a loader node outputs or that a
+node object keeps; ComfyUI's executor cache keeps node outputs and node objects, so ComfyUI owns it. This
+module remembers each payload only by weak reference (common/shared.py), so that a second loader of the same
+files gets the same object instead of a second copy, and one model per group stays in memory (loading
+another backbone lets go of the previous one).
 
-Devices: the torch modules of each model sit in one comfy.model_patcher.ModelPatcher (load device =
-ComfyUI's torch device, offload device = ComfyUI's unet offload device), made once per model, and the
-nodes call comfy.model_management.load_models_gpu before using a model. So ComfyUI moves our models
-to the offload device when it needs room for its own, or on "Unload models" (POST /free
-{"unload_models": true}); and on "Free model and node cache" (POST /free {"free_memory": true}) it drops
-the executor cache, after which nothing holds our models and their memory goes back.
+Devices: the torch modules of each payload sit in one comfy.model_patcher.ModelPatcher (load device =
+ComfyUI's torch device, offload device = its unet offload device), made once per payload, and nodes call
+load_to_device before using a model. So ComfyUI moves our models to the offload device when it needs room
+for its own or on "Unload models" (POST /free {"unload_models": true}); on "Free model and node cache"
+(POST /free {"free_memory": true}) it drops the executor cache, after which nothing holds our models and
+their memory goes back (a weak finalizer logs "MotionRAG: <group> <label> freed").
 
 Without ComfyUI (the library driven from Python, the unit tests) there are no patchers and models stay
-on the CPU. ComfyUI is imported lazily, here only.
+on the CPU. ComfyUI is imported lazily: the pack must import without it.
 """
 from __future__ import annotations
 
@@ -22,22 +24,15 @@ import logging
 import weakref
 from typing import Any, Callable
 
-from ..models.i2v import runtime as rt
+from ..common.shared import alive, forget, shared
+from .comfy_env import model_management
 
 log = logging.getLogger("MotionRAG")
 PATCHER_ATTR = "_motionrag_patcher"          # set on the payload, so every Held of one model shares it
 _WRAPPER_CLASSES: dict[str, type] = {}
 
 
-def _comfy_mm():
-    try:
-        import comfy.model_management as mm
-        import comfy.model_patcher  # noqa: F401
-    except ImportError:
-        return None
-    return mm
-
-
+# ------------------------------------------------------------------------------ the link value
 def _wrapper(name: str, modules: dict):
     """A ModuleDict of the model's modules, of a class named after it, so ComfyUI's log says
     'Requested to load MotionRAG...' for our models."""
@@ -64,13 +59,13 @@ def _log_when_freed(modules: list, what: str) -> None:
 
 
 class Held:
-    """A link value for one loaded model. Owns the payload while it holds it; after drop() (a newer
-    model of the same group, keep_loaded off) it loads the model again when asked."""
+    """A link value (or a node's slot) for one loaded model. Owns the payload while it holds it; after
+    drop() (a newer model of the same group, keep_loaded off) it loads the model again when asked."""
 
     _live: "weakref.WeakSet[Held]" = weakref.WeakSet()
 
-    def __init__(self, group: str, key: tuple, loader: Callable[[], Any], *, base: str, label: str,
-                 modules: Callable[[Any], dict], kind: str):
+    def __init__(self, group: str, key: tuple, loader: Callable[[], Any], *, label: str,
+                 modules: Callable[[Any], dict], kind: str, base: str = ""):
         self.group, self.key, self.base, self.label, self.kind = group, key, base, label, kind
         self._loader = loader
         self._modules = modules              # payload -> {name: torch module} that ComfyUI moves
@@ -84,10 +79,10 @@ class Held:
     def get(self):
         payload = self._payload
         if payload is None:
-            payload = rt.lookup(self.group, self.key)
+            payload = alive(self.group, self.key)
             if payload is None:
                 drop_group(self.group, keep_key=self.key)        # one model per group in memory
-                payload = rt.cached(self.group, self.key, self._load)
+                payload = shared(self.group, self.key, self._load)
                 self.how = "loaded from disk"
             else:
                 self.how = "reused (already in memory)"
@@ -102,7 +97,7 @@ class Held:
 
     def patcher(self):
         """ComfyUI's ModelPatcher for this model (one per model), or None without ComfyUI."""
-        mm = _comfy_mm()
+        mm = model_management()
         if mm is None:
             return None
         payload = self.get()
@@ -130,17 +125,18 @@ def drop_group(group: str | None, keep_key=None) -> None:
     if not dropped:
         return
     gc.collect()
-    mm = _comfy_mm()
+    mm = model_management()
     if mm is not None:
         mm.cleanup_models()               # unloads LoadedModels whose patcher nobody else references
     gc.collect()
 
 
 def release_all() -> None:
-    """Free every image-to-video model that only we (and ComfyUI's manager) hold."""
+    """Free every model that only we (and ComfyUI's manager) hold."""
     drop_group(None)
-    rt.release()
-    mm = _comfy_mm()
+    forget()
+    gc.collect()
+    mm = model_management()
     if mm is not None:
         mm.soft_empty_cache()
 
@@ -150,7 +146,7 @@ def load_to_device(*helds: Held):
     other models as it sees fit); returns that device. Without ComfyUI: the CPU."""
     import torch
 
-    mm = _comfy_mm()
+    mm = model_management()
     if mm is None:
         return torch.device("cpu")
     patchers = [h.patcher() for h in helds]
