@@ -249,7 +249,7 @@ class BuildVideoDB:
         from ..models.i2v.checkpoints import load_motion_projector
         from ..retrieval.database import get_database
         from ..retrieval.db_format import MANIFEST, database_dir
-        from ..retrieval.video_builder import VideoEncoders, build_from_videos
+        from ..retrieval.video_token_builder import VideoEncoders, build_from_videos
 
         encoders = encoders or ENCODER_FAMILIES[0]
         if encoders not in ENCODER_FAMILIES:
@@ -538,7 +538,7 @@ class CAMAAdapt:
         }}
 
     def adapt(self, refs, image, cama):
-        from ..retrieval.video_builder import APPEARANCE_KIND, motion_kind
+        from ..retrieval.video_token_builder import APPEARANCE_KIND, motion_kind
 
         image = _check_image(image)
         if not isinstance(cama, Handle) or cama.group != "cama":

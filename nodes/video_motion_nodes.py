@@ -156,7 +156,7 @@ class BuildMotionDBFromVideos:
     def build(self, source_folder, name, mode, mirrored=False, max_seconds=0.0, root_motion="image_plane"):
         from ..retrieval.database import get_database
         from ..retrieval.db_format import database_dir
-        from ..retrieval.video_motion_builder import add_from_videos, build_from_videos
+        from ..retrieval.video_pose_builder import add_from_videos, build_from_videos
         from .retrieval_nodes import _check_name, _db_summary, _locate, _resolve_source, _roots
 
         if mode not in MODES:

@@ -16,7 +16,7 @@ import importlib
 _EXPORTS = {
     "RetrievalError": "errors", "DatabaseNotFoundError": "errors", "DatabaseCorruptError": "errors",
     "EncoderMismatchError": "errors", "BuildCancelled": "errors",
-    "EntrySpec": "writer", "build_database": "writer", "add_entries": "writer", "add_payloads": "writer",
+    "EntrySpec": "entry_spec", "build_database": "writer", "add_entries": "writer", "add_payloads": "writer",
     "delete_database": "writer",
     "MotionDatabase": "database", "open_database": "database", "get_database": "database",
     "forget_databases": "database", "EntryInfo": "database",

@@ -22,8 +22,10 @@ from pathlib import Path
 import numpy as np
 
 from ..models.motion.motion import FEATURE_DIM, MotionError
+from .entry_spec import EntrySpec
 from .errors import RetrievalError
-from .writer import EntrySpec, add_entries, build_database
+from .source_folders import caption_from_name, sidecar_captions, source_files, source_folder
+from .writer import add_entries, build_database
 
 HUMANML3D_FPS = 20.0
 HUMANML3D_MIN_FRAMES = 40          # min_motion_len in HumanML3D's Text2MotionDataset (t2m)
@@ -108,7 +110,7 @@ def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_m
     sub-clip as its own entry (same source clip, so search returns at most one of them)."""
     from ..models.motion import humanml3d
 
-    source = _source_folder(source, "HumanML3D folder")
+    source = source_folder(source, "HumanML3D folder")
     for sub in ("new_joint_vecs", "texts"):
         if not (source / sub).is_dir():
             raise RetrievalError(f"HumanML3D folder {source}: has no {sub}/ folder; expected the HumanML3D layout "
@@ -174,36 +176,6 @@ def _is_mirror_id(cid: str) -> bool:
 
 # --------------------------------------------------------------------------- folder of files
 
-def _sidecar_captions(path: Path) -> list[str]:
-    side = path.with_suffix(".txt")
-    if not side.is_file():
-        return []
-    try:
-        lines = side.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RetrievalError(f"caption file {side}: cannot be read ({exc})") from None
-    out = []
-    for line in lines:
-        # Accept HumanML3D-style lines too: the caption is the part before the first '#'.
-        caption = line.split("#", 1)[0].strip()
-        if caption:
-            out.append(caption)
-    return out
-
-
-def source_files(source: Path, extensions, what: str, recursive: bool = False) -> tuple[list[Path], list[str]]:
-    """The files in `source` with these extensions, sorted, and an entry name for each: its path
-    below `source` without the suffix, or with it where two files share that stem."""
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in extensions)
-    if not files:
-        raise RetrievalError(f"{what} {source}: holds no {', '.join(extensions)} files"
-                             + ("" if recursive else " (sub-folders are not searched; use recursive)"))
-    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
-    clash = {s for s in stems if stems.count(s) > 1}
-    return files, [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
-
-
 def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_mirrored: bool = False,
                 fps: float | None = None) -> SourcePlan:
     """Every .bvh/.npz/.npy file in `source`, captioned by <stem>.txt beside it (one caption a
@@ -212,7 +184,7 @@ def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_m
     left/right swapped in its captions."""
     from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
 
-    source = _source_folder(source, "motion folder")
+    source = source_folder(source, "motion folder")
     files, names = source_files(source, SUPPORTED_EXTENSIONS, "motion folder", recursive)
 
     def gen() -> Iterator[EntrySpec]:
@@ -223,8 +195,8 @@ def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_m
                 motion = load_motion_file(path, fps=fps)
             except (MotionError, OSError) as exc:
                 raise RetrievalError(f"motion folder {source}: cannot load {path.name}: {exc}") from None
-            captions = _sidecar_captions(path) or ([motion.caption] if motion.caption.strip() else []) \
-                or [" ".join(path.stem.replace("_", " ").replace("-", " ").split())]
+            captions = sidecar_captions(path) or ([motion.caption] if motion.caption.strip() else []) \
+                or [caption_from_name(path)]
             prov = dict(motion.provenance, file=path.relative_to(source).as_posix())
             motion = motion.replace(name=name, provenance=prov)
             yield EntrySpec(motion=motion, captions=captions, name=name, mirrored=False, source_clip=name)
@@ -235,19 +207,6 @@ def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_m
 
     per_file = 2 if include_mirrored else 1
     return SourcePlan(gen(), len(files) * per_file, f"motion files in {source} ({len(files)} files)")
-
-
-def _source_folder(source, what: str) -> Path:
-    if source is None or str(source).strip() == "":
-        raise RetrievalError(f"{what}: no source folder given")
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise RetrievalError(f"{what} {path}: does not exist")
-    if not path.is_dir():
-        raise RetrievalError(f"{what} {path}: is not a folder")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise RetrievalError(f"{what} {path}: cannot be read (permission denied)")
-    return path
 
 
 def source_plan(kind: str, source: str | os.PathLike | None = None, **options) -> SourcePlan:

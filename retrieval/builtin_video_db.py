@@ -565,7 +565,7 @@ def ensure_builtin_video_database(root, *, progress: Callable | None = None, can
     from .locking import writer_lock
     from .offline_video_builder import ENCODERS_NAME, build_offline_from_sources
     from .text_encoder import DEFAULT_TEXT_ENCODER, get_text_encoder
-    from .writer import _move_into_place
+    from .folder_swap import move_into_place
 
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise RetrievalError(f"limit: expected a positive integer or None, got {limit!r}")
@@ -619,7 +619,7 @@ def ensure_builtin_video_database(root, *, progress: Callable | None = None, can
                 with atomic_write(folder / PROVENANCE_FILE, "w") as f:
                     json.dump(prov, f, indent=1, ensure_ascii=False)
                     f.write("\n")
-                _move_into_place(folder, target, overwrite=True)
+                move_into_place(folder, target, overwrite=True)
             finally:
                 shutil.rmtree(stage, ignore_errors=True)
             return done(True, sum(n for _, n in used), len(used), skipped)

@@ -290,8 +290,8 @@ class MotionDatabase:
             raise DatabaseCorruptError(f"{what}: payloads refer to shards the manifest does not list: "
                                        f"{sorted(shards_used - set(m['payload_shards']))}")
         for row in self.sql.execute("SELECT shard, tensor, max(stop) FROM payloads GROUP BY shard, tensor"):
-            handle = self.payloads._handle(row[0])
-            if row[1] not in handle.keys() or handle.get_slice(row[1]).get_shape()[0] < row[2]:
+            length = self.payloads.tensor_length(row[0], row[1])
+            if length is None or length < row[2]:
                 raise DatabaseCorruptError(f"{what}: shard {row[0]} tensor {row[1]} is shorter than its payloads")
         frames = np.array([r[0] for r in self.sql.execute("SELECT num_frames FROM entries ORDER BY id")], dtype=np.int64)
         if not np.array_equal(frames, self.entry_frames):

@@ -1,13 +1,13 @@
 """Video databases of the OFFLINE family: captioned clips stored with the features the offline CAMA
 reads, made by encoders that ship with pip packages (no Hugging Face download).
 
-Per clip (16 frames at 8 fps from the start of a video, as video_builder.decode_clips gives):
+Per clip (16 frames at 8 fps from the start of a video, as video_clips.decode_clips gives):
   FLOW_KIND   (15, 128) float16  Farneback optical flow over the 16 frames, pooled on an 8x8 grid
   LITE0_KIND  (49, 1280) float16 EfficientNet-Lite0's 7x7 final feature map of the clip's FIRST frame
-and, as every video entry, a placeholder skeleton (video_builder.placeholder_motion).
+and, as every video entry, a placeholder skeleton (video_clips.placeholder_motion).
 
 Two ways in: a folder of captioned videos (build_offline_from_videos, the counterpart of
-video_builder.build_from_videos), or an explicit list of VideoSource (the built-in video database,
+video_token_builder.build_from_videos), or an explicit list of VideoSource (the built-in video database,
 whose sources carry their own captions and provenance). All clips of one video share one
 source_clip, so training can leave out a query clip's whole video.
 """
@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .entry_spec import EntrySpec
 from .errors import RetrievalError
-from .video_builder import (CLIP_FRAMES, SAMPLE_FPS, WRITE_BATCH, DecodedClip, VideoDecodeError, _captions,
-                            decode_clips, entry_names, placeholder_motion, video_files)
-from .writer import EntrySpec, add_entries, build_database
+from .source_folders import entry_names
+from .video_clips import (CLIP_FRAMES, SAMPLE_FPS, WRITE_BATCH, DecodedClip, VideoDecodeError, decode_clips,
+                          placeholder_motion, video_captions, video_files)
+from .writer import add_entries, build_database
 
 ENCODERS_NAME = "flow-farneback-128 + efficientnet-lite0"
 MAX_CLIP_STRIDE = 100
@@ -155,7 +157,7 @@ def folder_sources(source: str | os.PathLike, *, recursive: bool = False) -> lis
     source = Path(source).expanduser()
     files = video_files(source, recursive=recursive)
     names = entry_names(source, files)
-    return [VideoSource(p, n, _captions(p), {"video": p.relative_to(source).as_posix()}) for p, n in zip(files, names)]
+    return [VideoSource(p, n, video_captions(p), {"video": p.relative_to(source).as_posix()}) for p, n in zip(files, names)]
 
 
 def build_offline_from_sources(root: str | os.PathLike, name: str, sources: Sequence[VideoSource], *,
@@ -193,7 +195,7 @@ def build_offline_from_videos(root: str | os.PathLike, name: str, source: str | 
                               recursive: bool = False, fallback_fps: float | None = None, skip_bad: bool = False,
                               progress: Callable | None = None, cancel: Callable | None = None,
                               batch_size: int = 4) -> tuple[Path | int, list]:
-    """The offline counterpart of video_builder.build_from_videos: a folder of captioned videos
+    """The offline counterpart of video_token_builder.build_from_videos: a folder of captioned videos
     (<stem>.txt beside each) into database `name`. Returns (folder or entries added, skipped videos)."""
     sources = folder_sources(source, recursive=recursive)
     desc = (f"offline video clips from {Path(source).expanduser()} ({len(sources)} videos; {clip_frames} frames at "

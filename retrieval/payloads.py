@@ -115,6 +115,14 @@ class PayloadReader:
                 self._open[shard] = handle
             return handle
 
+    def tensor_length(self, shard: str, tensor: str) -> int | None:
+        """The first dimension of `tensor` in `shard` (verification compares it with the payload rows
+        that point into it), or None when the shard holds no such tensor."""
+        handle = self._handle(shard)
+        if tensor not in handle.keys():
+            return None
+        return int(handle.get_slice(tensor).get_shape()[0])
+
     def read(self, shard: str, tensor: str, start: int, stop: int, shape: str) -> np.ndarray:
         handle = self._handle(shard)
         try:

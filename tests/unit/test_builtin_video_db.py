@@ -15,7 +15,7 @@ from motionrag_suite.retrieval import builtin_video_db as bv
 from motionrag_suite.retrieval import offline_video_builder as ob
 from motionrag_suite.retrieval import open_database
 from motionrag_suite.retrieval.errors import RetrievalError
-from motionrag_suite.retrieval.video_builder import VideoDecodeError, decode_clips
+from motionrag_suite.retrieval.video_clips import VideoDecodeError, decode_clips
 
 from .i2v_tiny_assets import write_animated, write_mp4
 from .test_i2v_fixtures import one_thread  # noqa: F401

@@ -10,7 +10,8 @@ from motionrag_suite.retrieval import vector_index as vi
 from motionrag_suite.retrieval.builders import folder_plan, humanml3d_plan
 from motionrag_suite.retrieval.database import open_database
 from motionrag_suite.retrieval.errors import (DatabaseCorruptError, DatabaseNotFoundError, RetrievalError)
-from motionrag_suite.retrieval.writer import EntrySpec, add_entries, build_database
+from motionrag_suite.retrieval.entry_spec import EntrySpec
+from motionrag_suite.retrieval.writer import add_entries, build_database
 
 from .test_retrieval_fixtures import CLIPS, build_small, clip_specs, make_motion
 
