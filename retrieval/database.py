@@ -20,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from ..common.stamps import file_stamp
 from ..models.motion.motion import Motion
 from . import db_format as fmt
 from . import vector_index as vi
@@ -75,7 +76,7 @@ class MotionDatabase:
         self.manifest = m = fmt.read_manifest(self.folder)
         what = f"motion database {self.folder.name!r}"
         fmt.check_files(self.folder, m, checksums=False)
-        self._stat = _manifest_stat(self.folder)
+        self._stat = file_stamp(self.folder / fmt.MANIFEST)
         self.index = vi.read_index(self.folder / m["index"]["file"], expected=m["caption_count"],
                                    dim=int(m["text_encoder"]["dim"]), index_type=m["index"]["type"], what=what)
         self._index_lock = threading.Lock()
@@ -156,7 +157,7 @@ class MotionDatabase:
 
     def is_current(self) -> bool:
         """False once another process has switched the manifest to a newer generation."""
-        return _manifest_stat(self.folder) == self._stat
+        return file_stamp(self.folder / fmt.MANIFEST) == self._stat
 
     # -- entries -----------------------------------------------------------------------------
     def entry_id(self, key: int | str) -> int:
@@ -317,14 +318,6 @@ class MotionDatabase:
     def __repr__(self):
         return (f"MotionDatabase({self.name!r}, generation={self.generation}, entries={self.entry_count}, "
                 f"captions={self.caption_count}, index={self.index_type})")
-
-
-def _manifest_stat(folder: Path):
-    try:
-        st = os.stat(folder / fmt.MANIFEST)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def open_database(root: str | os.PathLike, name: str) -> MotionDatabase:
