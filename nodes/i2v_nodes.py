@@ -544,7 +544,7 @@ class CAMAAdapt:
         if not isinstance(cama, Handle) or cama.group != "cama":
             raise ValueError(f"cama: expected {CAMA_TYPE} from Load CAMA, got {type(cama).__name__}")
         if not hasattr(refs, "payloads") or len(refs) == 0:
-            raise RetrievalError(f"refs: expected non-empty {REFS_TYPE} from Text Retrieve")
+            raise RetrievalError("refs", f"expected non-empty {REFS_TYPE} from Text Retrieve")
         bundle = cama.get()
         load_to_device(cama)
         limit = bundle.cama.config.max_references
@@ -559,7 +559,7 @@ class CAMAAdapt:
             motion = refs.payloads(kinds[0])
             appearance = refs.payloads(kinds[1])
         except RetrievalError as exc:
-            raise RetrievalError(f"refs: {exc}. Use a database built from videos by Build Video DB with "
+            raise RetrievalError("refs", f"{exc.message}. Use a database built from videos by Build Video DB with "
                                  f"{how}") from None
         names = [r.name for r in refs]
         used = min(limit, len(names))

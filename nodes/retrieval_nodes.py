@@ -76,16 +76,13 @@ def open_named_database(name: str, *, progress=None, cancel=None):
     root = _locate(name)
     if root is None:
         where = ", ".join(str(r / "databases") for r in _roots())
-        raise DatabaseNotFoundError(f"motion database {name!r} was not found in {where}")
+        raise DatabaseNotFoundError("name", f"motion database {name!r} was not found in {where}")
     return get_database(root, name)
 
 
 def _prefixed(exc: RetrievalError, input_name: str) -> RetrievalError:
     """The same error, its message starting with the input it concerns."""
-    msg = str(exc)
-    if msg.startswith(f"{input_name}:"):
-        return exc
-    return type(exc)(f"{input_name}: {msg}")
+    return exc.for_input(input_name)
 
 
 def _as_database(value):
@@ -93,7 +90,7 @@ def _as_database(value):
     from ..retrieval.database import MotionDatabase, get_database
 
     if not isinstance(value, MotionDatabase):
-        raise RetrievalError(f"motion_db: expected a {DB_TYPE} from Load Motion DB or Build Motion DB, "
+        raise RetrievalError("motion_db", f"expected a {DB_TYPE} from Load Motion DB or Build Motion DB, "
                              f"got {type(value).__name__}")
     try:
         return get_database(value.root, value.name)
@@ -164,7 +161,7 @@ class LoadMotionDB:
 def _resolve_source(source_folder: str) -> Path:
     raw = str(source_folder or "").strip().strip('"')
     if not raw:
-        raise RetrievalError("source_folder: is empty; give the folder to read (absolute, or relative to "
+        raise RetrievalError("source_folder", "is empty; give the folder to read (absolute, or relative to "
                              "ComfyUI's input folder)")
     path = Path(raw).expanduser()
     if not path.is_absolute():
@@ -180,24 +177,24 @@ def _check_source(source_folder: str, kind: str) -> Path | None:
         return None
     path = _resolve_source(source_folder)
     if not path.exists():
-        raise RetrievalError(f"source_folder: {path} does not exist")
+        raise RetrievalError("source_folder", f"{path} does not exist")
     if not path.is_dir():
-        raise RetrievalError(f"source_folder: {path} is not a folder")
+        raise RetrievalError("source_folder", f"{path} is not a folder")
     try:
         listing = list(path.iterdir())
     except OSError as exc:
-        raise RetrievalError(f"source_folder: {path} cannot be read ({exc.strerror or exc})") from None
+        raise RetrievalError("source_folder", f"{path} cannot be read ({exc.strerror or exc})") from None
     if not listing:
-        raise RetrievalError(f"source_folder: {path} is empty")
+        raise RetrievalError("source_folder", f"{path} is empty")
     if kind == "humanml3d":
         missing = [sub for sub in ("new_joint_vecs", "texts") if not (path / sub).is_dir()]
         if missing:
-            raise RetrievalError(f"source_folder: {path} has no {' or '.join(s + '/' for s in missing)} folder; "
+            raise RetrievalError("source_folder", f"{path} has no {' or '.join(s + '/' for s in missing)} folder; "
                                  "kind 'humanml3d' expects new_joint_vecs/*.npy, texts/*.txt and train.txt "
                                  "(or val/test.txt)")
     elif kind == "motion_files":
         if not any(p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS for p in listing):
-            raise RetrievalError(f"source_folder: {path} holds no {', '.join(SUPPORTED_EXTENSIONS)} files "
+            raise RetrievalError("source_folder", f"{path} holds no {', '.join(SUPPORTED_EXTENSIONS)} files "
                                  "(each may have a .txt beside it with one caption a line)")
     return path
 
@@ -207,9 +204,9 @@ def _check_name(name: str) -> str:
 
     name = str(name or "").strip()
     if not name:
-        raise RetrievalError("name: is empty; give the database a name such as 'my_motions'")
+        raise RetrievalError("name", "is empty; give the database a name such as 'my_motions'")
     if name == BUILTIN:
-        raise RetrievalError(f"name: {BUILTIN!r} is the built-in database, which Load Motion DB manages; "
+        raise RetrievalError("name", f"{BUILTIN!r} is the built-in database, which Load Motion DB manages; "
                              "choose another name")
     try:
         database_dir(_roots()[0], name)
@@ -223,10 +220,10 @@ def _build_error(exc: RetrievalError) -> RetrievalError:
     msg = str(exc)
     if msg.split(":", 1)[0] in ("name", "source_folder", "kind", "mode", "split"):
         return exc
-    if msg.startswith(("HumanML3D", "motion folder", "caption file", "entry ")):
-        return type(exc)(f"source_folder: {msg}")
-    if msg.startswith("motion database"):
-        return type(exc)(f"name: {msg}")
+    if msg.startswith(("HumanML3D", "motion folder", "caption file", "entry ")) or exc.input == "entries":
+        return exc.for_input("source_folder")
+    if msg.startswith("motion database") or exc.input == "motion_db":
+        return exc.for_input("name")
     return exc
 
 
@@ -284,9 +281,9 @@ class BuildMotionDB:
         # None: the input is linked and only known at run time, where build() checks it.
         try:
             if kind is not None and kind not in SOURCE_KINDS:
-                raise RetrievalError(f"kind: {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+                raise RetrievalError("kind", f"{kind!r} is not one of {', '.join(SOURCE_KINDS)}")
             if mode is not None and mode not in MODES:
-                raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+                raise RetrievalError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
             if name is not None:
                 _check_name(name)
             if source_folder is not None and kind is not None:
@@ -321,11 +318,11 @@ class BuildMotionDB:
         from ..retrieval.db_format import database_dir
 
         if kind not in SOURCE_KINDS:
-            raise RetrievalError(f"kind: {kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+            raise RetrievalError("kind", f"{kind!r} is not one of {', '.join(SOURCE_KINDS)}")
         if mode not in MODES:
-            raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+            raise RetrievalError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
         if split not in SPLITS:
-            raise RetrievalError(f"split: {split!r} is not one of {', '.join(SPLITS)}")
+            raise RetrievalError("split", f"{split!r} is not one of {', '.join(SPLITS)}")
         name = _check_name(name)
         source = _check_source(source_folder, kind)
         lib_kind = SOURCE_KINDS[kind]
@@ -337,7 +334,7 @@ class BuildMotionDB:
         try:
             if mode == "create":
                 if where is not None:
-                    raise RetrievalError(f"name: a motion database {name!r} already exists at "
+                    raise RetrievalError("name", f"a motion database {name!r} already exists at "
                                          f"{database_dir(where, name)}; choose another name, or mode 'add'")
                 root = _roots()[0]
                 build_from_source(root, name, lib_kind, source, source_options=options, progress=progress,
@@ -346,7 +343,7 @@ class BuildMotionDB:
                 summary = f"built {_db_summary(db)}"
             else:
                 if where is None:
-                    raise RetrievalError(f"name: there is no motion database {name!r} to add to "
+                    raise RetrievalError("name", f"there is no motion database {name!r} to add to "
                                          f"(databases: {', '.join(_database_names()[1:]) or 'none'}); "
                                          "use mode 'create'")
                 added = add_from_source(where, name, lib_kind, source, source_options=options, progress=progress,
@@ -371,7 +368,7 @@ def _exclusions(db, text: str) -> list:
             keys.append(db.entry_id(part))
         except RetrievalError:
             if not part.isdigit():
-                raise RetrievalError(f"exclude: motion database {db.name!r} has no entry named {part!r}") from None
+                raise RetrievalError("exclude", f"motion database {db.name!r} has no entry named {part!r}") from None
             try:
                 keys.append(db.entry_id(int(part)))
             except RetrievalError as exc:
@@ -446,17 +443,17 @@ class TextRetrieve:
         from ..retrieval.refs import MotionRefs
 
         if not isinstance(text, str) or not text.strip():
-            raise RetrievalError("text: is empty; describe a motion, e.g. 'a person does a cartwheel'")
+            raise RetrievalError("text", "is empty; describe a motion, e.g. 'a person does a cartwheel'")
         query = " ".join(text.split())
         db = _as_database(motion_db)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise RetrievalError(f"top_k: expected a whole number of at least 1, got {top_k!r}")
+            raise RetrievalError("top_k", f"expected a whole number of at least 1, got {top_k!r}")
         clips = int(db.entry_group.max()) + 1 if db.entry_count else 0
         if top_k > clips:
-            raise RetrievalError(f"top_k: {top_k} is more than the {clips} distinct source clips in motion database "
+            raise RetrievalError("top_k", f"{top_k} is more than the {clips} distinct source clips in motion database "
                                  f"{db.name!r} (mirrored copies and sub-clips of one clip count once)")
         if isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < 0:
-            raise RetrievalError(f"target_length: expected a whole number of frames (0 = none), got {target_length!r}")
+            raise RetrievalError("target_length", f"expected a whole number of frames (0 = none), got {target_length!r}")
         keys = _exclusions(db, exclude)
         try:
             hits = db.search(query, top_k, target_length=target_length or None, exclude=keys or None,
@@ -468,7 +465,7 @@ class TextRetrieve:
             # The query is checked again by the library (e.g. its length); the rest concerns the database.
             raise _prefixed(exc, "text" if msg.startswith("query text") else "motion_db") from None
         if not hits:
-            raise RetrievalError(f"exclude: leaves no entries of motion database {db.name!r} to return")
+            raise RetrievalError("exclude", f"leaves no entries of motion database {db.name!r} to return")
         refs = MotionRefs.from_hits(query, hits, database=db, target_length=target_length or None)
 
         # Preview: every reference at the first one's frame rate, each panel looping its own clip.
@@ -478,7 +475,7 @@ class TextRetrieve:
         _, _, width, height = sheet_layout(len(motions), panel, panel)
         frames = min(MAX_PREVIEW_FRAMES, max(m.num_frames for m in motions))
         if frames * width * height * 3 * 4 > MAX_PREVIEW_BYTES:
-            raise RetrievalError(f"panel_size: a {width}x{height} preview of {frames} frames for top_k {top_k} would "
+            raise RetrievalError("panel_size", f"a {width}x{height} preview of {frames} frames for top_k {top_k} would "
                                  f"need more than {MAX_PREVIEW_BYTES / 1024 ** 3:g} GiB; use a smaller panel_size or top_k")
         work = sum(min(MAX_PREVIEW_FRAMES, m.num_frames) for m in motions)
         sheet = render_contact_sheet(

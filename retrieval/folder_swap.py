@@ -36,7 +36,7 @@ def move_into_place(tmp: Path, target: Path, overwrite: bool) -> None:
         return
     except OSError:
         if not overwrite or not target.exists():
-            raise RetrievalError(f"motion database {target.name!r}: could not move the finished build into place "
+            raise RetrievalError("name", f"motion database {target.name!r}: could not move the finished build into place "
                                  f"(another build of the same name finished first?)") from None
     # Replacing a directory cannot be one atomic step: move the old one aside under its
     # writer lock (so no add is half way through it), then move the new one in.

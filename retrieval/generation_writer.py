@@ -54,7 +54,7 @@ class GenerationWriter:
                                            self.db.execute("SELECT count(*) FROM captions").fetchone())
             if (n_entries, n_captions) != (self.next_entry, self.next_caption):
                 raise fmt.DatabaseCorruptError(
-                    f"motion database {folder.name!r}: {base['metadata_file']} holds {n_entries} entries and "
+                    "motion_db", f"motion database {folder.name!r}: {base['metadata_file']} holds {n_entries} entries and "
                     f"{n_captions} captions, the manifest {self.next_entry} and {self.next_caption}")
         # The file is private until the manifest names it; durability comes from one fsync at the end.
         self.db.execute("PRAGMA journal_mode=OFF")
@@ -66,13 +66,13 @@ class GenerationWriter:
         seen = set()
         for r in rows:
             if r.name in seen:
-                raise RetrievalError(f"entry {r.name!r}: the name appears twice in this batch; names must be unique")
+                raise RetrievalError("entries", f"entry {r.name!r}: the name appears twice in this batch; names must be unique")
             seen.add(r.name)
         clash = self.db.execute(
             f"SELECT name FROM entries WHERE name IN ({','.join('?' * len(rows))}) LIMIT 1",
             [r.name for r in rows]).fetchone()
         if clash:
-            raise RetrievalError(f"entry {clash[0]!r}: the database already has an entry of that name")
+            raise RetrievalError("entries", f"entry {clash[0]!r}: the database already has an entry of that name")
         texts = [c for r in rows for c in r.captions]
         self.embeddings.append(self.encoder.encode(texts))
         for r in rows:
@@ -115,7 +115,7 @@ class GenerationWriter:
         rows = self.db.execute("SELECT id, source_clip, mirror_of, num_frames, duration, mirrored FROM entries ORDER BY id").fetchall()
         ids = np.array([r[0] for r in rows], dtype=np.int64)
         if not np.array_equal(ids, np.arange(len(rows))):
-            raise fmt.DatabaseCorruptError(f"motion database {self.folder.name!r}: entry ids are not 0..{len(rows) - 1}")
+            raise fmt.DatabaseCorruptError("motion_db", f"motion database {self.folder.name!r}: entry ids are not 0..{len(rows) - 1}")
         _, group = np.unique(np.array([r[1] for r in rows], dtype=object).astype(str), return_inverse=True)
         mirror_of = np.array([-1 if r[2] is None else r[2] for r in rows], dtype=np.int64)
         mirrored = np.array([r[5] for r in rows], dtype=np.int8)

@@ -77,22 +77,22 @@ def encode_offline_clips(lite0, clips: Sequence[DecodedClip]) -> list[dict[str, 
 def _half(arr: np.ndarray, kind: str, clip: DecodedClip) -> np.ndarray:
     arr = np.asarray(arr, np.float32)
     if not np.isfinite(arr).all():
-        raise RetrievalError(f"video {clip.video} clip at frame {clip.start_frame}: {kind} has NaN or inf values")
+        raise RetrievalError("sources", f"video {clip.video} clip at frame {clip.start_frame}: {kind} has NaN or inf values")
     if np.abs(arr).max(initial=0.0) > 65000:
-        raise RetrievalError(f"video {clip.video}: {kind} values up to {np.abs(arr).max():.3g} do not fit float16")
+        raise RetrievalError("sources", f"video {clip.video}: {kind} values up to {np.abs(arr).max():.3g} do not fit float16")
     return arr.astype(np.float16)
 
 
 def _check_options(clip_frames: int, clips_per_video: int, clip_stride: int, batch_size: int) -> None:
     if not isinstance(clip_stride, int) or not (1 <= clip_stride <= MAX_CLIP_STRIDE):
-        raise RetrievalError(f"clip_stride: expected 1..{MAX_CLIP_STRIDE} (1: clips back to back, 2: every "
+        raise RetrievalError("clip_stride", f"expected 1..{MAX_CLIP_STRIDE} (1: clips back to back, 2: every "
                              f"other clip), got {clip_stride!r}")
     if not isinstance(clips_per_video, int) or clips_per_video < 1:
-        raise RetrievalError(f"clips_per_video: expected a positive integer, got {clips_per_video!r}")
+        raise RetrievalError("clips_per_video", f"expected a positive integer, got {clips_per_video!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise RetrievalError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        raise RetrievalError("batch_size", f"expected a positive integer, got {batch_size!r}")
     if clip_frames < 2:
-        raise RetrievalError(f"clip_frames: expected at least 2 (flow needs two frames), got {clip_frames}")
+        raise RetrievalError("clip_frames", f"expected at least 2 (flow needs two frames), got {clip_frames}")
 
 
 def source_entries(sources: Sequence[VideoSource], lite0=None, *, clip_frames: int = CLIP_FRAMES,
@@ -108,7 +108,7 @@ def source_entries(sources: Sequence[VideoSource], lite0=None, *, clip_frames: i
     names = [s.name for s in sources]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise RetrievalError(f"video sources: names must be unique, {dup[0]!r} appears twice")
+        raise RetrievalError("sources", f"video sources: names must be unique, {dup[0]!r} appears twice")
     if lite0 is None:
         lite0 = load_offline_encoder()
 
@@ -171,9 +171,9 @@ def build_offline_from_sources(root: str | os.PathLike, name: str, sources: Sequ
     explicit video sources. encoder: a loaded TextEncoder (default: the writer's default by name).
     Returns (database folder or number of entries added, skipped [(path, reason)])."""
     if mode not in ("create", "overwrite", "add"):
-        raise RetrievalError(f"mode: expected 'create', 'overwrite' or 'add', got {mode!r}")
+        raise RetrievalError("mode", f"expected 'create', 'overwrite' or 'add', got {mode!r}")
     if not sources:
-        raise RetrievalError(f"motion database {name!r}: no video sources given")
+        raise RetrievalError("sources", f"motion database {name!r}: no video sources given")
     skipped: list = []
     entries = source_entries(sources, lite0, clip_frames=clip_frames, sample_fps=sample_fps,
                              clips_per_video=clips_per_video, clip_stride=clip_stride, fallback_fps=fallback_fps,

@@ -13,14 +13,14 @@ from .errors import RetrievalError
 def source_folder(source, what: str) -> Path:
     """`source` as a readable folder; `what` ("motion folder", "video folder"...) starts the message."""
     if source is None or str(source).strip() == "":
-        raise RetrievalError(f"{what}: no source folder given")
+        raise RetrievalError("source_folder", f"{what}: no source folder given")
     path = Path(source).expanduser()
     if not path.exists():
-        raise RetrievalError(f"{what} {path}: does not exist")
+        raise RetrievalError("source_folder", f"{what} {path}: does not exist")
     if not path.is_dir():
-        raise RetrievalError(f"{what} {path}: is not a folder")
+        raise RetrievalError("source_folder", f"{what} {path}: is not a folder")
     if not os.access(path, os.R_OK | os.X_OK):
-        raise RetrievalError(f"{what} {path}: cannot be read (permission denied)")
+        raise RetrievalError("source_folder", f"{what} {path}: cannot be read (permission denied)")
     return path
 
 
@@ -37,7 +37,7 @@ def source_files(source: Path, extensions, what: str, recursive: bool = False) -
     pattern = "**/*" if recursive else "*"
     files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in extensions)
     if not files:
-        raise RetrievalError(f"{what} {source}: holds no {', '.join(extensions)} files"
+        raise RetrievalError("source_folder", f"{what} {source}: holds no {', '.join(extensions)} files"
                              + ("" if recursive else " (sub-folders are not searched; use recursive)"))
     return files, entry_names(source, files)
 
@@ -50,7 +50,7 @@ def sidecar_captions(path: Path) -> list[str]:
     try:
         lines = side.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise RetrievalError(f"caption file {side}: cannot be read ({exc})") from None
+        raise RetrievalError("source_folder", f"caption file {side}: cannot be read ({exc})") from None
     out = []
     for line in lines:
         # Accept HumanML3D-style lines too: the caption is the part before the first '#'.

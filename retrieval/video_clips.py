@@ -66,7 +66,7 @@ def _iter_frames_cv2(path: Path) -> tuple[float, Iterator[np.ndarray]]:
     cap = cv2.VideoCapture(str(path))
     if not cap.isOpened():
         cap.release()
-        raise VideoDecodeError(f"video {path}: cannot be opened or decoded (not a video, damaged, or a codec "
+        raise VideoDecodeError("path", f"video {path}: cannot be opened or decoded (not a video, damaged, or a codec "
                                "OpenCV lacks)")
     fps = float(cap.get(cv2.CAP_PROP_FPS) or 0.0)
 
@@ -90,7 +90,7 @@ def _iter_frames_pil(path: Path) -> tuple[float, Iterator[np.ndarray]]:
         im = Image.open(path)
         im.load()
     except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise VideoDecodeError(f"video {path}: cannot be decoded ({exc})") from None
+        raise VideoDecodeError("path", f"video {path}: cannot be decoded ({exc})") from None
     duration = im.info.get("duration") or 0
     fps = 1000.0 / float(duration) if duration else 0.0
 
@@ -100,7 +100,7 @@ def _iter_frames_pil(path: Path) -> tuple[float, Iterator[np.ndarray]]:
                 im.seek(k)
                 yield np.asarray(im.convert("RGB"))
         except (OSError, EOFError, ValueError) as exc:
-            raise VideoDecodeError(f"video {path}: frame {k} cannot be decoded ({exc})") from None
+            raise VideoDecodeError("path", f"video {path}: frame {k} cannot be decoded ({exc})") from None
         finally:
             im.close()
 
@@ -116,18 +116,18 @@ def decode_clips(path: str | os.PathLike, *, clip_frames: int = CLIP_FRAMES, sam
     has no frames or is shorter than one clip."""
     path = Path(path)
     if clip_frames < 2:
-        raise RetrievalError(f"clip_frames: expected at least 2, got {clip_frames}")
+        raise RetrievalError("clip_frames", f"expected at least 2, got {clip_frames}")
     if not (0 < sample_fps <= 240):
-        raise RetrievalError(f"sample_fps: expected a rate in (0, 240], got {sample_fps}")
+        raise RetrievalError("sample_fps", f"expected a rate in (0, 240], got {sample_fps}")
     if not (1 <= clips_per_video <= MAX_CLIPS_PER_VIDEO):
-        raise RetrievalError(f"clips_per_video: expected 1..{MAX_CLIPS_PER_VIDEO}, got {clips_per_video}")
+        raise RetrievalError("clips_per_video", f"expected 1..{MAX_CLIPS_PER_VIDEO}, got {clips_per_video}")
     if not path.is_file():
-        raise VideoDecodeError(f"video {path}: no such file")
+        raise VideoDecodeError("path", f"video {path}: no such file")
     reader = _iter_frames_pil if path.suffix.lower() in VIDEO_EXTENSIONS_PIL else _iter_frames_cv2
     fps, frames = reader(path)
     if not (0.5 <= fps <= 1000):
         if fallback_fps is None:
-            raise VideoDecodeError(f"video {path}: the file states no usable frame rate ({fps:g}); "
+            raise VideoDecodeError("path", f"video {path}: the file states no usable frame rate ({fps:g}); "
                                    "give fallback_fps")
         fps = float(fallback_fps)
     step = fps / sample_fps                       # source frames per sampled frame
@@ -143,7 +143,7 @@ def decode_clips(path: str | os.PathLike, *, clip_frames: int = CLIP_FRAMES, sam
         seen = index + 1
         if index in wanted:
             if frame.ndim != 3 or frame.shape[2] != 3 or frame.size == 0:
-                raise VideoDecodeError(f"video {path}: frame {index} is not an RGB picture")
+                raise VideoDecodeError("path", f"video {path}: frame {index} is not an RGB picture")
             small = _shrink(frame, short_side)
             for c, k in wanted[index]:
                 picked.setdefault(c, {})[k] = small
@@ -151,18 +151,18 @@ def decode_clips(path: str | os.PathLike, *, clip_frames: int = CLIP_FRAMES, sam
             frames.close()
             break
     if seen == 0:
-        raise VideoDecodeError(f"video {path}: has no frames (empty or undecodable stream)")
+        raise VideoDecodeError("path", f"video {path}: has no frames (empty or undecodable stream)")
     complete = [c for c in sorted(picked) if len(picked[c]) == clip_frames]
     if not complete:
         need = int(round((clip_frames - 1) * step)) + 1
         raise VideoDecodeError(
-            f"video {path}: {seen} frames at {fps:g} fps is shorter than one clip ({clip_frames} frames at "
+            "path", f"video {path}: {seen} frames at {fps:g} fps is shorter than one clip ({clip_frames} frames at "
             f"{sample_fps:g} fps needs {need} source frames, {need / fps:.2f} s)")
     out = []
     for c in complete:
         shapes = {picked[c][k].shape for k in range(clip_frames)}
         if len(shapes) != 1:
-            raise VideoDecodeError(f"video {path}: frames change size within clip {c} ({sorted(shapes)})")
+            raise VideoDecodeError("path", f"video {path}: frames change size within clip {c} ({sorted(shapes)})")
         out.append(DecodedClip(path, int(round(c * span)), np.stack([picked[c][k] for k in range(clip_frames)]),
                                fps))
     return out
@@ -181,7 +181,7 @@ def video_files(source: str | os.PathLike, *, recursive: bool = False) -> list[P
     pattern = "**/*" if recursive else "*"
     files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in VIDEO_EXTENSIONS)
     if not files:
-        raise RetrievalError(f"video folder {source}: holds no videos ({' '.join(VIDEO_EXTENSIONS)})"
+        raise RetrievalError("source_folder", f"video folder {source}: holds no videos ({' '.join(VIDEO_EXTENSIONS)})"
                              + ("" if recursive else "; sub-folders are not searched"))
     return files
 

@@ -45,7 +45,7 @@ APPEARANCE_KIND = "appearance_tokens"
 def motion_kind(base: str) -> str:
     """The payload kind holding motion tokens made with `base`'s projector (e.g. motion_tokens_svd)."""
     if not isinstance(base, str) or not base.strip():
-        raise RetrievalError(f"base: expected a base model name such as 'CogVideoX' or 'SVD', got {base!r}")
+        raise RetrievalError("base", f"expected a base model name such as 'CogVideoX' or 'SVD', got {base!r}")
     return "motion_tokens_" + base.strip().lower()
 
 
@@ -95,7 +95,7 @@ def encode_clips(encoders: VideoEncoders, clips: Sequence[DecodedClip]) -> list[
 def _half(t, kind: str) -> np.ndarray:
     arr = t.detach().cpu().numpy()
     if np.abs(arr).max(initial=0.0) > 65000:
-        raise RetrievalError(f"{kind}: values up to {np.abs(arr).max():.3g} do not fit float16")
+        raise RetrievalError("encoders", f"{kind}: values up to {np.abs(arr).max():.3g} do not fit float16")
     return arr.astype(np.float16)
 
 
@@ -157,9 +157,9 @@ def build_from_videos(root: str | os.PathLike, name: str, source: str | os.PathL
     """Build (mode 'create' or 'overwrite') or extend (mode 'add') database `name` under `root` from a
     folder of captioned videos. Returns (database folder or number of entries added, skipped videos)."""
     if not encoders.projectors:
-        raise RetrievalError("encoders: no motion projector given; pass at least one base's motion_proj")
+        raise RetrievalError("encoders", "no motion projector given; pass at least one base's motion_proj")
     if mode not in ("create", "overwrite", "add"):
-        raise RetrievalError(f"mode: expected 'create', 'overwrite' or 'add', got {mode!r}")
+        raise RetrievalError("mode", f"expected 'create', 'overwrite' or 'add', got {mode!r}")
     skipped: list = []
     entries, n_videos = video_entries(source, encoders, clip_frames=clip_frames, sample_fps=sample_fps,
                                       clips_per_video=clips_per_video, recursive=recursive,

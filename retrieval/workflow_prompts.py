@@ -270,7 +270,7 @@ def workflow_prompts(workflow: dict) -> tuple[list[str], list[str]]:
     widget of the API video nodes. Negative: the same for inputs named "negative" and API negative
     widgets. Each list holds distinct, non-empty texts in the order found."""
     if not isinstance(workflow, dict) or not isinstance(workflow.get("nodes"), list):
-        raise RetrievalError("workflow: expected a ComfyUI workflow object with a 'nodes' list")
+        raise RetrievalError("workflow", "expected a ComfyUI workflow object with a 'nodes' list")
     defs = {d["id"]: d for d in (workflow.get("definitions") or {}).get("subgraphs", []) if isinstance(d, dict)}
     root = _Graph(workflow["nodes"], workflow.get("links", []), defs)
     found = {"positive": [], "negative": []}

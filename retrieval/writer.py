@@ -58,7 +58,7 @@ def _batches(entries: Iterable, size: int):
 
 def _check_cancel(cancel: CancelFn | None) -> None:
     if cancel is not None and cancel():
-        raise BuildCancelled("the build was cancelled; the database was not changed")
+        raise BuildCancelled("cancel", "the build was cancelled; the database was not changed")
 
 
 
@@ -81,13 +81,13 @@ def _check_encoder_object(encoder):
     describe() and encode(texts) -> unit vectors, as TextEncoder has."""
     for attr in ("name", "dim", "describe", "encode"):
         if not hasattr(encoder, attr):
-            raise RetrievalError(f"encoder: expected a text encoder name or a TextEncoder, got {type(encoder).__name__}")
+            raise RetrievalError("encoder", f"expected a text encoder name or a TextEncoder, got {type(encoder).__name__}")
     return encoder
 
 
 def _check_batch(batch_size: int) -> int:
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise RetrievalError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        raise RetrievalError("batch_size", f"expected a positive integer, got {batch_size!r}")
     return batch_size
 
 
@@ -107,7 +107,7 @@ def build_database(root: str | os.PathLike, name: str, entries: Iterable[EntrySp
     _check_batch(batch_size)
     vi.choose_index_type(0, index_type)                  # reject a bad name before any work
     if target.exists() and not overwrite:
-        raise RetrievalError(f"motion database {name!r} already exists at {target}; pass overwrite=True "
+        raise RetrievalError("name", f"motion database {name!r} already exists at {target}; pass overwrite=True "
                              "to replace it, or add entries to it instead")
     enc = get_text_encoder(encoder, root, device) if isinstance(encoder, str) else _check_encoder_object(encoder)
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +121,7 @@ def build_database(root: str | os.PathLike, name: str, entries: Iterable[EntrySp
             try:
                 n = _feed(writer, entries, batch_size=batch_size, total=total, progress=progress, cancel=cancel)
                 if n == 0:
-                    raise RetrievalError(f"motion database {name!r}: the source gave no entries; nothing to build")
+                    raise RetrievalError("entries", f"motion database {name!r}: the source gave no entries; nothing to build")
                 manifest = writer.finish(name)
             except BaseException:
                 writer.abort()
@@ -139,7 +139,7 @@ def _next_generation(root, name: str, *, lock_timeout: float | None, encoder_nam
                      **writer_options):
     folder = fmt.database_dir(root, name)
     if not (folder / fmt.MANIFEST).is_file():
-        raise DatabaseNotFoundError(f"motion database {name!r}: not found at {folder}")
+        raise DatabaseNotFoundError("name", f"motion database {name!r}: not found at {folder}")
     with writer_lock(folder, timeout=lock_timeout):
         base = fmt.read_manifest(folder)
         fmt.check_files(folder, base, checksums=False)
@@ -148,7 +148,7 @@ def _next_generation(root, name: str, *, lock_timeout: float | None, encoder_nam
         enc = get_text_encoder(encoder_name or enc_info["id"], root, device)
         if enc.describe()["id"] != enc_info["id"] or enc.dim != enc_info["dim"] or \
                 enc.fingerprint != enc_info.get("fingerprint", enc.fingerprint):
-            raise RetrievalError(f"motion database {name!r} was built with text encoder {enc_info['id']!r}; "
+            raise RetrievalError("motion_db", f"motion database {name!r} was built with text encoder {enc_info['id']!r}; "
                                  f"entries cannot be added with {enc.name!r}")
         writer = GenerationWriter(folder, base["generation"] + 1, base, enc,
                                    index_choice=base["index"].get("choice", "auto"), **writer_options)
@@ -176,7 +176,7 @@ def add_entries(root: str | os.PathLike, name: str, entries: Iterable[EntrySpec]
         _feed(writer, entries, batch_size=batch_size, total=total, progress=progress, cancel=cancel)
         added = writer.next_entry - start
         if added == 0:
-            raise RetrievalError(f"motion database {name!r}: no entries to add")
+            raise RetrievalError("entries", f"motion database {name!r}: no entries to add")
     return added
 
 
@@ -192,7 +192,7 @@ def add_payloads(root: str | os.PathLike, name: str, kind: str, items: Iterable[
     """
     fmt.validate_kind(kind)
     if kind == fmt.JOINTS_KIND:
-        raise RetrievalError("payload kind 'joints' is fixed when an entry is added; it cannot be replaced")
+        raise RetrievalError("kind", "payload kind 'joints' is fixed when an entry is added; it cannot be replaced")
     _check_batch(batch_size)
     with _next_generation(root, name, lock_timeout=lock_timeout, encoder_name=None, device="cpu",
                           ivf_threshold=vi.IVF_THRESHOLD, max_shard_bytes=max_shard_bytes) as writer:
@@ -205,12 +205,12 @@ def add_payloads(root: str | os.PathLike, name: str, kind: str, items: Iterable[
                 try:
                     key, value = item
                 except (TypeError, ValueError):
-                    raise RetrievalError(f"payload item {done}: expected (entry id or name, array)") from None
+                    raise RetrievalError("items", f"payload item {done}: expected (entry id or name, array)") from None
                 eid = _resolve_entry(writer.db, key, name)
-                arr = as_payload_array(value, kind, f"entry {key!r}")
+                arr = as_payload_array(value, kind, f"entry {key!r}", input="items")
                 if writer.db.execute("SELECT 1 FROM payloads WHERE entry_id = ? AND kind = ?", (eid, kind)).fetchone():
                     if not replace:
-                        raise RetrievalError(f"entry {key!r} already has a {kind!r} payload; pass replace=True")
+                        raise RetrievalError("items", f"entry {key!r} already has a {kind!r} payload; pass replace=True")
                     writer.db.execute("DELETE FROM payloads WHERE entry_id = ? AND kind = ?", (eid, kind))
                 writer.add_payload(eid, kind, arr, description)
                 done += 1
@@ -218,7 +218,7 @@ def add_payloads(root: str | os.PathLike, name: str, kind: str, items: Iterable[
                 progress(done, max(total, done) if total else 0)
         _check_cancel(cancel)
         if done == 0:
-            raise RetrievalError(f"motion database {name!r}: no payloads to add")
+            raise RetrievalError("items", f"motion database {name!r}: no payloads to add")
         if description:
             writer.db.execute("UPDATE payload_kinds SET description = ? WHERE kind = ?", (description, kind))
     return done
@@ -230,16 +230,16 @@ def _resolve_entry(db: sqlite3.Connection, key, dbname: str) -> int:
     elif isinstance(key, str):
         row = db.execute("SELECT id FROM entries WHERE name = ?", (key,)).fetchone()
     else:
-        raise RetrievalError(f"entry {key!r}: expected an entry id (int) or name (str)")
+        raise RetrievalError("items", f"entry {key!r}: expected an entry id (int) or name (str)")
     if row is None:
-        raise RetrievalError(f"motion database {dbname!r} has no entry {key!r}")
+        raise RetrievalError("items", f"motion database {dbname!r} has no entry {key!r}")
     return int(row[0])
 
 
 def delete_database(root: str | os.PathLike, name: str) -> None:
     folder = fmt.database_dir(root, name)
     if not (folder / fmt.MANIFEST).is_file():
-        raise DatabaseNotFoundError(f"motion database {name!r}: not found at {folder}")
+        raise DatabaseNotFoundError("name", f"motion database {name!r}: not found at {folder}")
     aside = folder.parent / f".{name}.old-{secrets.token_hex(4)}"
     with writer_lock(folder):
         os.rename(folder, aside)
