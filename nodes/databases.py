@@ -67,7 +67,7 @@ def open_named_database(name: str, *, progress=None, cancel=None):
     root = locate(name)
     if root is None:
         where = ", ".join(str(r / "databases") for r in roots())
-        raise DatabaseNotFoundError(f"motion database {name!r} was not found in {where}")
+        raise DatabaseNotFoundError("name", f"motion database {name!r} was not found in {where}")
     return get_database(root, name)
 
 

@@ -97,7 +97,7 @@ class BuildVideoDB:
               skip_bad_videos, encoders=None):
         from ..retrieval.database import get_database          # numpy, cv2 and faiss behind these
         from ..retrieval.offline_video_builder import build_offline_from_videos
-        from ..retrieval.video_builder import build_from_videos
+        from ..retrieval.video_token_builder import build_from_videos
 
         if mode == "reuse":
             where = locate(name)
@@ -123,7 +123,7 @@ class BuildVideoDB:
 def _paper_encoders(bases: str, video_encoder: str, image_encoder: str):
     """VideoMAE, DINOv2 and each base's motion projector on ComfyUI's device, after the video models we
     hold and ComfyUI's own have made room."""
-    from ..retrieval.video_builder import VideoEncoders
+    from ..retrieval.video_token_builder import VideoEncoders
 
     device = comfy_env.torch_device()
     dtype = model_dtype(device)
@@ -162,13 +162,13 @@ class CAMAAdapt:
         }}
 
     def adapt(self, refs, image, cama):
-        from ..retrieval.video_builder import APPEARANCE_KIND, motion_kind
+        from ..retrieval.video_token_builder import APPEARANCE_KIND, motion_kind
 
         image = _check_image(image)
         if not isinstance(cama, Held) or cama.group != "cama":
             raise InputError("cama", f"expected {CAMA_TYPE} from Load CAMA, got {type(cama).__name__}")
         if not hasattr(refs, "payloads") or len(refs) == 0:
-            raise RetrievalError(f"refs: expected non-empty {REFS_TYPE} from Text Retrieve")
+            raise InputError("refs", f"expected non-empty {REFS_TYPE} from Text Retrieve")
         bundle = cama.get()
         load_to_device(cama)
         limit = bundle.max_references
@@ -183,7 +183,7 @@ class CAMAAdapt:
             motion = refs.payloads(kinds[0])
             appearance = refs.payloads(kinds[1])
         except RetrievalError as exc:
-            raise RetrievalError(f"refs: {exc}. Use a database built from videos by Build Video DB with "
+            raise RetrievalError("refs", f"{exc.message}. Use a database built from videos by Build Video DB with "
                                  f"{how}") from None
         names = [r.name for r in refs]
         used = min(limit, len(names))

@@ -151,7 +151,7 @@ class BuildMotionDBFromVideos:
         }
 
     def build(self, source_folder, name, mode, mirrored=False, max_seconds=0.0, root_motion="image_plane"):
-        from ..retrieval.video_motion_builder import add_from_videos, build_from_videos   # cv2 behind them
+        from ..retrieval.video_pose_builder import add_from_videos, build_from_videos   # cv2 behind them
 
         name = check_new_name(name)
         source = source_path(source_folder)

@@ -8,6 +8,19 @@
 Names are imported on first use (PEP 562), so importing this package costs nothing and
 pulls in neither faiss nor torch; `python -m retrieval` also runs this file as a
 top-level package, where the relative imports below would not resolve.
+
+The modules, from the disk up:
+    db_format, locking, payloads, vector_index   the on-disk layout, the writer lock, payload shards, faiss
+    text_encoder, search, database, refs         encoding text, ranking, opening a database, query results
+    entry_spec, generation_writer, folder_swap   what an entry is, writing one generation, atomic folder moves
+    writer                                       build / add / add payloads / delete
+    source_folders, builders                     source folders; the library, HumanML3D and motion files
+    video_clips, video_token_builder,            videos -> clips; clips -> MotionRAG tokens; clips ->
+    offline_video_builder, video_pose_builder    offline flow/Lite0 features; videos -> skeletons (BlazePose)
+    builtin_db                                   the built-in motion database, built on first use
+    workflow_prompts, builtin_video_sources,     the built-in video database: prompts read from ComfyUI
+    builtin_video_db                             workflows, sources found in pip packages, the build
+    cli                                          `python -m retrieval`
 """
 from __future__ import annotations
 
@@ -16,7 +29,7 @@ import importlib
 _EXPORTS = {
     "RetrievalError": "errors", "DatabaseNotFoundError": "errors", "DatabaseCorruptError": "errors",
     "EncoderMismatchError": "errors", "BuildCancelled": "errors",
-    "EntrySpec": "writer", "build_database": "writer", "add_entries": "writer", "add_payloads": "writer",
+    "EntrySpec": "entry_spec", "build_database": "writer", "add_entries": "writer", "add_payloads": "writer",
     "delete_database": "writer",
     "MotionDatabase": "database", "open_database": "database", "get_database": "database",
     "forget_databases": "database", "EntryInfo": "database",

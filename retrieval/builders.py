@@ -21,9 +21,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..models.motion import humanml3d, library
+from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
+from ..models.motion.library import mirror_caption
 from ..models.motion.motion import FEATURE_DIM, MotionError
+from .entry_spec import EntrySpec
 from .errors import RetrievalError
-from .writer import EntrySpec, add_entries, build_database
+from .source_folders import caption_from_name, sidecar_captions, source_files, source_folder
+from .writer import add_entries, build_database
 
 HUMANML3D_FPS = 20.0
 HUMANML3D_MIN_FRAMES = 40          # min_motion_len in HumanML3D's Text2MotionDataset (t2m)
@@ -42,8 +47,6 @@ class SourcePlan:
 
 def library_plan(*, include_mirrored: bool = True) -> SourcePlan:
     """Every built-in clip (and its mirrored copy), each with all of its captions."""
-    from ..models.motion import library
-
     names = library.list_clips(include_mirrored=include_mirrored)
 
     def gen() -> Iterator[EntrySpec]:
@@ -73,7 +76,7 @@ def parse_humanml3d_text(path: Path) -> dict[tuple[float, float], list[str]]:
     try:
         lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
-        raise RetrievalError(f"HumanML3D text file {path}: cannot be read ({exc})") from None
+        raise RetrievalError("source_folder", f"HumanML3D text file {path}: cannot be read ({exc})") from None
     spans: dict[tuple[float, float], list[str]] = {}
     for line in lines:
         parts = line.strip().split("#")
@@ -89,55 +92,53 @@ def parse_humanml3d_text(path: Path) -> dict[tuple[float, float], list[str]]:
 
 def _split_ids(source: Path, split: str) -> list[str]:
     if split not in SPLITS:
-        raise RetrievalError(f"HumanML3D split {split!r}: expected one of {', '.join(SPLITS)}")
+        raise RetrievalError("split", f"HumanML3D split {split!r}: expected one of {', '.join(SPLITS)}")
     if split == "all":
         return sorted(p.stem for p in (source / "new_joint_vecs").glob("*.npy"))
     path = source / f"{split}.txt"
     if not path.is_file():
-        raise RetrievalError(f"HumanML3D folder {source}: split file {path.name} is missing "
+        raise RetrievalError("source_folder", f"HumanML3D folder {source}: split file {path.name} is missing "
                              f"(expected {', '.join(s + '.txt' for s in SPLITS[:4])}, or split='all')")
     try:
         return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError) as exc:
-        raise RetrievalError(f"HumanML3D split file {path}: cannot be read ({exc})") from None
+        raise RetrievalError("source_folder", f"HumanML3D split file {path}: cannot be read ({exc})") from None
 
 
 def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_mirrored: bool = True,
                    min_frames: int = HUMANML3D_MIN_FRAMES, max_frames: int | None = None) -> SourcePlan:
     """Entries of one split: each clip with its whole-clip captions, and each captioned
     sub-clip as its own entry (same source clip, so search returns at most one of them)."""
-    from ..models.motion import humanml3d
-
-    source = _source_folder(source, "HumanML3D folder")
+    source = source_folder(source, "HumanML3D folder")
     for sub in ("new_joint_vecs", "texts"):
         if not (source / sub).is_dir():
-            raise RetrievalError(f"HumanML3D folder {source}: has no {sub}/ folder; expected the HumanML3D layout "
+            raise RetrievalError("source_folder", f"HumanML3D folder {source}: has no {sub}/ folder; expected the HumanML3D layout "
                                  "(new_joint_vecs/*.npy, texts/*.txt, train/val/test.txt)")
     ids = _split_ids(source, split)
     if not include_mirrored:
         ids = [i for i in ids if not _is_mirror_id(i)]
     if not ids:
-        raise RetrievalError(f"HumanML3D folder {source}: split {split!r} lists no clips")
+        raise RetrievalError("source_folder", f"HumanML3D folder {source}: split {split!r} lists no clips")
     plan: list[tuple[str, tuple[float, float], list[str]]] = []
     for cid in ids:
         text = source / "texts" / f"{cid}.txt"
         if not text.is_file():
-            raise RetrievalError(f"HumanML3D folder {source}: clip {cid!r} has no captions file texts/{cid}.txt")
+            raise RetrievalError("source_folder", f"HumanML3D folder {source}: clip {cid!r} has no captions file texts/{cid}.txt")
         for span, captions in parse_humanml3d_text(text).items():
             plan.append((cid, span, captions))
     if not plan:
-        raise RetrievalError(f"HumanML3D folder {source}: the {split!r} clips have no captions")
+        raise RetrievalError("source_folder", f"HumanML3D folder {source}: the {split!r} clips have no captions")
 
     def load(cid: str) -> np.ndarray:
         path = source / "new_joint_vecs" / f"{cid}.npy"
         try:
             feats = np.load(path, allow_pickle=False)
         except FileNotFoundError:
-            raise RetrievalError(f"HumanML3D folder {source}: clip {cid!r} has no new_joint_vecs/{cid}.npy") from None
+            raise RetrievalError("source_folder", f"HumanML3D folder {source}: clip {cid!r} has no new_joint_vecs/{cid}.npy") from None
         except (OSError, ValueError, EOFError) as exc:
-            raise RetrievalError(f"HumanML3D file {path}: cannot be read ({exc})") from None
+            raise RetrievalError("source_folder", f"HumanML3D file {path}: cannot be read ({exc})") from None
         if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
-            raise RetrievalError(f"HumanML3D file {path}: expected features of shape (frames, 263), got {feats.shape}")
+            raise RetrievalError("source_folder", f"HumanML3D file {path}: expected features of shape (frames, 263), got {feats.shape}")
         return feats
 
     def gen() -> Iterator[EntrySpec]:
@@ -160,7 +161,7 @@ def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_m
             try:
                 motion = humanml3d.features_to_motion(cache[f0:f1], fps=HUMANML3D_FPS, name=name, provenance=prov)
             except MotionError as exc:
-                raise RetrievalError(f"HumanML3D clip {cid!r} rows {f0}:{f1}: {exc}") from None
+                raise RetrievalError("source_folder", f"HumanML3D clip {cid!r} rows {f0}:{f1}: {exc}") from None
             mirrored = _is_mirror_id(cid)
             yield EntrySpec(motion=motion, captions=captions, name=name, mirrored=mirrored,
                             mirror_of=name[1:] if mirrored else None, source_clip=cid[1:] if mirrored else cid)
@@ -174,57 +175,23 @@ def _is_mirror_id(cid: str) -> bool:
 
 # --------------------------------------------------------------------------- folder of files
 
-def _sidecar_captions(path: Path) -> list[str]:
-    side = path.with_suffix(".txt")
-    if not side.is_file():
-        return []
-    try:
-        lines = side.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise RetrievalError(f"caption file {side}: cannot be read ({exc})") from None
-    out = []
-    for line in lines:
-        # Accept HumanML3D-style lines too: the caption is the part before the first '#'.
-        caption = line.split("#", 1)[0].strip()
-        if caption:
-            out.append(caption)
-    return out
-
-
-def source_files(source: Path, extensions, what: str, recursive: bool = False) -> tuple[list[Path], list[str]]:
-    """The files in `source` with these extensions, sorted, and an entry name for each: its path
-    below `source` without the suffix, or with it where two files share that stem."""
-    pattern = "**/*" if recursive else "*"
-    files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in extensions)
-    if not files:
-        raise RetrievalError(f"{what} {source}: holds no {', '.join(extensions)} files"
-                             + ("" if recursive else " (sub-folders are not searched; use recursive)"))
-    stems = [p.relative_to(source).with_suffix("").as_posix() for p in files]
-    clash = {s for s in stems if stems.count(s) > 1}
-    return files, [p.relative_to(source).as_posix() if s in clash else s for p, s in zip(files, stems)]
-
-
 def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_mirrored: bool = False,
                 fps: float | None = None) -> SourcePlan:
     """Every .bvh/.npz/.npy file in `source`, captioned by <stem>.txt beside it (one caption a
     line). Without a sidecar the file's own caption (.npz) or its name ("walk_fast" ->
     "walk fast") is used. include_mirrored adds a left/right mirrored copy of each, with
     left/right swapped in its captions."""
-    from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
-
-    source = _source_folder(source, "motion folder")
+    source = source_folder(source, "motion folder")
     files, names = source_files(source, SUPPORTED_EXTENSIONS, "motion folder", recursive)
 
     def gen() -> Iterator[EntrySpec]:
-        from ..models.motion.library import mirror_caption
-
         for path, name in zip(files, names):
             try:
                 motion = load_motion_file(path, fps=fps)
             except (MotionError, OSError) as exc:
-                raise RetrievalError(f"motion folder {source}: cannot load {path.name}: {exc}") from None
-            captions = _sidecar_captions(path) or ([motion.caption] if motion.caption.strip() else []) \
-                or [" ".join(path.stem.replace("_", " ").replace("-", " ").split())]
+                raise RetrievalError("source_folder", f"motion folder {source}: cannot load {path.name}: {exc}") from None
+            captions = sidecar_captions(path) or ([motion.caption] if motion.caption.strip() else []) \
+                or [caption_from_name(path)]
             prov = dict(motion.provenance, file=path.relative_to(source).as_posix())
             motion = motion.replace(name=name, provenance=prov)
             yield EntrySpec(motion=motion, captions=captions, name=name, mirrored=False, source_clip=name)
@@ -237,19 +204,6 @@ def folder_plan(source: str | os.PathLike, *, recursive: bool = False, include_m
     return SourcePlan(gen(), len(files) * per_file, f"motion files in {source} ({len(files)} files)")
 
 
-def _source_folder(source, what: str) -> Path:
-    if source is None or str(source).strip() == "":
-        raise RetrievalError(f"{what}: no source folder given")
-    path = Path(source).expanduser()
-    if not path.exists():
-        raise RetrievalError(f"{what} {path}: does not exist")
-    if not path.is_dir():
-        raise RetrievalError(f"{what} {path}: is not a folder")
-    if not os.access(path, os.R_OK | os.X_OK):
-        raise RetrievalError(f"{what} {path}: cannot be read (permission denied)")
-    return path
-
-
 def source_plan(kind: str, source: str | os.PathLike | None = None, **options) -> SourcePlan:
     """The plan for a source kind ('builtin', 'humanml3d', 'folder'), as the command line names them."""
     if kind == "builtin":
@@ -258,7 +212,7 @@ def source_plan(kind: str, source: str | os.PathLike | None = None, **options) -
         return humanml3d_plan(source, **options)
     if kind == "folder":
         return folder_plan(source, **options)
-    raise RetrievalError(f"source kind {kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
+    raise RetrievalError("kind", f"source kind {kind!r}: expected one of {', '.join(SOURCE_KINDS)}")
 
 
 def build_from_source(root, name: str, kind: str, source=None, *, source_options: dict | None = None,

@@ -19,7 +19,12 @@ import sys
 import time
 
 from ..common.paths import default_models_root
+from .builders import add_from_source, build_from_source
+from .builtin_video_db import ensure_builtin_video_database
+from .database import open_database
+from .db_format import list_databases
 from .errors import RetrievalError
+from .writer import delete_database
 
 
 def _progress_printer(label: str):
@@ -119,101 +124,101 @@ def _exclusions(values: list[str]) -> list:
     return out
 
 
+def _build(args, root: str) -> int:
+    opts = {"index_type": args.index, "overwrite": args.overwrite, "batch_size": args.batch_size}
+    if args.encoder:
+        opts["encoder"] = args.encoder
+    folder = build_from_source(root, args.name, args.source_kind, args.source,
+                               source_options=_source_options(args), progress=_progress_printer("build"), **opts)
+    print(file=sys.stderr)
+    with open_database(root, args.name) as db:
+        print(f"built {db.name!r}: {db.entry_count} entries, {db.caption_count} captions, "
+              f"{db.index_type} index, at {folder}")
+    return 0
+
+
+def _add(args, root: str) -> int:
+    n = add_from_source(root, args.name, args.source_kind, args.source, source_options=_source_options(args),
+                        progress=_progress_printer("add"), batch_size=args.batch_size)
+    print(file=sys.stderr)
+    print(f"added {n} entries to {args.name!r}")
+    return 0
+
+
+def _info(args, root: str) -> int:
+    if not args.name:
+        names = list_databases(root)
+        if args.json:
+            print(json.dumps(names))
+        else:
+            print("\n".join(names) if names else f"no databases under {root}")
+        return 0
+    with open_database(root, args.name) as db:
+        info = db.info()
+    if args.json:
+        print(json.dumps(info, indent=1))
+        return 0
+    for key in ("name", "folder", "generation", "entries", "captions", "source_clips", "mirrored", "bytes",
+                "created", "updated", "description"):
+        print(f"{key:13s} {info[key]}")
+    print(f"{'text_encoder':13s} {info['text_encoder']['id']} ({info['text_encoder']['dim']}-d)")
+    print(f"{'index':13s} {info['index']['type']} {info['index'].get('params', {})}")
+    print(f"{'payloads':13s} {', '.join(info['payload_kinds'])}")
+    return 0
+
+
+def _query(args, root: str) -> int:
+    with open_database(root, args.name) as db:
+        t0 = time.perf_counter()
+        hits = db.search(args.text, args.top_k, target_length=args.length, target_fps=args.fps,
+                         exclude=_exclusions(args.exclude) or None, one_per_source=not args.every_entry,
+                         nprobe=args.nprobe)
+        ms = (time.perf_counter() - t0) * 1000
+    if args.json:
+        print(json.dumps([h.as_dict() for h in hits], indent=1))
+        return 0
+    for rank, h in enumerate(hits, 1):
+        print(f"{rank:2d}. {h.score:.4f}  {h.name}  ({h.num_frames} frames)  {h.caption}")
+    print(f"({ms:.1f} ms including text encoding)", file=sys.stderr)
+    return 0
+
+
+def _verify(args, root: str) -> int:
+    with open_database(root, args.name) as db:
+        report = db.verify()
+    print(f"ok: {report['name']!r} generation {report['generation']}, {report['entries']} entries, "
+          f"{report['captions']} captions, {report['files']} files checked")
+    return 0
+
+
+def _build_builtin_videos(args, root: str) -> int:
+    reports: list = []
+    folder = ensure_builtin_video_database(args.models_dir or root, progress=_progress_printer("build"),
+                                           force=args.force, report=reports)
+    print(file=sys.stderr)
+    r = reports[-1]
+    if not r.built:
+        print(f"builtin_videos is up to date at {folder} (use --force to rebuild)")
+        return 0
+    print(f"built builtin_videos: {r.entries} entries from {r.videos} videos, {len(r.skipped)} sources skipped, "
+          f"{r.seconds:.1f} s, at {folder}")
+    for name, why in r.skipped:
+        print(f"  skipped {name}: {why}")
+    return 0
+
+
+def _delete(args, root: str) -> int:
+    delete_database(root, args.name)
+    print(f"deleted {args.name!r}")
+    return 0
+
+
+COMMANDS = {"build": _build, "add": _add, "info": _info, "query": _query, "verify": _verify,
+            "build-builtin-videos": _build_builtin_videos, "delete": _delete}
+
+
 def run(args) -> int:
-    root = args.root or str(default_models_root())
-    if args.command == "build":
-        from .builders import build_from_source
-
-        opts = {"index_type": args.index, "overwrite": args.overwrite, "batch_size": args.batch_size}
-        if args.encoder:
-            opts["encoder"] = args.encoder
-        folder = build_from_source(root, args.name, args.source_kind, args.source,
-                                   source_options=_source_options(args), progress=_progress_printer("build"), **opts)
-        print(file=sys.stderr)
-        from .database import open_database
-
-        with open_database(root, args.name) as db:
-            print(f"built {db.name!r}: {db.entry_count} entries, {db.caption_count} captions, "
-                  f"{db.index_type} index, at {folder}")
-        return 0
-    if args.command == "add":
-        from .builders import add_from_source
-
-        n = add_from_source(root, args.name, args.source_kind, args.source, source_options=_source_options(args),
-                            progress=_progress_printer("add"), batch_size=args.batch_size)
-        print(file=sys.stderr)
-        print(f"added {n} entries to {args.name!r}")
-        return 0
-    if args.command == "info":
-        from .db_format import list_databases
-        from .database import open_database
-
-        if not args.name:
-            names = list_databases(root)
-            if args.json:
-                print(json.dumps(names))
-            else:
-                print("\n".join(names) if names else f"no databases under {root}")
-            return 0
-        with open_database(root, args.name) as db:
-            info = db.info()
-        if args.json:
-            print(json.dumps(info, indent=1))
-        else:
-            for key in ("name", "folder", "generation", "entries", "captions", "source_clips", "mirrored", "bytes",
-                        "created", "updated", "description"):
-                print(f"{key:13s} {info[key]}")
-            print(f"{'text_encoder':13s} {info['text_encoder']['id']} ({info['text_encoder']['dim']}-d)")
-            print(f"{'index':13s} {info['index']['type']} {info['index'].get('params', {})}")
-            print(f"{'payloads':13s} {', '.join(info['payload_kinds'])}")
-        return 0
-    if args.command == "query":
-        from .database import open_database
-
-        with open_database(root, args.name) as db:
-            t0 = time.perf_counter()
-            hits = db.search(args.text, args.top_k, target_length=args.length, target_fps=args.fps,
-                             exclude=_exclusions(args.exclude) or None, one_per_source=not args.every_entry,
-                             nprobe=args.nprobe)
-            ms = (time.perf_counter() - t0) * 1000
-        if args.json:
-            print(json.dumps([h.as_dict() for h in hits], indent=1))
-        else:
-            for rank, h in enumerate(hits, 1):
-                print(f"{rank:2d}. {h.score:.4f}  {h.name}  ({h.num_frames} frames)  {h.caption}")
-            print(f"({ms:.1f} ms including text encoding)", file=sys.stderr)
-        return 0
-    if args.command == "verify":
-        from .database import open_database
-
-        with open_database(root, args.name) as db:
-            report = db.verify()
-        print(f"ok: {report['name']!r} generation {report['generation']}, {report['entries']} entries, "
-              f"{report['captions']} captions, {report['files']} files checked")
-        return 0
-    if args.command == "build-builtin-videos":
-        from .builtin_video_db import ensure_builtin_video_database
-
-        reports: list = []
-        folder = ensure_builtin_video_database(args.models_dir or root, progress=_progress_printer("build"),
-                                               force=args.force, report=reports)
-        print(file=sys.stderr)
-        r = reports[-1]
-        if not r.built:
-            print(f"builtin_videos is up to date at {folder} (use --force to rebuild)")
-            return 0
-        print(f"built builtin_videos: {r.entries} entries from {r.videos} videos, {len(r.skipped)} sources skipped, "
-              f"{r.seconds:.1f} s, at {folder}")
-        for name, why in r.skipped:
-            print(f"  skipped {name}: {why}")
-        return 0
-    if args.command == "delete":
-        from .writer import delete_database
-
-        delete_database(root, args.name)
-        print(f"deleted {args.name!r}")
-        return 0
-    raise AssertionError(args.command)
+    return COMMANDS[args.command](args, args.root or str(default_models_root()))
 
 
 def main(argv: list[str] | None = None) -> int:

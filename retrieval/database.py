@@ -20,11 +20,13 @@ from typing import Any
 
 import numpy as np
 
+from ..common.stamps import file_stamp
 from ..models.motion.motion import Motion
 from . import db_format as fmt
 from . import vector_index as vi
 from .errors import DatabaseCorruptError, DatabaseNotFoundError, EncoderMismatchError, RetrievalError
 from .payloads import PayloadReader
+from .search import search_vector
 from .text_encoder import check_texts, get_text_encoder
 
 _OPEN_RETRIES = 5
@@ -75,7 +77,7 @@ class MotionDatabase:
         self.manifest = m = fmt.read_manifest(self.folder)
         what = f"motion database {self.folder.name!r}"
         fmt.check_files(self.folder, m, checksums=False)
-        self._stat = _manifest_stat(self.folder)
+        self._stat = file_stamp(self.folder / fmt.MANIFEST)
         self.index = vi.read_index(self.folder / m["index"]["file"], expected=m["caption_count"],
                                    dim=int(m["text_encoder"]["dim"]), index_type=m["index"]["type"], what=what)
         self._index_lock = threading.Lock()
@@ -85,9 +87,9 @@ class MotionDatabase:
             (n_entries,), (n_captions,) = (self.sql.execute("SELECT count(*) FROM entries").fetchone(),
                                            self.sql.execute("SELECT count(*) FROM captions").fetchone())
         except Exception as exc:  # noqa: BLE001 - sqlite3.DatabaseError and friends
-            raise DatabaseCorruptError(f"{what}: {m['metadata_file']} is not a readable SQLite database ({exc})") from None
+            raise DatabaseCorruptError("motion_db", f"{what}: {m['metadata_file']} is not a readable SQLite database ({exc})") from None
         if (n_entries, n_captions) != (m["entry_count"], m["caption_count"]):
-            raise DatabaseCorruptError(f"{what}: {m['metadata_file']} holds {n_entries} entries and {n_captions} captions, "
+            raise DatabaseCorruptError("motion_db", f"{what}: {m['metadata_file']} holds {n_entries} entries and {n_captions} captions, "
                                        f"the manifest {m['entry_count']} and {m['caption_count']}")
         self.payloads = PayloadReader(self.folder, m["payload_shards"])
 
@@ -100,12 +102,12 @@ class MotionDatabase:
             with safe_open(str(path), framework="numpy") as f:
                 arrays = {k: f.get_tensor(k) for k in f.keys()}
         except Exception as exc:  # noqa: BLE001
-            raise DatabaseCorruptError(f"{what}: lookup file {path.name} cannot be read: {exc}") from None
+            raise DatabaseCorruptError("motion_db", f"{what}: lookup file {path.name} cannot be read: {exc}") from None
         need = {"caption_entry": m["caption_count"], "entry_group": m["entry_count"], "entry_mirror_of": m["entry_count"],
                 "entry_mirrored": m["entry_count"], "entry_frames": m["entry_count"], "entry_duration": m["entry_count"]}
         for key, n in need.items():
             if key not in arrays or arrays[key].shape != (n,):
-                raise DatabaseCorruptError(f"{what}: lookup array {key!r} is missing or does not have {n} rows")
+                raise DatabaseCorruptError("motion_db", f"{what}: lookup array {key!r} is missing or does not have {n} rows")
         self.caption_entry = arrays["caption_entry"]
         self.entry_group = arrays["entry_group"]
         self.entry_mirror_of = arrays["entry_mirror_of"]
@@ -113,7 +115,7 @@ class MotionDatabase:
         self.entry_frames = arrays["entry_frames"]
         self.entry_duration = arrays["entry_duration"]
         if len(self.caption_entry) and (self.caption_entry.min() < 0 or self.caption_entry.max() >= m["entry_count"]):
-            raise DatabaseCorruptError(f"{what}: lookup maps captions to entries that do not exist")
+            raise DatabaseCorruptError("motion_db", f"{what}: lookup maps captions to entries that do not exist")
 
     # -- basic facts -------------------------------------------------------------------------
     @property
@@ -156,21 +158,21 @@ class MotionDatabase:
 
     def is_current(self) -> bool:
         """False once another process has switched the manifest to a newer generation."""
-        return _manifest_stat(self.folder) == self._stat
+        return file_stamp(self.folder / fmt.MANIFEST) == self._stat
 
     # -- entries -----------------------------------------------------------------------------
     def entry_id(self, key: int | str) -> int:
         if isinstance(key, (int, np.integer)) and not isinstance(key, bool):
             if not 0 <= int(key) < self.entry_count:
-                raise RetrievalError(f"motion database {self.name!r}: no entry id {int(key)} "
+                raise RetrievalError("key", f"motion database {self.name!r}: no entry id {int(key)} "
                                      f"(ids are 0..{self.entry_count - 1})")
             return int(key)
         if isinstance(key, str):
             row = self.sql.execute("SELECT id FROM entries WHERE name = ?", (key,)).fetchone()
             if row is None:
-                raise RetrievalError(f"motion database {self.name!r}: no entry named {key!r}")
+                raise RetrievalError("key", f"motion database {self.name!r}: no entry named {key!r}")
             return int(row[0])
-        raise RetrievalError(f"entry {key!r}: expected an entry id (int) or name (str)")
+        raise RetrievalError("key", f"entry {key!r}: expected an entry id (int) or name (str)")
 
     def captions(self, key: int | str) -> list[str]:
         eid = self.entry_id(key)
@@ -179,7 +181,7 @@ class MotionDatabase:
     def caption_text(self, caption_id: int) -> str:
         row = self.sql.execute("SELECT text FROM captions WHERE id = ?", (int(caption_id),)).fetchone()
         if row is None:
-            raise RetrievalError(f"motion database {self.name!r}: no caption id {caption_id}")
+            raise RetrievalError("caption_id", f"motion database {self.name!r}: no caption id {caption_id}")
         return row[0]
 
     def entry(self, key: int | str) -> EntryInfo:
@@ -201,7 +203,7 @@ class MotionDatabase:
                                (eid, kind)).fetchone()
         if row is None:
             have = [k for (k,) in self.sql.execute("SELECT kind FROM payloads WHERE entry_id = ?", (eid,))]
-            raise RetrievalError(f"motion database {self.name!r}: entry {key!r} has no {kind!r} payload "
+            raise RetrievalError("kind", f"motion database {self.name!r}: entry {key!r} has no {kind!r} payload "
                                  f"(it has {', '.join(have) or 'none'})")
         return self.payloads.read(*row)
 
@@ -229,31 +231,27 @@ class MotionDatabase:
         got = encoder.describe()
         if got["id"] != want["id"] or got["dim"] != want["dim"]:
             raise EncoderMismatchError(
-                f"motion database {self.name!r} was built with text encoder {want['id']!r} ({want['dim']}-d); "
+                "motion_db", f"motion database {self.name!r} was built with text encoder {want['id']!r} ({want['dim']}-d); "
                 f"querying it with {got['id']!r} ({got['dim']}-d) would compare unrelated vectors. "
                 f"Use {want['id']!r} or rebuild the database.")
         if want.get("fingerprint") and got.get("fingerprint") != want["fingerprint"]:
             raise EncoderMismatchError(
-                f"motion database {self.name!r}: the text encoder named {want['id']!r} found now has different "
+                "motion_db", f"motion database {self.name!r}: the text encoder named {want['id']!r} found now has different "
                 f"weights from the one the database was built with (fingerprint {got.get('fingerprint')} vs "
                 f"{want['fingerprint']}); rebuild the database or restore that encoder")
 
     def encode_query(self, text: str, encoder=None) -> np.ndarray:
-        (text,) = check_texts([text], what="query text")
+        (text,) = check_texts([text], what="query text", input="text")
         enc = encoder or self.encoder()
         self.check_encoder(enc)
         return enc.encode([text])[0]
 
     def search(self, text: str, top_k: int = 5, **options) -> list:
         """Entries whose captions best match `text`; see search.search_vector for the options."""
-        from .search import search_vector
-
         encoder = options.pop("encoder", None)
         return search_vector(self, self.encode_query(text, encoder), top_k, **options)
 
     def search_vector(self, vector: Any, top_k: int = 5, **options) -> list:
-        from .search import search_vector
-
         return search_vector(self, vector, top_k, **options)
 
     def raw_search(self, vectors: np.ndarray, k: int, *, nprobe: int | None = None,
@@ -273,29 +271,29 @@ class MotionDatabase:
         fmt.check_files(self.folder, m, checksums=True)
         ok = self.sql.execute("PRAGMA integrity_check").fetchone()[0]
         if ok != "ok":
-            raise DatabaseCorruptError(f"{what}: SQLite integrity check failed: {ok}")
+            raise DatabaseCorruptError("motion_db", f"{what}: SQLite integrity check failed: {ok}")
         missing = self.sql.execute("SELECT count(*) FROM entries e WHERE NOT EXISTS "
                                    "(SELECT 1 FROM payloads p WHERE p.entry_id = e.id AND p.kind = 'joints')").fetchone()[0]
         if missing:
-            raise DatabaseCorruptError(f"{what}: {missing} entries have no joints payload")
+            raise DatabaseCorruptError("motion_db", f"{what}: {missing} entries have no joints payload")
         orphans = self.sql.execute("SELECT count(*) FROM captions c WHERE NOT EXISTS "
                                    "(SELECT 1 FROM entries e WHERE e.id = c.entry_id)").fetchone()[0]
         if orphans:
-            raise DatabaseCorruptError(f"{what}: {orphans} captions belong to no entry")
+            raise DatabaseCorruptError("motion_db", f"{what}: {orphans} captions belong to no entry")
         cap_rows = np.array([r[0] for r in self.sql.execute("SELECT entry_id FROM captions ORDER BY id")], dtype=np.int64)
         if not np.array_equal(cap_rows, self.caption_entry):
-            raise DatabaseCorruptError(f"{what}: lookup caption->entry map disagrees with SQLite")
+            raise DatabaseCorruptError("motion_db", f"{what}: lookup caption->entry map disagrees with SQLite")
         shards_used = {r[0] for r in self.sql.execute("SELECT DISTINCT shard FROM payloads")}
         if not shards_used <= set(m["payload_shards"]):
-            raise DatabaseCorruptError(f"{what}: payloads refer to shards the manifest does not list: "
+            raise DatabaseCorruptError("motion_db", f"{what}: payloads refer to shards the manifest does not list: "
                                        f"{sorted(shards_used - set(m['payload_shards']))}")
         for row in self.sql.execute("SELECT shard, tensor, max(stop) FROM payloads GROUP BY shard, tensor"):
-            handle = self.payloads._handle(row[0])
-            if row[1] not in handle.keys() or handle.get_slice(row[1]).get_shape()[0] < row[2]:
-                raise DatabaseCorruptError(f"{what}: shard {row[0]} tensor {row[1]} is shorter than its payloads")
+            length = self.payloads.tensor_length(row[0], row[1])
+            if length is None or length < row[2]:
+                raise DatabaseCorruptError("motion_db", f"{what}: shard {row[0]} tensor {row[1]} is shorter than its payloads")
         frames = np.array([r[0] for r in self.sql.execute("SELECT num_frames FROM entries ORDER BY id")], dtype=np.int64)
         if not np.array_equal(frames, self.entry_frames):
-            raise DatabaseCorruptError(f"{what}: lookup frame counts disagree with SQLite")
+            raise DatabaseCorruptError("motion_db", f"{what}: lookup frame counts disagree with SQLite")
         return {"name": self.name, "generation": self.generation, "entries": self.entry_count,
                 "captions": self.caption_count, "files": len(m["files"]), "ok": True}
 
@@ -319,20 +317,12 @@ class MotionDatabase:
                 f"captions={self.caption_count}, index={self.index_type})")
 
 
-def _manifest_stat(folder: Path):
-    try:
-        st = os.stat(folder / fmt.MANIFEST)
-    except FileNotFoundError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
-
-
 def open_database(root: str | os.PathLike, name: str) -> MotionDatabase:
     """Open database `name` under <root>/databases (a fresh object; see get_database for a cached one)."""
     folder = fmt.database_dir(root, name)
     if not (folder / fmt.MANIFEST).is_file():
         known = fmt.list_databases(root)
-        raise DatabaseNotFoundError(f"motion database {name!r}: not found at {folder} "
+        raise DatabaseNotFoundError("name", f"motion database {name!r}: not found at {folder} "
                                     f"(databases there: {', '.join(known) or 'none'})")
     return MotionDatabase(folder, root=root)
 

@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ..common.atomic import atomic_write
+from ..common.errors import InputError
 from ..common.paths import safe_child
 from .errors import DatabaseCorruptError, DatabaseNotFoundError, RetrievalError
 
@@ -87,7 +88,7 @@ CREATE TABLE payload_kinds (kind TEXT PRIMARY KEY, description TEXT NOT NULL);
 def validate_kind(kind: Any) -> str:
     if not isinstance(kind, str) or not _KIND_NAME.match(kind):
         raise RetrievalError(
-            f"payload kind {kind!r}: expected lower-case letters, digits and '_' starting with a letter "
+            "kind", f"payload kind {kind!r}: expected lower-case letters, digits and '_' starting with a letter "
             "(e.g. 'joints', 'motion_tokens')")
     return kind
 
@@ -101,8 +102,8 @@ def database_dir(root: str | os.PathLike, name: str) -> Path:
     folder = databases_dir(root)
     try:
         return safe_child(folder, name, what="database name")
-    except ValueError as exc:
-        raise RetrievalError(str(exc)) from None
+    except InputError as exc:
+        raise RetrievalError("name", f"database name {exc.message}") from None
 
 
 def list_databases(root: str | os.PathLike) -> list[str]:
@@ -159,37 +160,37 @@ def read_manifest(folder: Path) -> dict:
     """The manifest of the database in `folder`, with its fields checked (not the files)."""
     path = folder / MANIFEST
     if not folder.is_dir():
-        raise DatabaseNotFoundError(f"motion database {folder.name!r}: no folder {folder}")
+        raise DatabaseNotFoundError("name", f"motion database {folder.name!r}: no folder {folder}")
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
-        raise DatabaseNotFoundError(f"motion database {folder.name!r}: {path} is missing (not a database, "
+        raise DatabaseNotFoundError("name", f"motion database {folder.name!r}: {path} is missing (not a database, "
                                     "or a build that never finished)") from None
     except OSError as exc:
-        raise DatabaseCorruptError(f"motion database {folder.name!r}: cannot read {path}: {exc}") from None
+        raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: cannot read {path}: {exc}") from None
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise DatabaseCorruptError(f"motion database {folder.name!r}: {path} is not valid JSON ({exc})") from None
+        raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: {path} is not valid JSON ({exc})") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
-        raise DatabaseCorruptError(f"motion database {folder.name!r}: {path} is not a {FORMAT} manifest")
+        raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: {path} is not a {FORMAT} manifest")
     if manifest.get("format_version") != FORMAT_VERSION:
         raise DatabaseCorruptError(
-            f"motion database {folder.name!r}: format version {manifest.get('format_version')!r}; "
+            "motion_db", f"motion database {folder.name!r}: format version {manifest.get('format_version')!r}; "
             f"this version of the pack reads version {FORMAT_VERSION}")
     for key, typ in _REQUIRED.items():
         if not isinstance(manifest.get(key), typ):
             raise DatabaseCorruptError(
-                f"motion database {folder.name!r}: manifest field {key!r} is missing or not a {typ.__name__}")
+                "motion_db", f"motion database {folder.name!r}: manifest field {key!r} is missing or not a {typ.__name__}")
     named = [manifest["metadata_file"], manifest["lookup_file"], manifest["index"].get("file", ""),
              *manifest["payload_shards"]]
     for name in named:
         if name not in manifest["files"]:
-            raise DatabaseCorruptError(f"motion database {folder.name!r}: manifest names {name!r} "
+            raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: manifest names {name!r} "
                                        "but lists no size and checksum for it")
     for name in manifest["files"]:
         if file_generation(name) is None:
-            raise DatabaseCorruptError(f"motion database {folder.name!r}: manifest lists an unexpected file {name!r}")
+            raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: manifest lists an unexpected file {name!r}")
     return manifest
 
 
@@ -208,16 +209,16 @@ def check_files(folder: Path, manifest: dict, *, checksums: bool) -> None:
         try:
             size = path.stat().st_size
         except FileNotFoundError:
-            raise DatabaseCorruptError(f"motion database {folder.name!r}: data file {name} is missing") from None
+            raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: data file {name} is missing") from None
         if size != record.get("bytes"):
             raise DatabaseCorruptError(
-                f"motion database {folder.name!r}: {name} has {size} bytes, the manifest expects "
+                "motion_db", f"motion database {folder.name!r}: {name} has {size} bytes, the manifest expects "
                 f"{record.get('bytes')} (truncated or replaced)")
         if checksums:
             digest = sha256_file(path)
             if digest != record.get("sha256"):
                 raise DatabaseCorruptError(
-                    f"motion database {folder.name!r}: {name} fails its checksum "
+                    "motion_db", f"motion database {folder.name!r}: {name} fails its checksum "
                     f"(sha256 {digest[:12]}..., manifest {str(record.get('sha256'))[:12]}...)")
 
 

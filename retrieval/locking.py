@@ -48,7 +48,7 @@ def writer_lock(folder: Path, timeout: float | None = None, poll: float = 0.05) 
         deadline = None if timeout is None else time.monotonic() + timeout
         while not _try_lock(fd):
             if deadline is not None and time.monotonic() >= deadline:
-                raise RetrievalError(f"motion database {folder.name!r}: another process is writing to it "
+                raise RetrievalError("motion_db", f"motion database {folder.name!r}: another process is writing to it "
                                      f"(waited {timeout:g} s for {folder / LOCK_FILE})")
             time.sleep(poll)
         try:

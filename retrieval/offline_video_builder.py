@@ -1,13 +1,13 @@
 """Video databases of the OFFLINE family: captioned clips stored with the features the offline CAMA
 reads, made by encoders that ship with pip packages (no Hugging Face download).
 
-Per clip (16 frames at 8 fps from the start of a video, as video_builder.decode_clips gives):
+Per clip (16 frames at 8 fps from the start of a video, as video_clips.decode_clips gives):
   FLOW_KIND   (15, 128) float16  Farneback optical flow over the 16 frames, pooled on an 8x8 grid
   LITE0_KIND  (49, 1280) float16 EfficientNet-Lite0's 7x7 final feature map of the clip's FIRST frame
-and, as every video entry, a placeholder skeleton (video_builder.placeholder_motion).
+and, as every video entry, a placeholder skeleton (video_clips.placeholder_motion).
 
 Two ways in: a folder of captioned videos (build_offline_from_videos, the counterpart of
-video_builder.build_from_videos), or an explicit list of VideoSource (the built-in video database,
+video_token_builder.build_from_videos), or an explicit list of VideoSource (the built-in video database,
 whose sources carry their own captions and provenance). All clips of one video share one
 source_clip, so training can leave out a query clip's whole video.
 """
@@ -20,10 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
+from .entry_spec import EntrySpec
 from .errors import RetrievalError
-from .video_builder import (CLIP_FRAMES, SAMPLE_FPS, WRITE_BATCH, DecodedClip, VideoDecodeError, _captions,
-                            decode_clips, entry_names, placeholder_motion, video_files)
-from .writer import EntrySpec, add_entries, build_database
+from .source_folders import entry_names
+from .video_clips import (CLIP_FRAMES, SAMPLE_FPS, WRITE_BATCH, DecodedClip, VideoDecodeError, decode_clips,
+                          placeholder_motion, video_captions, video_files)
+from .writer import add_entries, build_database
 
 ENCODERS_NAME = "flow-farneback-128 + efficientnet-lite0"
 MAX_CLIP_STRIDE = 100
@@ -75,22 +77,22 @@ def encode_offline_clips(lite0, clips: Sequence[DecodedClip]) -> list[dict[str, 
 def _half(arr: np.ndarray, kind: str, clip: DecodedClip) -> np.ndarray:
     arr = np.asarray(arr, np.float32)
     if not np.isfinite(arr).all():
-        raise RetrievalError(f"video {clip.video} clip at frame {clip.start_frame}: {kind} has NaN or inf values")
+        raise RetrievalError("sources", f"video {clip.video} clip at frame {clip.start_frame}: {kind} has NaN or inf values")
     if np.abs(arr).max(initial=0.0) > 65000:
-        raise RetrievalError(f"video {clip.video}: {kind} values up to {np.abs(arr).max():.3g} do not fit float16")
+        raise RetrievalError("sources", f"video {clip.video}: {kind} values up to {np.abs(arr).max():.3g} do not fit float16")
     return arr.astype(np.float16)
 
 
 def _check_options(clip_frames: int, clips_per_video: int, clip_stride: int, batch_size: int) -> None:
     if not isinstance(clip_stride, int) or not (1 <= clip_stride <= MAX_CLIP_STRIDE):
-        raise RetrievalError(f"clip_stride: expected 1..{MAX_CLIP_STRIDE} (1: clips back to back, 2: every "
+        raise RetrievalError("clip_stride", f"expected 1..{MAX_CLIP_STRIDE} (1: clips back to back, 2: every "
                              f"other clip), got {clip_stride!r}")
     if not isinstance(clips_per_video, int) or clips_per_video < 1:
-        raise RetrievalError(f"clips_per_video: expected a positive integer, got {clips_per_video!r}")
+        raise RetrievalError("clips_per_video", f"expected a positive integer, got {clips_per_video!r}")
     if not isinstance(batch_size, int) or batch_size < 1:
-        raise RetrievalError(f"batch_size: expected a positive integer, got {batch_size!r}")
+        raise RetrievalError("batch_size", f"expected a positive integer, got {batch_size!r}")
     if clip_frames < 2:
-        raise RetrievalError(f"clip_frames: expected at least 2 (flow needs two frames), got {clip_frames}")
+        raise RetrievalError("clip_frames", f"expected at least 2 (flow needs two frames), got {clip_frames}")
 
 
 def source_entries(sources: Sequence[VideoSource], lite0=None, *, clip_frames: int = CLIP_FRAMES,
@@ -106,7 +108,7 @@ def source_entries(sources: Sequence[VideoSource], lite0=None, *, clip_frames: i
     names = [s.name for s in sources]
     dup = sorted({n for n in names if names.count(n) > 1})
     if dup:
-        raise RetrievalError(f"video sources: names must be unique, {dup[0]!r} appears twice")
+        raise RetrievalError("sources", f"video sources: names must be unique, {dup[0]!r} appears twice")
     if lite0 is None:
         lite0 = load_offline_encoder()
 
@@ -155,7 +157,7 @@ def folder_sources(source: str | os.PathLike, *, recursive: bool = False) -> lis
     source = Path(source).expanduser()
     files = video_files(source, recursive=recursive)
     names = entry_names(source, files)
-    return [VideoSource(p, n, _captions(p), {"video": p.relative_to(source).as_posix()}) for p, n in zip(files, names)]
+    return [VideoSource(p, n, video_captions(p), {"video": p.relative_to(source).as_posix()}) for p, n in zip(files, names)]
 
 
 def build_offline_from_sources(root: str | os.PathLike, name: str, sources: Sequence[VideoSource], *,
@@ -169,9 +171,9 @@ def build_offline_from_sources(root: str | os.PathLike, name: str, sources: Sequ
     explicit video sources. encoder: a loaded TextEncoder (default: the writer's default by name).
     Returns (database folder or number of entries added, skipped [(path, reason)])."""
     if mode not in ("create", "overwrite", "add"):
-        raise RetrievalError(f"mode: expected 'create', 'overwrite' or 'add', got {mode!r}")
+        raise RetrievalError("mode", f"expected 'create', 'overwrite' or 'add', got {mode!r}")
     if not sources:
-        raise RetrievalError(f"motion database {name!r}: no video sources given")
+        raise RetrievalError("sources", f"motion database {name!r}: no video sources given")
     skipped: list = []
     entries = source_entries(sources, lite0, clip_frames=clip_frames, sample_fps=sample_fps,
                              clips_per_video=clips_per_video, clip_stride=clip_stride, fallback_fps=fallback_fps,
@@ -193,7 +195,7 @@ def build_offline_from_videos(root: str | os.PathLike, name: str, source: str | 
                               recursive: bool = False, fallback_fps: float | None = None, skip_bad: bool = False,
                               progress: Callable | None = None, cancel: Callable | None = None,
                               batch_size: int = 4) -> tuple[Path | int, list]:
-    """The offline counterpart of video_builder.build_from_videos: a folder of captioned videos
+    """The offline counterpart of video_token_builder.build_from_videos: a folder of captioned videos
     (<stem>.txt beside each) into database `name`. Returns (folder or entries added, skipped videos)."""
     sources = folder_sources(source, recursive=recursive)
     desc = (f"offline video clips from {Path(source).expanduser()} ({len(sources)} videos; {clip_frames} frames at "

@@ -28,15 +28,17 @@ _DTYPES = {"float16", "float32", "float64", "int8", "int16", "int32", "int64",
            "uint8", "uint16", "uint32", "uint64", "bool"}
 
 
-def as_payload_array(value: Any, kind: str, what: str) -> np.ndarray:
+def as_payload_array(value: Any, kind: str, what: str, input: str = "entries") -> np.ndarray:
+    """`value` as a little-endian contiguous array of a stored dtype; `what` (e.g. "entry 'walk'")
+    starts the message of an error about the argument named `input`."""
     try:
         arr = np.asarray(value)
     except Exception as exc:   # noqa: BLE001 - any conversion failure is bad input
-        raise RetrievalError(f"{what}: payload {kind!r} is not an array ({exc})") from None
+        raise RetrievalError(input, f"{what}: payload {kind!r} is not an array ({exc})") from None
     if arr.dtype.name not in _DTYPES:
-        raise RetrievalError(f"{what}: payload {kind!r} has dtype {arr.dtype}; expected one of {sorted(_DTYPES)}")
+        raise RetrievalError(input, f"{what}: payload {kind!r} has dtype {arr.dtype}; expected one of {sorted(_DTYPES)}")
     if arr.dtype.kind == "f" and not np.isfinite(arr).all():
-        raise RetrievalError(f"{what}: payload {kind!r} contains NaN or infinite values")
+        raise RetrievalError(input, f"{what}: payload {kind!r} contains NaN or infinite values")
     return np.ascontiguousarray(arr, dtype=arr.dtype.newbyteorder("<"))
 
 
@@ -105,25 +107,33 @@ class PayloadReader:
             handle = self._open.get(shard)
             if handle is None:
                 if shard not in self.shards:
-                    raise DatabaseCorruptError(f"payload shard {shard!r} is not listed in the manifest of {self.folder}")
+                    raise DatabaseCorruptError("motion_db", f"payload shard {shard!r} is not listed in the manifest of {self.folder}")
                 from safetensors import safe_open
 
                 try:
                     handle = safe_open(str(self.folder / shard), framework="numpy")
                 except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
-                    raise DatabaseCorruptError(f"payload shard {self.folder / shard} cannot be read: {exc}") from None
+                    raise DatabaseCorruptError("motion_db", f"payload shard {self.folder / shard} cannot be read: {exc}") from None
                 self._open[shard] = handle
             return handle
+
+    def tensor_length(self, shard: str, tensor: str) -> int | None:
+        """The first dimension of `tensor` in `shard` (verification compares it with the payload rows
+        that point into it), or None when the shard holds no such tensor."""
+        handle = self._handle(shard)
+        if tensor not in handle.keys():
+            return None
+        return int(handle.get_slice(tensor).get_shape()[0])
 
     def read(self, shard: str, tensor: str, start: int, stop: int, shape: str) -> np.ndarray:
         handle = self._handle(shard)
         try:
             flat = handle.get_slice(tensor)[start:stop]
         except Exception as exc:  # noqa: BLE001
-            raise DatabaseCorruptError(f"payload shard {shard}: cannot read {tensor}[{start}:{stop}]: {exc}") from None
+            raise DatabaseCorruptError("motion_db", f"payload shard {shard}: cannot read {tensor}[{start}:{stop}]: {exc}") from None
         dims = tuple(json.loads(shape))
         if int(np.prod(dims, dtype=np.int64)) != flat.size:
-            raise DatabaseCorruptError(f"payload shard {shard}: {tensor}[{start}:{stop}] does not hold shape {dims}")
+            raise DatabaseCorruptError("motion_db", f"payload shard {shard}: {tensor}[{start}:{stop}] does not hold shape {dims}")
         return np.array(flat).reshape(dims)
 
     def close(self) -> None:

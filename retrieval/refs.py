@@ -20,7 +20,9 @@ from typing import Any, Iterator, Sequence
 
 import numpy as np
 
+from ..models.motion.humanml3d import joints_to_features
 from ..models.motion.motion import Motion
+from .database import get_database
 from .errors import RetrievalError
 
 VALUE_TYPE = "MOTION_REFS"
@@ -107,7 +109,7 @@ class MotionRefs:
             have = db.entry(r.entry_id).payload_kinds
             if kind not in have:
                 if required:
-                    raise RetrievalError(f"reference {r.name!r} (motion database {self.database!r}) has no {kind!r} "
+                    raise RetrievalError("kind", f"reference {r.name!r} (motion database {self.database!r}) has no {kind!r} "
                                          f"payload; it has {', '.join(have) or 'none'}")
                 out.append(None)
                 continue
@@ -119,20 +121,16 @@ class MotionRefs:
         # Entries stored without features (motion capture, BVH) get them computed from their joints.
         if ref.motion.features is not None:
             return ref.motion.features
-        from ..models.motion.humanml3d import joints_to_features
-
         return joints_to_features(ref.motion.joints)
 
     def _open_database(self):
-        from .database import get_database
-
         if self.database_root is None:
-            raise RetrievalError(f"motion references for {self.query!r} do not record where database "
+            raise RetrievalError("refs", f"motion references for {self.query!r} do not record where database "
                                  f"{self.database!r} lives; payloads other than joints cannot be read")
         db = get_database(Path(os.fspath(self.database_root)), self.database)
         for r in self.refs:          # the same database: the names still sit at those ids
             if db.entry(r.entry_id).name != r.name:
-                raise RetrievalError(f"motion database {self.database!r} has changed since the query: entry "
+                raise RetrievalError("motion_db", f"motion database {self.database!r} has changed since the query: entry "
                                      f"{r.entry_id} is no longer {r.name!r}; run the retrieval again")
         return db
 

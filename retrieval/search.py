@@ -59,7 +59,7 @@ class SearchHit:
     @functools.cached_property
     def motion(self):
         if self.database is None:
-            raise RetrievalError(f"search hit {self.name!r} is not attached to a database")
+            raise RetrievalError("motion_db", f"search hit {self.name!r} is not attached to a database")
         return self.database.load_motion(self.entry_id, caption=self.caption)
 
     def as_dict(self) -> dict:
@@ -74,7 +74,10 @@ def excluded_entries(db, exclude: Iterable[int | str] | int | str | None) -> np.
         return np.zeros(0, dtype=np.int64)
     if isinstance(exclude, (str, int, np.integer)):
         exclude = [exclude]
-    ids = np.array(sorted({db.entry_id(k) for k in exclude}), dtype=np.int64)
+    try:
+        ids = np.array(sorted({db.entry_id(k) for k in exclude}), dtype=np.int64)
+    except RetrievalError as exc:           # an unknown name or id is a bad `exclude`, not a bad key
+        raise exc.for_input("exclude") from None
     if not len(ids):
         return ids
     twins = db.entry_mirror_of[ids]
@@ -89,11 +92,11 @@ def _target_duration(target_length, target_fps) -> float | None:
         frames = float(target_length)
         fps = float(target_fps)
     except (TypeError, ValueError):
-        raise RetrievalError(f"target_length: expected a number of frames, got {target_length!r}") from None
+        raise RetrievalError("target_length", f"expected a number of frames, got {target_length!r}") from None
     if not (frames > 0 and np.isfinite(frames)):
-        raise RetrievalError(f"target_length: expected a positive number of frames, got {target_length!r}")
+        raise RetrievalError("target_length", f"expected a positive number of frames, got {target_length!r}")
     if not (fps > 0 and np.isfinite(fps)):
-        raise RetrievalError(f"target_fps: expected a positive frame rate, got {target_fps!r}")
+        raise RetrievalError("target_fps", f"expected a positive frame rate, got {target_fps!r}")
     return frames / fps
 
 
@@ -101,10 +104,10 @@ def _query_vector(db, vector) -> np.ndarray:
     q = np.asarray(vector, dtype=np.float32).reshape(-1)
     dim = int(db.manifest["text_encoder"]["dim"])
     if q.shape != (dim,):
-        raise RetrievalError(f"query vector: expected {dim} values for {db.text_encoder_id!r}, got {q.size}")
+        raise RetrievalError("vector", f"query vector: expected {dim} values for {db.text_encoder_id!r}, got {q.size}")
     norm = float(np.linalg.norm(q))
     if not np.isfinite(norm) or norm == 0:
-        raise RetrievalError("query vector: must be finite and non-zero")
+        raise RetrievalError("vector", "query vector: must be finite and non-zero")
     return (q / norm)[None]
 
 
@@ -122,13 +125,13 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
     """
     n_entries = db.entry_count
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
-        raise RetrievalError(f"top_k: expected an integer, got {top_k!r}")
+        raise RetrievalError("top_k", f"expected an integer, got {top_k!r}")
     if top_k < 1:
-        raise RetrievalError(f"top_k: expected at least 1, got {top_k}")
+        raise RetrievalError("top_k", f"expected at least 1, got {top_k}")
     if top_k > n_entries:
-        raise RetrievalError(f"top_k: {top_k} is more than the {n_entries} entries in motion database {db.name!r}")
+        raise RetrievalError("top_k", f"{top_k} is more than the {n_entries} entries in motion database {db.name!r}")
     if not (np.isfinite(kinematic_coef) and kinematic_coef >= 0):
-        raise RetrievalError(f"kinematic_coef: expected a number >= 0, got {kinematic_coef!r}")
+        raise RetrievalError("kinematic_coef", f"expected a number >= 0, got {kinematic_coef!r}")
     q = _query_vector(db, vector)
     target = _target_duration(target_length, target_fps)
     # Per-query work stays proportional to the candidate pool, not to the database: no

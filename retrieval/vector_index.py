@@ -34,7 +34,7 @@ def choose_index_type(n_captions: int, requested: str = "auto", ivf_threshold: i
     if requested == "auto":
         return "ivf" if n_captions > ivf_threshold else "flat"
     if requested not in INDEX_TYPES:
-        raise RetrievalError(f"index type {requested!r}: expected 'auto' or one of {', '.join(INDEX_TYPES)}")
+        raise RetrievalError("index_type", f"index type {requested!r}: expected 'auto' or one of {', '.join(INDEX_TYPES)}")
     return requested
 
 
@@ -71,7 +71,7 @@ def new_index(index_type: str, dim: int, vectors: np.ndarray, params: dict):
         index.hnsw.efConstruction = int(params["ef_construction"])
     elif index_type == "ivf":
         if len(vectors) < 1:
-            raise RetrievalError("an IVF index needs at least one caption to train on")
+            raise RetrievalError("index_type", "an IVF index needs at least one caption to train on")
         quantizer = faiss.IndexFlatIP(dim)
         index = faiss.IndexIVFFlat(quantizer, dim, int(params["nlist"]), faiss.METRIC_INNER_PRODUCT)
         index.cp.spherical = True     # centroids on the unit sphere, like the data
@@ -80,7 +80,7 @@ def new_index(index_type: str, dim: int, vectors: np.ndarray, params: dict):
         sample = vectors if n_train == len(vectors) else vectors[np.sort(rng.choice(len(vectors), n_train, replace=False))]
         index.train(np.ascontiguousarray(sample, dtype=np.float32))
     else:
-        raise RetrievalError(f"index type {index_type!r}: expected one of {', '.join(INDEX_TYPES)}")
+        raise RetrievalError("index_type", f"index type {index_type!r}: expected one of {', '.join(INDEX_TYPES)}")
     if len(vectors):
         index.add(np.ascontiguousarray(vectors, dtype=np.float32))
     return index
@@ -128,27 +128,27 @@ def read_index(path: Path, *, expected: int, dim: int, index_type: str, what: st
     try:
         size = os.path.getsize(path)
     except OSError:
-        raise DatabaseCorruptError(f"{what}: index file {path.name} is missing") from None
+        raise DatabaseCorruptError("motion_db", f"{what}: index file {path.name} is missing") from None
     if size == 0:
-        raise DatabaseCorruptError(f"{what}: index file {path.name} is empty")
+        raise DatabaseCorruptError("motion_db", f"{what}: index file {path.name} is empty")
     try:
         flags = faiss.IO_FLAG_MMAP_IFC | faiss.IO_FLAG_READ_ONLY if (mmap and index_type == "flat") else 0
         index = faiss.read_index(str(path), flags)
     except RuntimeError as exc:
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else "unreadable"
-        raise DatabaseCorruptError(f"{what}: index file {path.name} cannot be read (truncated or damaged): {first}") from None
+        raise DatabaseCorruptError("motion_db", f"{what}: index file {path.name} cannot be read (truncated or damaged): {first}") from None
     if index.d != dim:
-        raise DatabaseCorruptError(f"{what}: index {path.name} holds {index.d}-d vectors; the manifest's text encoder "
+        raise DatabaseCorruptError("motion_db", f"{what}: index {path.name} holds {index.d}-d vectors; the manifest's text encoder "
                                    f"gives {dim}-d")
     if index.ntotal != expected:
-        raise DatabaseCorruptError(f"{what}: index {path.name} holds {index.ntotal} vectors but the manifest lists "
+        raise DatabaseCorruptError("motion_db", f"{what}: index {path.name} holds {index.ntotal} vectors but the manifest lists "
                                    f"{expected} captions (manifest and index disagree)")
     kind = type(index).__name__
     expected_kind = {"flat": "IndexFlatIP", "ivf": "IndexIVFFlat", "hnsw": "IndexHNSWFlat"}[index_type]
     if kind != expected_kind:
-        raise DatabaseCorruptError(f"{what}: index {path.name} is a {kind}; the manifest says {index_type!r} ({expected_kind})")
+        raise DatabaseCorruptError("motion_db", f"{what}: index {path.name} is a {kind}; the manifest says {index_type!r} ({expected_kind})")
     if index.metric_type != faiss.METRIC_INNER_PRODUCT:
-        raise DatabaseCorruptError(f"{what}: index {path.name} does not use inner product")
+        raise DatabaseCorruptError("motion_db", f"{what}: index {path.name} does not use inner product")
     return index
 
 

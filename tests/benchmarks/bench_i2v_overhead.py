@@ -39,9 +39,11 @@ load_pack()
 from motionrag_suite.models.i2v.cama import MotionContextTransformer  # noqa: E402
 from motionrag_suite.models.i2v.configs import PAPER_CAMA  # noqa: E402
 from motionrag_suite.retrieval.database import open_database  # noqa: E402
+from motionrag_suite.retrieval.entry_spec import EntrySpec  # noqa: E402
 from motionrag_suite.retrieval.refs import MotionRefs  # noqa: E402
-from motionrag_suite.retrieval.video_builder import APPEARANCE_KIND, motion_kind, placeholder_motion  # noqa: E402
-from motionrag_suite.retrieval.writer import EntrySpec, build_database  # noqa: E402
+from motionrag_suite.retrieval.video_clips import placeholder_motion  # noqa: E402
+from motionrag_suite.retrieval.video_token_builder import APPEARANCE_KIND, motion_kind  # noqa: E402
+from motionrag_suite.retrieval.writer import build_database  # noqa: E402
 
 SUBJECTS = ["a dog", "a woman", "a man", "a child", "a cat", "a horse", "a car", "a bird", "waves", "a dancer",
             "a skier", "a cyclist"]

@@ -70,7 +70,8 @@ from motionrag_suite.retrieval import vector_index as vi  # noqa: E402
 from motionrag_suite.retrieval.builders import build_from_library  # noqa: E402
 from motionrag_suite.retrieval.database import open_database  # noqa: E402
 from motionrag_suite.retrieval.text_encoder import get_text_encoder  # noqa: E402
-from motionrag_suite.retrieval.writer import EntrySpec, build_database  # noqa: E402
+from motionrag_suite.retrieval.entry_spec import EntrySpec  # noqa: E402
+from motionrag_suite.retrieval.writer import build_database  # noqa: E402
 
 
 def log(msg: str) -> None:

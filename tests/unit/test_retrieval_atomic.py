@@ -14,8 +14,9 @@ import pytest
 
 from motionrag_suite.retrieval.database import open_database
 from motionrag_suite.retrieval.errors import BuildCancelled
+from motionrag_suite.retrieval.folder_swap import remove_stale_builds
 from motionrag_suite.retrieval.text_encoder import get_text_encoder
-from motionrag_suite.retrieval.writer import add_entries, remove_stale_builds
+from motionrag_suite.retrieval.writer import add_entries
 
 from common.standalone import PACK_ROOT
 
@@ -29,7 +30,8 @@ os.environ["HF_HUB_OFFLINE"] = "1"; os.environ["TRANSFORMERS_OFFLINE"] = "1"
 sys.path.insert(0, {str(PACK_ROOT)!r})
 from common.standalone import load_pack; load_pack()
 import numpy as np
-from motionrag_suite.retrieval.writer import EntrySpec, build_database, add_entries
+from motionrag_suite.retrieval.entry_spec import EntrySpec
+from motionrag_suite.retrieval.writer import build_database, add_entries
 from motionrag_suite.retrieval.database import open_database
 from motionrag_suite.models.motion.motion import Motion
 root = sys.argv[1]

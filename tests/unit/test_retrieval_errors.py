@@ -9,8 +9,10 @@ from motionrag_suite.retrieval import db_format as fmt
 from motionrag_suite.retrieval import vector_index as vi
 from motionrag_suite.retrieval.builders import folder_plan, humanml3d_plan
 from motionrag_suite.retrieval.database import open_database
+from motionrag_suite.common.errors import InputError
+from motionrag_suite.retrieval.entry_spec import EntrySpec
 from motionrag_suite.retrieval.errors import (DatabaseCorruptError, DatabaseNotFoundError, RetrievalError)
-from motionrag_suite.retrieval.writer import EntrySpec, add_entries, build_database
+from motionrag_suite.retrieval.writer import add_entries, build_database
 
 from .test_retrieval_fixtures import CLIPS, build_small, clip_specs, make_motion
 
@@ -29,6 +31,30 @@ def _rewrite_manifest(folder, edit):
 
 def test_retrieval_error_is_a_value_error():
     assert issubclass(RetrievalError, ValueError) and issubclass(DatabaseCorruptError, RetrievalError)
+
+
+def test_every_error_names_the_input_it_is_about(small, tmp_path):
+    """Each library error is an InputError whose `.input` is the argument that carried the bad value
+    (or "motion_db" for the state of a database), and whose message starts with that name."""
+    assert issubclass(RetrievalError, InputError)
+    db = open_database(small, "small")
+
+    def raised(fn, *args, **kw) -> RetrievalError:
+        with pytest.raises(RetrievalError) as info:
+            fn(*args, **kw)
+        assert str(info.value).startswith(f"{info.value.input}: ")
+        return info.value
+
+    assert raised(db.search, "  ").input == "text"
+    assert raised(db.search, "walk", top_k=0).input == "top_k"
+    assert raised(db.search, "walk", top_k=1, target_length=-3).input == "target_length"
+    assert raised(db.search, "walk", top_k=1, exclude=["no_such_clip"]).input == "exclude"
+    assert raised(open_database, small, "nope").input == "name"
+    assert raised(open_database, small, "../x").input == "name"
+    assert raised(folder_plan, tmp_path / "missing").input == "source_folder"
+    assert raised(humanml3d_plan, tmp_path / "missing").input == "source_folder"
+    assert raised(build_database, small, "small", clip_specs(CLIPS[:1])).input == "name"
+    assert raised(build_database, small, "other", [EntrySpec(make_motion("x", 30), [])]).input == "entries"
 
 
 @pytest.mark.parametrize("text", ["", "   ", "\n\t"])

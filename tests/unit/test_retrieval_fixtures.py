@@ -16,7 +16,8 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 from motionrag_suite.models.motion import skeleton  # noqa: E402
 from motionrag_suite.models.motion.motion import Motion  # noqa: E402
-from motionrag_suite.retrieval.writer import EntrySpec, build_database  # noqa: E402
+from motionrag_suite.retrieval.entry_spec import EntrySpec  # noqa: E402
+from motionrag_suite.retrieval.writer import build_database  # noqa: E402
 
 # (name, frames, captions); pairs named X / M_X are mirrored twins.
 CLIPS = (

@@ -9,7 +9,8 @@ from motionrag_suite.retrieval import db_format as fmt
 from motionrag_suite.retrieval.database import get_database, open_database
 from motionrag_suite.retrieval.errors import RetrievalError
 from motionrag_suite.retrieval.text_encoder import get_text_encoder
-from motionrag_suite.retrieval.writer import EntrySpec, add_entries, add_payloads
+from motionrag_suite.retrieval.entry_spec import EntrySpec
+from motionrag_suite.retrieval.writer import add_entries, add_payloads
 
 from .test_retrieval_fixtures import CLIPS, build_small, clip_specs, file_hashes, make_motion
 

@@ -7,7 +7,8 @@ import pytest
 
 from motionrag_suite.retrieval.database import open_database
 from motionrag_suite.retrieval.search import KINEMATIC_COEF, length_factor
-from motionrag_suite.retrieval.writer import EntrySpec, add_entries, build_database
+from motionrag_suite.retrieval.entry_spec import EntrySpec
+from motionrag_suite.retrieval.writer import add_entries, build_database
 
 from .test_retrieval_fixtures import CLIPS, build_small, make_motion
 

@@ -188,8 +188,9 @@ def test_length_out_of_range_is_refused(db):
 
 
 def test_database_of_video_clips_is_refused(models_root):
-    from motionrag_suite.retrieval.video_builder import placeholder_motion
-    from motionrag_suite.retrieval.writer import EntrySpec, build_database
+    from motionrag_suite.retrieval.video_clips import placeholder_motion
+    from motionrag_suite.retrieval.entry_spec import EntrySpec
+    from motionrag_suite.retrieval.writer import build_database
 
     # What Build Video DB writes: a standing placeholder skeleton per clip, the motion kept elsewhere.
     entries = [EntrySpec(motion=placeholder_motion(16, 8.0, name=f"clip{i}", provenance={"source": "video"}),
@@ -239,7 +240,8 @@ def test_pickle_checkpoint_is_refused_without_unpickling(models_root, db, tmp_pa
 
 def test_missing_model_and_too_many_references_are_refused(models_root, db):
     from motionrag_suite.models.motion import library
-    from motionrag_suite.retrieval.writer import EntrySpec, build_database
+    from motionrag_suite.retrieval.entry_spec import EntrySpec
+    from motionrag_suite.retrieval.writer import build_database
 
     with pytest.raises(InputError, match="^model: 'nope' was not found"):
         run(db, model="nope")

@@ -226,7 +226,7 @@ def test_build_motion_db_from_a_folder_of_videos(tmp_path):
 
     from motionrag_suite.retrieval.database import get_database
     from motionrag_suite.retrieval.errors import RetrievalError
-    from motionrag_suite.retrieval.video_motion_builder import build_from_videos
+    from motionrag_suite.retrieval.video_pose_builder import build_from_videos
 
     src = tmp_path / "videos"
     src.mkdir()

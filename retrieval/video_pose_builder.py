@@ -11,11 +11,14 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from ..models.motion.library import mirror_caption
 from ..models.motion.motion import MotionError
 from ..models.motion.video_pose import VIDEO_EXTENSIONS, extract_motion_from_file, probe_video, require_mediapipe
-from .builders import SourcePlan, _sidecar_captions, _source_folder, source_files
+from .builders import SourcePlan
+from .entry_spec import EntrySpec
 from .errors import RetrievalError
-from .writer import EntrySpec, add_entries, build_database
+from .source_folders import caption_from_name, sidecar_captions, source_files, source_folder
+from .writer import add_entries, build_database
 
 MIN_FRAMES = 10     # at 20 fps: half a second; shorter "motions" are detector noise
 
@@ -28,12 +31,11 @@ def video_motion_plan(source: str | os.PathLike, *, recursive: bool = False, inc
     try:
         require_mediapipe()
     except MotionError as exc:
-        raise RetrievalError(str(exc)) from None
-    source = _source_folder(source, "video folder")
+        raise RetrievalError("source_folder", str(exc)) from None
+    source = source_folder(source, "video folder")
     files, names = source_files(source, VIDEO_EXTENSIONS, "video folder", recursive)
 
     def gen() -> Iterator[EntrySpec]:
-        from ..models.motion.library import mirror_caption
         for path, name in zip(files, names):
             try:
                 max_frames = 0
@@ -44,11 +46,11 @@ def video_motion_plan(source: str | os.PathLike, *, recursive: bool = False, inc
                                                   root_motion=root_motion, name=name,
                                                   provenance={"file": path.relative_to(source).as_posix()})
             except MotionError as exc:
-                raise RetrievalError(f"video folder {source}: {path.name}: {exc}") from None
+                raise RetrievalError("source_folder", f"video folder {source}: {path.name}: {exc}") from None
             if motion.num_frames < MIN_FRAMES:
-                raise RetrievalError(f"video folder {source}: {path.name} gives {motion.num_frames} frames at "
+                raise RetrievalError("source_folder", f"video folder {source}: {path.name} gives {motion.num_frames} frames at "
                                      f"20 fps; at least {MIN_FRAMES} are needed")
-            captions = _sidecar_captions(path) or [" ".join(path.stem.replace("_", " ").replace("-", " ").split())]
+            captions = sidecar_captions(path) or [caption_from_name(path)]
             motion = motion.replace(caption=captions[0])
             yield EntrySpec(motion=motion, captions=captions, name=name, mirrored=False, source_clip=name)
             if include_mirrored:
