@@ -10,10 +10,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Callable
 
-from ..common.errors import InputError
 from ..retrieval.builtin_db import BUILTIN, ensure_builtin_database
 from ..retrieval.db_format import MANIFEST, database_dir, list_databases
-from ..retrieval.errors import DatabaseCorruptError, DatabaseNotFoundError
+from ..retrieval.errors import DatabaseCorruptError, DatabaseNotFoundError, RetrievalError
 from . import comfy_env
 
 DB_TYPE = "MOTION_DB"
@@ -76,7 +75,7 @@ def as_database(value):
     from ..retrieval.database import MotionDatabase, get_database
 
     if not isinstance(value, MotionDatabase):
-        raise InputError("motion_db", f"expected a {DB_TYPE} from Load Motion DB or Build Motion DB, "
+        raise RetrievalError("motion_db", f"expected a {DB_TYPE} from Load Motion DB or Build Motion DB, "
                                       f"got {type(value).__name__}")
     with comfy_env.inputs_named(name="motion_db"):     # deleted or damaged since it was loaded
         return get_database(value.root, value.name)
@@ -97,9 +96,9 @@ def check_new_name(name: str) -> str:
     """A name for a new database (or one to add to): not empty, not a reserved name, a safe folder name."""
     name = str(name or "").strip()
     if not name:
-        raise InputError("name", "is empty; give the database a name such as 'my_motions'")
+        raise RetrievalError("name", "is empty; give the database a name such as 'my_motions'")
     if name == BUILTIN:
-        raise InputError("name", f"{BUILTIN!r} is the built-in database, which Load Motion DB manages; "
+        raise RetrievalError("name", f"{BUILTIN!r} is the built-in database, which Load Motion DB manages; "
                              "choose another name")
     with comfy_env.inputs_named(database="name", motion_db="name"):
         database_dir(roots()[0], name)
@@ -114,13 +113,13 @@ def build_or_add(name: str, mode: str, build: Callable[[Path], None], add: Calla
     where = locate(name)
     if mode == "create":
         if where is not None:
-            raise InputError("name", f"a motion database {name!r} already exists at {database_dir(where, name)}; "
+            raise RetrievalError("name", f"a motion database {name!r} already exists at {database_dir(where, name)}; "
                                      "choose another name, or mode 'add'")
         build(roots()[0])
         db = get_database(roots()[0], name)
         return db, f"built {db_summary(db)}"
     if where is None:
-        raise InputError("name", f"there is no motion database {name!r} to add to (databases: "
+        raise RetrievalError("name", f"there is no motion database {name!r} to add to (databases: "
                                  f"{', '.join(database_names()[1:]) or 'none'}); use mode 'create'")
     added = add(where)
     db = get_database(where, name)

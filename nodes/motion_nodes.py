@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from ..common.errors import InputError
+from ..models.motion import MotionError
 from ..models.motion.motiondiff_compat import from_motion_data, to_motion_data
 from . import comfy_env
 
@@ -17,9 +18,9 @@ def _resolve_user_path(path: str) -> Path:
     raw = path.strip().strip('"')
     candidate = comfy_env.input_path(raw, what="path")
     if candidate.suffix.lower() not in SUPPORTED_EXTENSIONS:
-        raise InputError("path", f"{raw!r} is not a motion file; expected one of {', '.join(SUPPORTED_EXTENSIONS)}")
+        raise MotionError("path", f"{raw!r} is not a motion file; expected one of {', '.join(SUPPORTED_EXTENSIONS)}")
     if not candidate.is_file():
-        raise InputError("path", f"no file at {candidate}")
+        raise MotionError("path", f"no file at {candidate}")
     return candidate
 
 
@@ -28,8 +29,8 @@ def _load_file(file: Path, fps: float | None, input_name: str):
 
     try:
         return load_motion_file(file, fps=fps)
-    except InputError as exc:
-        raise InputError(input_name, str(exc)) from exc      # the file's own complaint, under the node's input
+    except MotionError as exc:
+        raise MotionError(input_name, str(exc)) from exc      # the file's own complaint, under the node's input
 
 
 def _clip_choices() -> list[str]:
@@ -78,7 +79,7 @@ class LoadMotion:
         if path and path.strip():
             try:
                 _resolve_user_path(path)
-            except InputError as exc:
+            except MotionError as exc:
                 return str(exc)
         return True
 
@@ -89,7 +90,7 @@ class LoadMotion:
         if path and path.strip():
             try:
                 target = _resolve_user_path(path)
-            except InputError:
+            except MotionError:
                 return float("nan")
         elif clip.startswith(FILE_PREFIX):
             target = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
@@ -107,7 +108,7 @@ class LoadMotion:
         elif clip.startswith(FILE_PREFIX):
             found = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
             if found is None:
-                raise InputError("clip", f"{clip!r} is no longer in models/motionrag/motions")
+                raise MotionError("clip", f"{clip!r} is no longer in models/motionrag/motions")
             motion = _load_file(found, fps, "clip")
         else:
             motion = library.load_clip(clip)

@@ -79,31 +79,30 @@ def _check_source(source_folder: str, kind: str) -> Path | None:
         return None
     path = source_path(source_folder)
     if not path.exists():
-        raise InputError("source_folder", f"{path} does not exist")
+        raise RetrievalError("source_folder", f"{path} does not exist")
     if not path.is_dir():
-        raise InputError("source_folder", f"{path} is not a folder")
+        raise RetrievalError("source_folder", f"{path} is not a folder")
     try:
         listing = list(path.iterdir())
     except OSError as exc:
-        raise InputError("source_folder", f"{path} cannot be read ({exc.strerror or exc})") from None
+        raise RetrievalError("source_folder", f"{path} cannot be read ({exc.strerror or exc})") from None
     if not listing:
-        raise InputError("source_folder", f"{path} is empty")
+        raise RetrievalError("source_folder", f"{path} is empty")
     if kind == "humanml3d":
         missing = [sub for sub in ("new_joint_vecs", "texts") if not (path / sub).is_dir()]
         if missing:
-            raise InputError("source_folder", f"{path} has no {' or '.join(s + '/' for s in missing)} folder; "
+            raise RetrievalError("source_folder", f"{path} has no {' or '.join(s + '/' for s in missing)} folder; "
                                  "kind 'humanml3d' expects new_joint_vecs/*.npy, texts/*.txt and train.txt "
                                  "(or val/test.txt)")
     elif kind == "motion_files":
         if not any(p.is_file() and p.suffix.lower() in SUPPORTED_EXTENSIONS for p in listing):
-            raise InputError("source_folder", f"{path} holds no {', '.join(SUPPORTED_EXTENSIONS)} files "
+            raise RetrievalError("source_folder", f"{path} holds no {', '.join(SUPPORTED_EXTENSIONS)} files "
                                  "(each may have a .txt beside it with one caption a line)")
     return path
 
 
 # a build's library errors name the library's arguments; these are the node's words for them
-BUILD_INPUTS = {"source": "source_folder", "folder": "source_folder", "path": "source_folder",
-                "database": "name", "motion_db": "name"}
+BUILD_INPUTS = {"entries": "source_folder", "motion_db": "name"}
 
 
 class BuildMotionDB:
@@ -158,8 +157,13 @@ class BuildMotionDB:
     @classmethod
     def VALIDATE_INPUTS(cls, source_folder=None, kind=None, name=None, mode=None):
         # None: the input is linked and only known at run time, where build() checks it.
-        # kind and mode are dropdowns, which ComfyUI itself checks
+        # ComfyUI leaves the list check of a dropdown to VALIDATE_INPUTS when it takes that input, as this
+        # one must (the source folder is checked by kind)
         try:
+            if kind is not None and kind not in SOURCE_KINDS:
+                raise RetrievalError("kind", f"{kind!r} is not one of {', '.join(SOURCE_KINDS)}")
+            if mode is not None and mode not in MODES:
+                raise RetrievalError("mode", f"{mode!r} is not one of {', '.join(MODES)}")
             if name is not None:
                 check_new_name(name)
             if source_folder is not None and kind in SOURCE_KINDS:
@@ -218,11 +222,11 @@ def _exclusions(db, text: str) -> list:
             keys.append(db.entry_id(part))
         except RetrievalError:
             if not part.isdigit():
-                raise InputError("exclude", f"motion database {db.name!r} has no entry named {part!r}") from None
+                raise RetrievalError("exclude", f"motion database {db.name!r} has no entry named {part!r}") from None
             try:
                 keys.append(db.entry_id(int(part)))
             except RetrievalError as exc:
-                raise InputError("exclude", exc.message) from None
+                raise RetrievalError("exclude", exc.message) from None
     return keys
 
 
@@ -285,17 +289,17 @@ class TextRetrieve:
         from ..retrieval.refs import MotionRefs
 
         if not isinstance(text, str) or not text.strip():
-            raise InputError("text", "is empty; describe a motion, e.g. 'a person does a cartwheel'")
+            raise RetrievalError("text", "is empty; describe a motion, e.g. 'a person does a cartwheel'")
         query = " ".join(text.split())
         db = as_database(motion_db)
         if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 1:
-            raise InputError("top_k", f"expected a whole number of at least 1, got {top_k!r}")
+            raise RetrievalError("top_k", f"expected a whole number of at least 1, got {top_k!r}")
         clips = int(db.entry_group.max()) + 1 if db.entry_count else 0
         if top_k > clips:
-            raise InputError("top_k", f"{top_k} is more than the {clips} distinct source clips in motion database "
+            raise RetrievalError("top_k", f"{top_k} is more than the {clips} distinct source clips in motion database "
                                  f"{db.name!r} (mirrored copies and sub-clips of one clip count once)")
         if isinstance(target_length, bool) or not isinstance(target_length, int) or target_length < 0:
-            raise InputError("target_length", f"expected a whole number of frames (0 = none), got {target_length!r}")
+            raise RetrievalError("target_length", f"expected a whole number of frames (0 = none), got {target_length!r}")
         keys = _exclusions(db, exclude)
         # the library checks the query again (e.g. its length): those errors name "text"; the database's own
         # errors are about this node's motion_db input
@@ -303,7 +307,7 @@ class TextRetrieve:
             hits = db.search(query, top_k, target_length=target_length or None, exclude=keys or None,
                              one_per_source=True)
         if not hits:
-            raise InputError("exclude", f"leaves no entries of motion database {db.name!r} to return")
+            raise RetrievalError("exclude", f"leaves no entries of motion database {db.name!r} to return")
         refs = MotionRefs.from_hits(query, hits, database=db, target_length=target_length or None)
 
         # Preview: every reference at the first one's frame rate, each panel looping its own clip.
@@ -313,7 +317,7 @@ class TextRetrieve:
         _, _, width, height = sheet_layout(len(motions), panel, panel)
         frames = min(MAX_PREVIEW_FRAMES, max(m.num_frames for m in motions))
         if frames * width * height * 3 * 4 > MAX_PREVIEW_BYTES:
-            raise InputError("panel_size", f"a {width}x{height} preview of {frames} frames for top_k {top_k} would "
+            raise RetrievalError("panel_size", f"a {width}x{height} preview of {frames} frames for top_k {top_k} would "
                                  f"need more than {MAX_PREVIEW_BYTES / 1024 ** 3:g} GiB; use a smaller panel_size or top_k")
         work = sum(min(MAX_PREVIEW_FRAMES, m.num_frames) for m in motions)
         sheet = render_contact_sheet(

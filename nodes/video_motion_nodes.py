@@ -3,13 +3,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from ..common.errors import InputError
+from ..models.motion import MotionError
 from . import comfy_env
 from .databases import MODES, build_or_add, check_new_name, source_path
 
 ROOT_MOTIONS = ("image_plane", "none")
-VIDEO_INPUTS = {"source": "source_folder", "folder": "source_folder", "path": "source_folder",
-                "database": "name", "motion_db": "name"}
+VIDEO_INPUTS = {"entries": "source_folder", "motion_db": "name"}
 
 
 def _resolve_video(path: str) -> Path:
@@ -18,9 +17,9 @@ def _resolve_video(path: str) -> Path:
     raw = str(path or "").strip().strip('"')
     candidate = comfy_env.input_path(raw, what="video_path")
     if candidate.suffix.lower() not in VIDEO_EXTENSIONS:
-        raise InputError("video_path", f"{raw!r} is not a video file; expected one of {', '.join(VIDEO_EXTENSIONS)}")
+        raise MotionError("video_path", f"{raw!r} is not a video file; expected one of {', '.join(VIDEO_EXTENSIONS)}")
     if not candidate.is_file():
-        raise InputError("video_path", f"no file at {candidate}")
+        raise MotionError("video_path", f"no file at {candidate}")
     return candidate
 
 
@@ -76,10 +75,10 @@ class ExtractMotionFromVideo:
         options = {"root_motion": root_motion, "smoothing_seconds": float(smoothing)}
         if images is not None:
             if not fps or fps <= 0:
-                raise InputError("fps", "give the video's frame rate (from the video loader) when frames are connected")
+                raise MotionError("fps", "give the video's frame rate (from the video loader) when frames are connected")
             frames = images.detach().cpu().numpy() if hasattr(images, "detach") else images
             if getattr(frames, "ndim", 0) != 4 or frames.shape[-1] != 3:
-                raise InputError("images", f"expected an IMAGE batch [frames, height, width, 3], got shape "
+                raise MotionError("images", f"expected an IMAGE batch [frames, height, width, 3], got shape "
                                   f"{getattr(frames, 'shape', None)}")
             if max_seconds and max_seconds > 0:
                 frames = frames[:max(1, int(round(max_seconds * fps)))]
@@ -93,7 +92,7 @@ class ExtractMotionFromVideo:
             step = comfy_env.progress(max(count if not max_frames else min(count, max_frames), 1))
             motion = video_pose.extract_motion_from_file(path, fps=fps, max_frames=max_frames, callback=step, **options)
         else:
-            raise InputError("images / video_path", "connect video frames or give a video file path")
+            raise MotionError("images / video_path", "connect video frames or give a video file path")
         from ..models.motion.motiondiff_compat import to_motion_data
 
         return (to_motion_data(motion), motion.num_frames)
