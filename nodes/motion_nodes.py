@@ -79,7 +79,7 @@ class LoadMotion:
         if path and path.strip():
             try:
                 _resolve_user_path(path)
-            except MotionError as exc:
+            except InputError as exc:
                 return str(exc)
         return True
 
@@ -90,7 +90,7 @@ class LoadMotion:
         if path and path.strip():
             try:
                 target = _resolve_user_path(path)
-            except MotionError:
+            except InputError:
                 return float("nan")
         elif clip.startswith(FILE_PREFIX):
             target = comfy_env.find_motion_file(clip[len(FILE_PREFIX):])
