@@ -14,7 +14,7 @@ Entry points (what a node calls):
     out.tokens    (T / 4, 6) token ids
 
     length_frames=0 draws the length from the length estimator; prefix / suffix (features of frames
-    to keep) turn generation into temporal inpainting. inpaint.py also has `inpaint(model, emb,
+    to keep) turn generation into temporal inpainting. inpaint.py also has `inpaint_motion(model, emb,
     source_features, spans, ...)` (regenerate spans of a motion) and `chain(model, [(emb, frames),
     ...], ...)` (one long motion from several prompts, each segment continuing the previous one's tail).
     Bad input raises common.errors.InputError naming the argument ("folder", "length_frames", ...).
@@ -41,7 +41,7 @@ import importlib
 _EXPORTS = {
     "load_momask": "checkpoint", "MoMaskModel": "model", "MoMaskResult": "model", "MoMaskConfig": "config",
     "Sampling": "generate", "load_clip_text": "clip_text", "ClipTextEncoder": "clip_text",
-    "inpaint": "inpaint", "chain": "inpaint", "generate_between": "inpaint",
+    "inpaint_motion": "inpaint", "chain": "inpaint", "generate_between": "inpaint",
 }
 
 __all__ = sorted(_EXPORTS)

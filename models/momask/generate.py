@@ -91,11 +91,12 @@ def guided(net, scale: float, cond, *args):
 
 def masked_decode(masked, cond, token_lens, sampling: Sampling, generator: torch.Generator | None = None,
                   tokens=None, edit_mask=None, progress: Callable[[int, int], None] | None = None):
-    """Base-layer ids (B, N), -1 at padding, N = max(token_lens).
+    """Base-layer ids (B, N), -1 at padding; N = max(token_lens), or the width of `tokens`.
 
     Without `tokens`, every real slot is generated. With `tokens` (B, N) and `edit_mask` (B, N,
-    True = regenerate), the other real slots keep their tokens (temporal inpainting)."""
-    n = int(token_lens.max())
+    True = regenerate), the other real slots keep their tokens (temporal inpainting; edit_t2m.py
+    passes the tokens of a source padded to 196 frames, so N is 49 there)."""
+    n = int(token_lens.max()) if tokens is None else tokens.shape[1]
     pad = padding_mask(token_lens, n)
     if tokens is None:
         edit = ~pad

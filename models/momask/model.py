@@ -67,8 +67,12 @@ class MoMaskModel:
 
     def condition(self, text_embedding: Any) -> torch.Tensor:
         """(1, 512) float32 from a CLIP text feature (512,) or (1, 512) (tensor or array)."""
-        emb = torch.as_tensor(np.asarray(text_embedding.detach().cpu() if torch.is_tensor(text_embedding)
-                                         else text_embedding, dtype=np.float32))
+        try:
+            emb = torch.as_tensor(np.asarray(text_embedding.detach().cpu() if torch.is_tensor(text_embedding)
+                                             else text_embedding, dtype=np.float32))
+        except (TypeError, ValueError):
+            raise InputError("text_embedding", f"expected a CLIP ViT-B/32 text feature of {CLIP_DIM} numbers, got "
+                                               f"{type(text_embedding).__name__}") from None
         if emb.ndim == 1:
             emb = emb.unsqueeze(0)
         if emb.shape != (1, CLIP_DIM) or not torch.isfinite(emb).all():
@@ -117,7 +121,7 @@ class MoMaskModel:
 
     @torch.no_grad()
     def generate(self, text_embedding: Any, length_frames: int = 0, seed: int = 0, guidance: float = 4.0, *,
-                 residual_guidance: float = 5.0, steps: int = 18, temperature: float = 1.0, topk_ratio: float = 0.9,
+                 residual_guidance: float | None = None, steps: int = 18, temperature: float = 1.0, topk_ratio: float = 0.9,
                  gumbel: bool = False, prefix: np.ndarray | None = None, suffix: np.ndarray | None = None,
                  progress: Callable[[int, int], None] | None = None) -> MoMaskResult:
         """One motion for one CLIP text feature.
@@ -128,11 +132,15 @@ class MoMaskModel:
         torch.manual_seed(seed) (gen_t2m.py seeds before building its networks, whose random
         initialisation moves the stream on, so its numbers for a seed differ). prefix / suffix: de-normalised features (F, 263) of frames to keep at
         the start / end; the rest is generated (temporal inpainting, inpaint.py; length_frames must
-        then be given; the residual layers use `residual_guidance` over the whole motion).
+        then be given, kept frames included). residual_guidance: None = 5 (gen_t2m.py), or 2 with
+        kept frames (edit_t2m.py).
         progress(step, steps) is called after each base-layer step."""
+        editing = prefix is not None or suffix is not None
+        if residual_guidance is None:          # gen_t2m.py's 5; edit_t2m.py's 2 when frames are kept
+            residual_guidance = 2.0 if editing else 5.0
         sampling = self.sampling(steps=steps, guidance=guidance, residual_guidance=residual_guidance,
                                  temperature=temperature, topk_ratio=topk_ratio, gumbel=gumbel)
-        if prefix is not None or suffix is not None:
+        if editing:
             from .inpaint import generate_between
 
             return generate_between(self, text_embedding, length_frames, seed, sampling, prefix=prefix,
