@@ -134,3 +134,21 @@ def write_folder(root: Path, states: dict | None = None, *, length: bool = True,
         torch.save({"estimator": states["length"], "epoch": 9, "niter": 1000},
                    root / "length_estimator" / "model" / "finest.tar")
     return root
+
+
+def clip_tokenizer():
+    """A CLIP BPE tokenizer over a tiny vocabulary (letters, digits, a few merges), built offline;
+    like CLIP's own, its end-of-text token has the largest id."""
+    import string
+
+    from transformers import CLIPTokenizer
+
+    symbols = list(string.ascii_lowercase) + list("0123456789.,!?'-")
+    vocab = {s: i for i, s in enumerate(symbols)}
+    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
+    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("e", "r")]
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    vocab["<|startoftext|>"] = len(vocab)
+    vocab["<|endoftext|>"] = len(vocab)
+    return CLIPTokenizer(vocab=vocab, merges=merges)

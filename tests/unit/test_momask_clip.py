@@ -1,7 +1,6 @@
 """MoMask's CLIP text encoder from a Hugging Face folder: a tiny random CLIPModel and a tokenizer
 built offline stand in for openai/clip-vit-base-patch32."""
 import json
-import string
 
 import pytest
 import torch
@@ -13,25 +12,11 @@ from motionrag_suite.models.momask.clip_text import load_clip_text
 from . import momask_tiny as tiny
 
 
-def _tokenizer():
-    from transformers import CLIPTokenizer
-
-    symbols = list(string.ascii_lowercase) + list("0123456789.,!?'-")
-    vocab = {s: i for i, s in enumerate(symbols)}
-    vocab.update({s + "</w>": len(symbols) + i for i, s in enumerate(symbols)})
-    merges = [("t", "h"), ("th", "e</w>"), ("a", "n"), ("i", "n"), ("e", "r")]
-    for a, b in merges:
-        vocab[a + b] = len(vocab)
-    vocab["<|startoftext|>"] = len(vocab)
-    vocab["<|endoftext|>"] = len(vocab)          # the largest id, as in CLIP's own vocabulary
-    return CLIPTokenizer(vocab=vocab, merges=merges)
-
-
 @pytest.fixture(scope="module")
 def clip_folder(tmp_path_factory):
     from transformers import CLIPConfig, CLIPModel
 
-    tok = _tokenizer()
+    tok = tiny.clip_tokenizer()
     torch.manual_seed(0)
     config = CLIPConfig(
         text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
