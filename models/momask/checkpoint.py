@@ -87,11 +87,13 @@ def _torch_load(path: Path, expected: str):
                                 f"({type(exc).__name__}: {str(exc).strip()[:200]}); {expected}") from None
 
 
-def read_tar(path: Path, role: str) -> dict:
-    """The state dict of a released `.tar`, read with weights_only=True (anything else is refused)."""
+def read_tar(path: Path, role: str, obj=None) -> dict:
+    """The state dict of a released `.tar`, read with weights_only=True (anything else is refused);
+    `obj`: the file's content when it was already read."""
     what, model_keys, _ = ROLES[role]
     expected = f"expected a {what} checkpoint (a dict with {' or '.join(repr(k) for k in model_keys)})"
-    obj = _torch_load(path, expected)
+    if obj is None:
+        obj = _torch_load(path, expected)
     if not isinstance(obj, dict):
         raise InputError(INPUT, f"{path}: holds a {type(obj).__name__}; {expected}")
     key = next((k for k in model_keys if k in obj), None)
@@ -167,29 +169,32 @@ def _write_converted(tar: Path, role: str, state: dict) -> bool:
     return True
 
 
-def load_state(module: torch.nn.Module, model_dir: Path, role: str, convert: bool = True) -> Path:
-    """Load the role's weights from `model_dir` into `module` (strictly); returns the file used."""
+def load_state(module: torch.nn.Module, model_dir: Path, role: str, convert: bool = True,
+               preloaded: dict | None = None) -> Path:
+    """Load the role's weights from `model_dir` into `module` (strictly, assigning the loaded tensors,
+    so `module` may have been built on the meta device); returns the file used. `preloaded`: {.tar
+    path: what torch.load gave}, for files already read."""
     stems = ROLES[role][2]
     tars = [model_dir / f"{s}.tar" for s in stems]
     for tar in tars:
         state = _read_converted(tar, role)
         if state is not None:
-            module.load_state_dict(check_state(module, state, _converted(tar), role))
+            module.load_state_dict(check_state(module, state, _converted(tar), role), assign=True)
             return _converted(tar)
     tar = next((t for t in tars if t.is_file()), None)
     if tar is None:
         raise InputError(INPUT, f"{model_dir}: no {' or '.join(t.name for t in tars)}; expected the "
                                 f"{ROLES[role][0]} as MoMask's download unzips it")
-    state = check_state(module, read_tar(tar, role), tar, role)
-    module.load_state_dict(state)
+    state = check_state(module, read_tar(tar, role, (preloaded or {}).get(tar)), tar, role)
+    module.load_state_dict(state, assign=True)
     if convert:
         _write_converted(tar, role, state)
     return tar
 
 
-def _transformer_role(model_dir: Path) -> str | None:
+def _transformer_role(model_dir: Path, preloaded: dict) -> str | None:
     """'masked' or 'residual' from what the folder's checkpoint holds (its safetensors copy's
-    metadata when there is one), None when it holds neither."""
+    metadata when there is one), None when it holds neither. A .tar read here is kept in `preloaded`."""
     from safetensors import safe_open
 
     for role in ("masked", "residual"):
@@ -207,6 +212,7 @@ def _transformer_role(model_dir: Path) -> str | None:
         if tar.is_file():
             obj = _torch_load(tar, "expected a MoMask masked or residual transformer checkpoint (a dict with "
                                    "'t2m_transformer' or 'res_transformer')")
+            preloaded[tar] = obj
             if isinstance(obj, dict):
                 if any(k in obj for k in ROLES["masked"][1]):
                     return "masked"
@@ -215,8 +221,10 @@ def _transformer_role(model_dir: Path) -> str | None:
     return None
 
 
-def find_parts(folder: Path) -> dict:
-    """{'rvq', 'masked', 'residual': folder, 'length': folder or None} inside a MoMask folder."""
+def find_parts(folder: Path, preloaded: dict | None = None) -> dict:
+    """{'rvq', 'masked', 'residual': folder, 'length': folder or None} inside a MoMask folder.
+    .tar files read to tell the transformers apart are put in `preloaded` ({path: content})."""
+    preloaded = {} if preloaded is None else preloaded
     if not folder.is_dir():
         raise InputError(INPUT, f"{folder}: not a folder; expected a MoMask checkpoints folder (e.g. checkpoints/t2m "
                                 f"from MoMask's prepare/download_models.sh)")
@@ -224,7 +232,7 @@ def find_parts(folder: Path) -> dict:
                     if d.is_dir() and (d / "opt.txt").is_file() and "latent_dim" in read_opt(d / "opt.txt")]
     found: dict = {"masked": [], "residual": []}
     for d in transformers:
-        role = _transformer_role(d / "model")
+        role = _transformer_role(d / "model", preloaded)
         if role is None:
             found.setdefault("unknown", []).append(d)
         else:
@@ -275,7 +283,8 @@ def read_stats(rvq_dir: Path, dim_pose: int) -> tuple[np.ndarray, np.ndarray]:
 def load_momask(folder: str | os.PathLike, device: str | torch.device = "cpu", convert: bool = True) -> MoMaskModel:
     """A released MoMask model folder -> MoMaskModel (every key checked; converted once to safetensors)."""
     folder = Path(folder)
-    parts = find_parts(folder)
+    preloaded: dict = {}
+    parts = find_parts(folder, preloaded)
     rvq_opt = read_opt(parts["rvq"] / "opt.txt")
     rvq_cfg = rvq_config(rvq_opt, parts["rvq"] / "opt.txt")
     dataset = dataset_of(rvq_opt, parts["rvq"] / "opt.txt")
@@ -286,15 +295,16 @@ def load_momask(folder: str | os.PathLike, device: str | torch.device = "cpu", c
     config = MoMaskConfig(dataset=dataset, rvq=rvq_cfg, masked=masked_cfg, residual=residual_cfg)
     mean, std = read_stats(parts["rvq"], DATASETS[dataset]["dim_pose"])
 
-    rvq = RVQVAE(rvq_cfg)
+    # built on the meta device (no time spent on random initialisation), then given the loaded tensors
+    with torch.device("meta"):
+        rvq, masked = RVQVAE(rvq_cfg), MaskedTransformer(masked_cfg)
+        residual = ResidualTransformer(residual_cfg)
+        length = LengthEstimator() if parts["length"] is not None else None
     load_state(rvq, parts["rvq"] / "model", "rvq", convert)
-    masked = MaskedTransformer(masked_cfg)
-    load_state(masked, parts["masked"] / "model", "masked", convert)
-    residual = ResidualTransformer(residual_cfg)
-    load_state(residual, parts["residual"] / "model", "residual", convert)
-    length = None
-    if parts["length"] is not None:
-        length = LengthEstimator()
+    load_state(masked, parts["masked"] / "model", "masked", convert, preloaded)
+    load_state(residual, parts["residual"] / "model", "residual", convert, preloaded)
+    preloaded.clear()
+    if length is not None:
         load_state(length, parts["length"] / "model", "length", convert)
     model = MoMaskModel(config, rvq, masked, residual, length, mean, std, source=str(folder))
     return model.to(device)

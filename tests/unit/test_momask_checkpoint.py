@@ -36,6 +36,8 @@ def _same_weights(model, states):
 def test_load_converts_once_and_then_reads_safetensors(folder, states, monkeypatch):
     model = load_momask(folder)
     _same_weights(model, states)
+    for net in (model.rvq, model.masked, model.residual, model.length_estimator):   # built on meta, all assigned
+        assert all(t.device.type == "cpu" for t in [*net.parameters(), *net.buffers()])
     assert model.config.dataset == "t2m" and model.config.rvq.num_quantizers == 4
     converted = {p.relative_to(folder).as_posix() for p in folder.rglob("*.safetensors")}
     assert converted == {f"{tiny.RESIDUAL_NAME}/model/net_best_fid.safetensors",
