@@ -8,6 +8,7 @@ torch.save'd `.tar` dicts, `opt.txt` files and `meta/` statistics.
 """
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -31,8 +32,8 @@ MASKED_NAME = "t2m_nlayer2_nhead4_ld32_tiny"
 RESIDUAL_NAME = "tres_nlayer2_ld32_tiny"
 
 
-def modules():
-    return {"rvq": RVQVAE(RVQ), "masked": MaskedTransformer(MASKED), "residual": ResidualTransformer(RESIDUAL),
+def modules(dim_pose: int = 263):
+    return {"rvq": RVQVAE(dataclasses.replace(RVQ, dim_pose=dim_pose)), "masked": MaskedTransformer(MASKED), "residual": ResidualTransformer(RESIDUAL),
             "length": LengthEstimator()}
 
 
@@ -57,10 +58,11 @@ def _values(rng, key: str, shape: tuple, default: torch.Tensor) -> np.ndarray:
     return 1.5 / np.sqrt(fan_in) * normal
 
 
-def tiny_states(seed: int = SEED) -> dict:
-    """{'rvq', 'masked', 'residual', 'length': state dict} with deterministic float32 values."""
+def tiny_states(seed: int = SEED, dim_pose: int = 263) -> dict:
+    """{'rvq', 'masked', 'residual', 'length': state dict} with deterministic float32 values
+    (dim_pose 251: a KIT-ML tokenizer)."""
     out = {}
-    for i, (role, module) in enumerate(modules().items()):
+    for i, (role, module) in enumerate(modules(dim_pose).items()):
         rng = np.random.default_rng([seed, i])
         state = module.state_dict()
         out[role] = {k: torch.from_numpy(_values(rng, k, tuple(v.shape), v).astype(np.float32))
@@ -68,10 +70,10 @@ def tiny_states(seed: int = SEED) -> dict:
     return out
 
 
-def tiny_stats(seed: int = SEED) -> tuple[np.ndarray, np.ndarray]:
+def tiny_stats(seed: int = SEED, dim_pose: int = 263) -> tuple[np.ndarray, np.ndarray]:
     rng = np.random.default_rng([seed, 99])
-    mean = 0.1 * rng.standard_normal(RVQ.dim_pose)
-    std = 0.05 + 0.2 * rng.random(RVQ.dim_pose)
+    mean = 0.1 * rng.standard_normal(dim_pose)
+    std = 0.05 + 0.2 * rng.random(dim_pose)
     return mean, std                                                # float64, like the KIT release's
 
 
@@ -86,38 +88,40 @@ def _opt_text(values: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def rvq_opt() -> dict:
-    return {"name": VQ_NAME, "dataset_name": "t2m", "code_dim": RVQ.code_dim, "nb_code": RVQ.nb_code,
+def rvq_opt(dataset: str = "t2m") -> dict:
+    return {"name": VQ_NAME, "dataset_name": dataset, "code_dim": RVQ.code_dim, "nb_code": RVQ.nb_code,
             "mu": 0.99, "down_t": RVQ.down_t, "stride_t": RVQ.stride_t, "width": RVQ.width, "depth": RVQ.depth,
             "dilation_growth_rate": RVQ.dilation_growth_rate, "output_emb_width": RVQ.code_dim, "vq_act": "relu",
             "vq_norm": "None", "num_quantizers": RVQ.num_quantizers, "shared_codebook": False,
             "quantize_dropout_prob": 0.2, "lr_scheduler": "[200000]", "checkpoints_dir": "./checkpoints"}
 
 
-def transformer_opt(residual: bool) -> dict:
+def transformer_opt(residual: bool, dataset: str = "t2m") -> dict:
     c = RESIDUAL if residual else MASKED
-    return {"name": RESIDUAL_NAME if residual else MASKED_NAME, "dataset_name": "t2m", "vq_name": VQ_NAME,
+    return {"name": RESIDUAL_NAME if residual else MASKED_NAME, "dataset_name": dataset, "vq_name": VQ_NAME,
             "latent_dim": c.latent_dim, "n_heads": c.n_heads, "n_layers": c.n_layers, "ff_size": c.ff_size,
             "dropout": 0.2, "cond_drop_prob": 0.2 if residual else 0.1, "share_weight": residual,
             "gumbel_sample": False, "milestones": "[50000]", "checkpoints_dir": "./checkpoints"}
 
 
-def write_folder(root: Path, states: dict | None = None, *, length: bool = True, trainer_format: bool = False) -> Path:
-    """A MoMask folder (as checkpoints/t2m unzips) holding the tiny models; returns `root`."""
-    states = states or tiny_states()
+def write_folder(root: Path, states: dict | None = None, *, length: bool = True, trainer_format: bool = False,
+                 dataset: str = "t2m") -> Path:
+    """A MoMask folder (as checkpoints/t2m or checkpoints/kit unzips) holding the tiny models; returns `root`."""
+    dim_pose = 251 if dataset == "kit" else 263
+    states = states or tiny_states(dim_pose=dim_pose)
     root = Path(root)
-    mean, std = tiny_stats()
+    mean, std = tiny_stats(dim_pose=dim_pose)
     vq = root / VQ_NAME
     (vq / "model").mkdir(parents=True)
     (vq / "meta").mkdir()
-    (vq / "opt.txt").write_text(_opt_text(rvq_opt()))
+    (vq / "opt.txt").write_text(_opt_text(rvq_opt(dataset)))
     torch.save({"vq_model": states["rvq"], "ep": 50}, vq / "model" / "net_best_fid.tar")
     np.save(vq / "meta" / "mean.npy", mean)
     np.save(vq / "meta" / "std.npy", std)
     for residual in (False, True):
         d = root / (RESIDUAL_NAME if residual else MASKED_NAME)
         (d / "model").mkdir(parents=True)
-        (d / "opt.txt").write_text(_opt_text(transformer_opt(residual)))
+        (d / "opt.txt").write_text(_opt_text(transformer_opt(residual, dataset)))
         key = "res_transformer" if residual else "t2m_transformer"
         payload = {key: states["residual" if residual else "masked"], "ep": 300}
         if trainer_format:                      # what the trainer's latest.tar adds: optimizer + scheduler

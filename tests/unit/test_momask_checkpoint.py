@@ -222,3 +222,17 @@ def test_parts_are_found_by_content_not_name(tmp_path, states):
     (folder / tiny.MASKED_NAME).rename(folder / "zzz_my_masked")
     parts = find_parts(folder)
     assert parts["masked"].name == "zzz_my_masked" and parts["residual"].name == tiny.RESIDUAL_NAME
+
+
+def test_kit_folder_251_features_no_length_estimator(tmp_path):
+    """The KIT-ML release: 251-d features, 12.5 fps, and (reportedly) no length estimator."""
+    model = load_momask(tiny.write_folder(tmp_path / "kit", length=False, dataset="kit"))
+    assert model.config.dataset == "kit" and model.fps == 12.5 and model.config.rvq.dim_pose == 251
+    out = model.generate(torch.zeros(512), length_frames=24, steps=2)
+    assert out.features.shape == (24, 251) and out.joints is None
+
+
+def test_kit_statistics_must_be_251_wide(tmp_path):
+    folder = tiny.write_folder(tmp_path / "kit", length=False, dataset="kit")
+    np.save(folder / tiny.VQ_NAME / "meta" / "mean.npy", np.zeros(263))
+    _raises(folder, "mean.npy", "expected 251")
