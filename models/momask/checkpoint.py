@@ -250,7 +250,8 @@ def find_parts(folder: Path, preloaded: dict | None = None) -> dict:
     masked, residual = found["masked"][0], found["residual"][0]
     vq_names = {read_opt(d / "opt.txt").get("vq_name") for d in (masked, residual)}
     if len(vq_names) != 1 or None in vq_names:
-        raise InputError(INPUT, f"{folder}: the transformers name different tokenizers (vq_name {sorted(map(str, vq_names))})")
+        raise InputError(INPUT, f"{folder}: the transformers name different tokenizers "
+                                f"(vq_name {sorted(map(str, vq_names))})")
     rvq = folder / str(vq_names.pop())
     if not (rvq / "opt.txt").is_file():
         raise InputError(INPUT, f"{folder}: the transformers were trained on the tokenizer {rvq.name!r}, which is "

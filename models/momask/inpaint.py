@@ -58,7 +58,8 @@ def _edit(model: MoMaskModel, cond: torch.Tensor, source_norm: np.ndarray, n_tok
 
 def _token_span(model: MoMaskModel, start: int, end: int, frames: int) -> tuple[int, int]:
     fpt = model.frames_per_token
-    if not (isinstance(start, (int, np.integer)) and isinstance(end, (int, np.integer))) or not 0 <= start < end <= frames:
+    whole = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end))
+    if not whole or not 0 <= start < end <= frames:
         raise InputError("edit_spans", f"span ({start!r}, {end!r}): expected whole frames with 0 <= start < end <= "
                                        f"{frames} (the motion's length)")
     return start // fpt, math.ceil(end / fpt)
@@ -98,7 +99,7 @@ def inpaint_motion(model: MoMaskModel, text_embedding: Any, source_features: Any
         a, b = _token_span(model, start, end, n * fpt)
         edit[a:b] = True
     cond = model.condition(text_embedding)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    generator = torch.Generator(device=model.device).manual_seed(int(seed))
     return _edit(model, cond, model.normalise(source[: n * fpt]), n, edit, sampling, generator, progress)
 
 
@@ -130,7 +131,7 @@ def generate_between(model: MoMaskModel, text_embedding: Any, length_frames: int
     edit = np.zeros(n, dtype=bool)
     edit[keep_front: n - keep_back] = True
     cond = model.condition(text_embedding)
-    generator = torch.Generator(device="cpu").manual_seed(int(seed))
+    generator = torch.Generator(device=model.device).manual_seed(int(seed))
     return _edit(model, cond, source, n, edit, sampling, generator, progress)
 
 

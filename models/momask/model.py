@@ -92,8 +92,9 @@ class MoMaskModel:
 
     def estimate_tokens(self, cond: torch.Tensor, generator: torch.Generator | None) -> int:
         if self.length_estimator is None:
-            raise InputError("length_frames", f"0 asks for the length to be estimated, but {self.source or 'this model'}"
-                                              f" has no length_estimator/model/finest.tar; give a length in frames")
+            raise InputError("length_frames", f"0 asks for the length to be estimated, but "
+                                              f"{self.source or 'this model'} has no length_estimator/model/finest.tar; "
+                                              f"give a length in frames")
         # A drawn length of 0 tokens (class 0) would leave nothing to generate; MoMask does not guard it.
         return max(1, int(self.length_estimator.sample_tokens(cond, generator)[0]))
 
@@ -121,19 +122,22 @@ class MoMaskModel:
 
     @torch.no_grad()
     def generate(self, text_embedding: Any, length_frames: int = 0, seed: int = 0, guidance: float = 4.0, *,
-                 residual_guidance: float | None = None, steps: int = 18, temperature: float = 1.0, topk_ratio: float = 0.9,
-                 gumbel: bool = False, prefix: np.ndarray | None = None, suffix: np.ndarray | None = None,
+                 residual_guidance: float | None = None, steps: int = 18, temperature: float = 1.0,
+                 topk_ratio: float = 0.9, gumbel: bool = False, prefix: np.ndarray | None = None,
+                 suffix: np.ndarray | None = None,
                  progress: Callable[[int, int], None] | None = None) -> MoMaskResult:
         """One motion for one CLIP text feature.
 
-        length_frames: 0 = drawn from the length estimator; else floored to a multiple of 4 (at most 196).
-        seed: a CPU torch.Generator is seeded with it; the draws are those of MoMask's own length
-        sampling, M-transformer and R-transformer `generate` run on a CPU right after
+        length_frames: 0 = drawn from the length estimator; else floored to a multiple of 4 (at
+        most 196).
+        seed: seeds a torch.Generator on the model's device. On a CPU the draws are those of
+        MoMask's own length sampling and M- and R-transformer `generate` run right after
         torch.manual_seed(seed) (gen_t2m.py seeds before building its networks, whose random
-        initialisation moves the stream on, so its numbers for a seed differ). prefix / suffix: de-normalised features (F, 263) of frames to keep at
-        the start / end; the rest is generated (temporal inpainting, inpaint.py; length_frames must
-        then be given, kept frames included). residual_guidance: None = 5 (gen_t2m.py), or 2 with
-        kept frames (edit_t2m.py).
+        initialisation moves the stream on, so its numbers for a seed differ).
+        prefix / suffix: de-normalised features (F, 263) of frames to keep at the start / end; the
+        rest is generated (temporal inpainting, inpaint.py); length_frames must then be given,
+        kept frames included.
+        residual_guidance: None = 5 (gen_t2m.py), or 2 with kept frames (edit_t2m.py).
         progress(step, steps) is called after each base-layer step."""
         editing = prefix is not None or suffix is not None
         if residual_guidance is None:          # gen_t2m.py's 5; edit_t2m.py's 2 when frames are kept
@@ -146,7 +150,7 @@ class MoMaskModel:
             return generate_between(self, text_embedding, length_frames, seed, sampling, prefix=prefix,
                                     suffix=suffix, progress=progress)
         cond = self.condition(text_embedding)
-        generator = torch.Generator(device="cpu").manual_seed(int(seed))
+        generator = torch.Generator(device=self.device).manual_seed(int(seed))
         if length_frames == 0 and not isinstance(length_frames, bool):
             n = self.estimate_tokens(cond, generator)
         else:

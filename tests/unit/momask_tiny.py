@@ -33,7 +33,8 @@ RESIDUAL_NAME = "tres_nlayer2_ld32_tiny"
 
 
 def modules(dim_pose: int = 263):
-    return {"rvq": RVQVAE(dataclasses.replace(RVQ, dim_pose=dim_pose)), "masked": MaskedTransformer(MASKED), "residual": ResidualTransformer(RESIDUAL),
+    return {"rvq": RVQVAE(dataclasses.replace(RVQ, dim_pose=dim_pose)), "masked": MaskedTransformer(MASKED),
+            "residual": ResidualTransformer(RESIDUAL),
             "length": LengthEstimator()}
 
 

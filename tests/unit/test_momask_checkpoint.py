@@ -59,7 +59,8 @@ def test_load_converts_once_and_then_reads_safetensors(folder, states, monkeypat
 def test_changed_tar_is_converted_again(folder, states):
     load_momask(folder)
     changed = {k: v + 1 if k == "token_emb.weight" else v for k, v in states["masked"].items()}
-    torch.save({"t2m_transformer": changed, "ep": 1, "note": "retrained"}, folder / tiny.MASKED_NAME / "model" / "latest.tar")
+    torch.save({"t2m_transformer": changed, "ep": 1, "note": "retrained"},
+               folder / tiny.MASKED_NAME / "model" / "latest.tar")
     model = load_momask(folder)
     assert torch.equal(model.masked.token_emb.weight, changed["token_emb.weight"])
 
