@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import weakref
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -52,6 +53,7 @@ class MotionDatabase:
         self.folder = Path(folder)
         self.root = Path(root) if root is not None else self.folder.parent.parent
         self._lock = threading.Lock()
+        self._encoders: dict = {}       # device -> the text encoder this database searched with
         last: Exception | None = None
         # A writer may retire the files of the generation we just read the manifest of
         # (after two adds in a row); reading the newer manifest then succeeds.
@@ -223,8 +225,11 @@ class MotionDatabase:
 
     # -- queries -----------------------------------------------------------------------------
     def encoder(self, device: str = "cpu"):
-        """The text encoder this database was built with (loaded once per process)."""
-        return get_text_encoder(self.text_encoder_id, self.root, device)
+        """The text encoder this database was built with; the database holds it from its first query on."""
+        held = self._encoders.get(device)
+        if held is None:
+            held = self._encoders[device] = get_text_encoder(self.text_encoder_id, self.root, device)
+        return held
 
     def check_encoder(self, encoder) -> None:
         want = self.manifest["text_encoder"]
@@ -327,12 +332,13 @@ def open_database(root: str | os.PathLike, name: str) -> MotionDatabase:
     return MotionDatabase(folder, root=root)
 
 
-_open_cache: dict[str, MotionDatabase] = {}
+# weak: an open database (and the text encoder it holds) lives as long as its users hold it
+_open_cache: "weakref.WeakValueDictionary[str, MotionDatabase]" = weakref.WeakValueDictionary()
 _open_cache_lock = threading.Lock()
 
 
 def get_database(root: str | os.PathLike, name: str) -> MotionDatabase:
-    """The open database `name`, reused across calls in this process until its manifest changes."""
+    """The open database `name`: the one already open (while someone holds it) until its manifest changes."""
     key = str(fmt.database_dir(root, name))
     with _open_cache_lock:
         db = _open_cache.get(key)

@@ -9,8 +9,10 @@ Both are loaded offline with transformers' AutoModel/AutoTokenizer; the sentence
 the pooled last hidden state (mean over real tokens, or CLS where the folder's pooling
 config says so), L2-normalised so inner product is cosine similarity.
 
-Loaded encoders are cached per process (one per name, folder and device); unload_text_encoders()
-drops them.
+A loaded encoder is shared while someone holds it (one per name, folder and device): the cache keeps
+weak references only, so it never decides how long an encoder lives. Its holders do: a database that
+searched with it (MotionDatabase keeps its encoder), a build while it runs, a caller. Inside ComfyUI the
+databases are node outputs, so "Free model and node cache" frees their encoders too.
 """
 from __future__ import annotations
 
@@ -21,6 +23,7 @@ import importlib.util
 import json
 import os
 import threading
+import weakref
 from pathlib import Path
 from typing import Sequence
 
@@ -42,7 +45,7 @@ MAX_QUERY_CHARS = 10_000
 # cores two threads saved about 1 ms. Larger batches keep torch's thread count.
 SMALL_WORK_TOKENS = 512
 
-_cache: dict[tuple, "TextEncoder"] = {}
+_cache: "weakref.WeakValueDictionary[tuple, TextEncoder]" = weakref.WeakValueDictionary()
 _cache_lock = threading.Lock()
 
 
@@ -197,7 +200,7 @@ def _one_thread(torch):
 
 def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, root: str | os.PathLike | None = None,
                      device: str = "cpu") -> TextEncoder:
-    """The encoder `name`, loaded once per process and then reused."""
+    """The encoder `name`: the one in memory while someone holds it, else loaded."""
     if not isinstance(name, str) or not name:
         raise RetrievalError("encoder", f"text encoder name: expected a non-empty string, got {name!r}")
     folder = resolve_encoder_folder(name, root)
@@ -211,12 +214,13 @@ def get_text_encoder(name: str = DEFAULT_TEXT_ENCODER, root: str | os.PathLike |
 
 
 def loaded_text_encoders() -> list[str]:
+    """Names of the encoders in memory now (someone holds them)."""
     with _cache_lock:
-        return [k[0] for k in _cache]
+        return [k[0] for k in _cache.keys()]
 
 
 def unload_text_encoders() -> int:
-    """Forget every cached encoder (their memory is freed once no caller holds one); returns how many."""
+    """Forget every encoder in the cache (their memory is freed once no caller holds one); returns how many."""
     with _cache_lock:
         n = len(_cache)
         _cache.clear()

@@ -92,3 +92,26 @@ def test_unknown_or_escaping_encoder_names_are_refused(tmp_path):
     (tmp_path / "text_encoders" / "empty").mkdir(parents=True)
     with pytest.raises(RetrievalError, match="no config.json"):
         te.get_text_encoder("empty", tmp_path)
+
+
+def test_an_encoder_lives_as_long_as_a_database_that_searched_with_it(tmp_path):
+    # The caches keep weak references only: a database that searched holds its encoder, and once nobody
+    # holds that database (inside ComfyUI: "Free model and node cache" drops the node outputs) both go.
+    import gc
+    import weakref
+
+    from motionrag_suite.retrieval.database import get_database
+
+    build_small(tmp_path, "held")
+    te.unload_text_encoders()
+    db = get_database(tmp_path, "held")
+    db.search("a person walks", 1)
+    assert get_database(tmp_path, "held") is db, "an open database in use is shared"
+    enc = weakref.ref(db.encoder())
+    assert te.get_text_encoder(db.text_encoder_id, tmp_path) is enc(), "the encoder in use is shared"
+    assert db.text_encoder_id in te.loaded_text_encoders()
+    gc.collect()
+    assert enc() is not None, "the database holds its encoder between queries"
+    del db
+    gc.collect()
+    assert enc() is None and te.loaded_text_encoders() == [], "nothing else may keep the encoder alive"
