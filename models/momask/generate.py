@@ -19,12 +19,22 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
+import numpy as np
 import torch
 from torch.nn import functional as F
 
 # Run the conditional and unconditional passes of classifier-free guidance as one batch (faster on
 # a CPU). The reference runs them one after the other; the logits agree to float rounding.
 BATCHED_GUIDANCE = True
+
+
+@dataclass
+class MoMaskResult:
+    """One generated motion: what MoMaskModel.generate and the editing functions give back."""
+    tokens: np.ndarray | None  # (N, Q) int64 token ids, -1 = no code (None for a chained motion)
+    features: np.ndarray      # (4N, dim_pose) float32, de-normalised
+    joints: np.ndarray | None  # (4N, joints, 3) float32 (None for a dataset whose joints we do not convert)
+    fps: float
 
 
 @dataclass(frozen=True)

@@ -24,13 +24,12 @@ import numpy as np
 import torch
 
 from ...common.errors import InputError
-from .generate import Sampling, masked_decode, residual_decode
-from .model import MoMaskModel, MoMaskResult
+from .generate import MoMaskResult, Sampling, masked_decode, residual_decode
 
 EDIT_RESIDUAL_GUIDANCE = 2.0     # edit_t2m.py's residual-transformer scale
 
 
-def _features(model: MoMaskModel, value: Any, name: str) -> np.ndarray:
+def _features(model, value: Any, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
     dim = model.config.rvq.dim_pose
     if arr.ndim != 2 or arr.shape[1] != dim or not np.isfinite(arr).all():
@@ -39,7 +38,7 @@ def _features(model: MoMaskModel, value: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _edit(model: MoMaskModel, cond: torch.Tensor, source_norm: np.ndarray, n_tokens: int, edit: np.ndarray,
+def _edit(model, cond: torch.Tensor, source_norm: np.ndarray, n_tokens: int, edit: np.ndarray,
           sampling: Sampling, generator: torch.Generator, progress) -> MoMaskResult:
     """Regenerate the tokens where `edit` (n_tokens,) is True; the source is normalised, any length
     up to model.max_frames (zero-padded to it, as edit_t2m.py pads to 196)."""
@@ -56,7 +55,7 @@ def _edit(model: MoMaskModel, cond: torch.Tensor, source_norm: np.ndarray, n_tok
     return model.result(ids, lens)
 
 
-def _token_span(model: MoMaskModel, start: int, end: int, frames: int) -> tuple[int, int]:
+def _token_span(model, start: int, end: int, frames: int) -> tuple[int, int]:
     fpt = model.frames_per_token
     whole = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end))
     if not whole or not 0 <= start < end <= frames:
@@ -65,7 +64,7 @@ def _token_span(model: MoMaskModel, start: int, end: int, frames: int) -> tuple[
     return start // fpt, math.ceil(end / fpt)
 
 
-def _sampling(model: MoMaskModel, sampling: Sampling | None, values: dict) -> Sampling:
+def _sampling(model, sampling: Sampling | None, values: dict) -> Sampling:
     if sampling is not None:
         return sampling
     values = dict(values)
@@ -74,7 +73,7 @@ def _sampling(model: MoMaskModel, sampling: Sampling | None, values: dict) -> Sa
     return model.sampling(**values)
 
 
-def inpaint_motion(model: MoMaskModel, text_embedding: Any, source_features: Any, edit_spans: Sequence[tuple[int, int]],
+def inpaint_motion(model, text_embedding: Any, source_features: Any, edit_spans: Sequence[tuple[int, int]],
             seed: int = 0, *, guidance: float = 4.0, residual_guidance: float | None = None, steps: int = 18,
             temperature: float = 1.0, topk_ratio: float = 0.9, gumbel: bool = False,
             progress: Callable[[int, int], None] | None = None) -> MoMaskResult:
@@ -103,7 +102,7 @@ def inpaint_motion(model: MoMaskModel, text_embedding: Any, source_features: Any
     return _edit(model, cond, model.normalise(source[: n * fpt]), n, edit, sampling, generator, progress)
 
 
-def generate_between(model: MoMaskModel, text_embedding: Any, length_frames: int, seed: int,
+def generate_between(model, text_embedding: Any, length_frames: int, seed: int,
                      sampling: Sampling | None = None, *, prefix: Any = None, suffix: Any = None,
                      progress: Callable[[int, int], None] | None = None, **sampling_values) -> MoMaskResult:
     """A motion of `length_frames` frames that starts with `prefix` and/or ends with `suffix`
@@ -135,7 +134,7 @@ def generate_between(model: MoMaskModel, text_embedding: Any, length_frames: int
     return _edit(model, cond, source, n, edit, sampling, generator, progress)
 
 
-def chain(model: MoMaskModel, segments: Sequence[tuple[Any, int]], seed: int = 0, *, overlap_frames: int = 20,
+def chain(model, segments: Sequence[tuple[Any, int]], seed: int = 0, *, overlap_frames: int = 20,
           guidance: float = 4.0, residual_guidance: float = 5.0, steps: int = 18, temperature: float = 1.0,
           topk_ratio: float = 0.9, gumbel: bool = False,
           progress: Callable[[int, int], None] | None = None) -> MoMaskResult:
