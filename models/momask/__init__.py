@@ -36,21 +36,14 @@ Importing this package loads no torch: names are imported on first use.
 """
 from __future__ import annotations
 
-import importlib
+from ...common.lazy import lazy_exports
 
 _EXPORTS = {
-    "load_momask": "checkpoint", "MoMaskModel": "model", "MoMaskResult": "model", "MoMaskConfig": "config",
+    "load_momask": "checkpoint", "MoMaskModel": "model", "MoMaskResult": "generate", "MoMaskConfig": "config",
     "Sampling": "generate", "load_clip_text": "clip_text", "ClipTextEncoder": "clip_text",
     "inpaint_motion": "inpaint", "chain": "inpaint", "generate_between": "inpaint",
 }
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())

@@ -36,7 +36,7 @@ Names are imported on first use, so importing this package loads no torch.
 """
 from __future__ import annotations
 
-import importlib
+from ...common.lazy import lazy_exports
 
 _EXPORTS = {
     "T2MModel": "model", "ModelConfig": "config", "TokenizerConfig": "config", "TransformerConfig": "config",
@@ -47,11 +47,4 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-
-def __getattr__(name: str):
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
