@@ -34,6 +34,14 @@ def checkpoints_root(base: str):
     return roots[0]
 
 
+def checkpoints_stamp(folder):
+    """A key part that changes when the checkpoints in `folder` are replaced, leaving out the safetensors
+    copies the loaders write beside each .ckpt: loading a model must not change its own key (a second loader
+    of the same files would then read them again instead of sharing the model in memory)."""
+    return tuple(s for s in files_stamp(folder)
+                 if not (s[0].endswith(".safetensors") and (folder / s[0]).with_suffix(".ckpt").is_file()))
+
+
 def _shipped():
     """(folder, name) of the offline CAMA that ships with the pack."""
     from ..models.i2v.offline import model     # torch behind it: not at pack import
@@ -84,7 +92,7 @@ class LoadCAMA:
         vid = comfy_env.find_model_folder(rt.ENCODERS_SUBDIR, video_encoder, what="video_encoder")
         device = comfy_env.torch_device()
         dtype = cama_dtype(precision, device)
-        key = ("cama", str(root), base, str(img), str(vid), files_stamp(root / "checkpoints" / base), str(device),
+        key = ("cama", str(root), base, str(img), str(vid), checkpoints_stamp(root / "checkpoints" / base), str(device),
                str(dtype))
 
         def loader():
@@ -171,7 +179,7 @@ class LoadMotionAdapter:
     def load(self, base, download=False):
         root = checkpoints_root(base)
         motion_cfg, _, adapter_cfg = rt.read_sizes(root, base)
-        key = ("adapter", str(root), base, files_stamp(root / "checkpoints" / base))
+        key = ("adapter", str(root), base, checkpoints_stamp(root / "checkpoints" / base))
         def loader():
             state, report = load_checkpoint(root, base, "Motion-Adapter", download=bool(download),
                                             layout=motion_adapter_layout(base, adapter_cfg, motion_cfg))
