@@ -77,7 +77,7 @@ def t2m_model(name: str, key: tuple | None = None) -> Held:
         except CheckpointError as exc:
             raise InputError("model", str(exc)) from None
 
-    return Held(GROUP, key, loader, label=name, modules=lambda net: {"net": net}, kind="MotionRAGTextToMotion")
+    return Held(GROUP, key, loader, label=f"model {name}", modules=lambda net: {"net": net}, kind="MotionRAGTextToMotion")
 
 
 def loaded_model_key():
