@@ -616,12 +616,21 @@ def quality_variants(db, enc, qsets: dict) -> dict:
     return out
 
 
-def bench_quality(workdir: Path, variants: bool, encoder=None) -> dict:
+def quality_sets(with_test3: bool) -> dict:
+    """The paraphrase sets to score, by name, and the held-out ones together. test3 is the held-out
+    set written for issue 18 and run once, at the end: it is left out unless with_test3."""
+    names = [n for n in SETS if with_test3 or n != "test3"]
+    held = [n for n in HELD_OUT if n in names]
+    qsets = {name: load_queries(query_set_path(name)) for name in names}
+    qsets["+".join(held)] = [q for name in held for q in qsets[name]]
+    return qsets
+
+
+def bench_quality(workdir: Path, variants: bool, encoder=None, with_test3: bool = False) -> dict:
     """encoder: None for the default, or a loaded TextEncoder the database is built and queried with."""
     build_from_library(workdir / "quality", "builtin", **({"encoder": encoder} if encoder else {}))
     db = open_database(workdir / "quality", "builtin")
-    qsets = {name: load_queries(query_set_path(name)) for name in SETS}
-    qsets["+".join(HELD_OUT)] = [q for name in HELD_OUT for q in qsets[name]]
+    qsets = quality_sets(with_test3)
     source_of = {name: db.entry(name).source_clip for name in db.entry_names()}
     out = {}
     for set_name, qset in qsets.items():
@@ -631,6 +640,68 @@ def bench_quality(workdir: Path, variants: bool, encoder=None) -> dict:
         out["variants"] = quality_variants(db, encoder or db.encoder(), qsets)
     db.close()
     return out
+
+
+def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: bool, rounds: int = 3) -> dict:
+    """Each named encoder through the pack's loader (get_text_encoder: transformers, safetensors):
+    load time and RSS growth, parameters and weight bytes, quality on the paraphrase sets with
+    db.search, and single-query latency (encoding alone, and db.search on the built-in library
+    including encoding), the encoders timed interleaved query by query so that load changes hit
+    them alike. Prints a table; returns the figures."""
+    qsets = quality_sets(with_test3)
+    rows, encs, dbs = {}, {}, {}
+    for name in names:
+        rss0, t = rss_mb(), time.perf_counter()
+        enc = get_text_encoder(name, encoder_root)
+        enc.encode(["warm up"])
+        load_s, grow = time.perf_counter() - t, rss_mb() - rss0
+        weights = sum(f.stat().st_size for f in enc.folder.glob("*.safetensors"))
+        params = sum(int(x.numel()) for x in enc._model.parameters())
+        root = workdir / f"encoders_{len(encs)}"
+        build_from_library(root, "builtin", encoder=enc)
+        db = open_database(root, "builtin")
+        source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
+        quality = {}
+        for set_name, qset in qsets.items():
+            ranked = [[h.name for h in db.search(text, 3, encoder=enc)] for text, _, _ in qset]
+            quality[set_name] = score_ranking(ranked, source_of, qset)
+        rows[name] = {"dim": enc.dim, "params_m": round(params / 1e6, 1), "weights_mb": round(weights / 1e6, 1),
+                      "load_s": round(load_s, 2), "load_rss_mb": round(grow, 1), "quality": quality}
+        encs[name], dbs[name] = enc, db
+        log(f"encoder {name}: {rows[name]['dim']}-d, {rows[name]['params_m']} M params, quality "
+            f"{ {k: (v['top1'], v['top1_side_correct']) for k, v in quality.items()} }")
+    texts = [t for t, _, _ in qsets["dev"]]
+    enc_times = {n: [] for n in names}
+    search_times = {n: [] for n in names}
+    for r in range(rounds):
+        for i, text in enumerate(texts):
+            order = names[i % len(names):] + names[:i % len(names)]     # rotate who goes first
+            for n in order:
+                t = time.perf_counter()
+                encs[n].encode([text])
+                enc_times[n].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                dbs[n].search(text, 3, encoder=encs[n])
+                search_times[n].append(time.perf_counter() - t)
+    for n in names:
+        rows[n]["encode_query"] = pct(enc_times[n])
+        rows[n]["search_builtin_with_encoding"] = pct(search_times[n])
+        dbs[n].close()
+    set_names = list(qsets)
+    head = (f"{'encoder':<22} {'dim':>4} {'params':>7} {'weights':>8} {'load s':>7} {'+RSS MB':>8} "
+            + " ".join(f"{s + ' t1/t3/side':>22}" for s in set_names)
+            + f" {'encode p50/p95 ms':>18} {'search p50 ms':>14}")
+    lines = [f"text encoders compared ({rounds} rounds x {len(texts)} dev queries, interleaved; loadavg {loadavg()})", head]
+    for n in names:
+        r = rows[n]
+        q = " ".join(f"{'%.3f/%.3f/%.3f' % (r['quality'][s]['top1'], r['quality'][s]['top3'], r['quality'][s]['top1_side_correct']):>22}"
+                     for s in set_names)
+        lines.append(f"{n:<22} {r['dim']:>4} {str(r['params_m']) + 'M':>7} {str(r['weights_mb']) + 'MB':>8} "
+                     f"{r['load_s']:>7} {r['load_rss_mb']:>8} {q} "
+                     f"{'%.2f/%.2f' % (r['encode_query']['p50_ms'], r['encode_query']['p95_ms']):>18} "
+                     f"{r['search_builtin_with_encoding']['p50_ms']:>14.2f}")
+    print("\n".join(lines), flush=True)
+    return {"table": lines, "encoders": rows}
 
 
 def main(argv=None) -> int:
@@ -663,14 +734,20 @@ def main(argv=None) -> int:
     p.add_argument("--quality-encoder", default=None, metavar="NAME",
                    help="measure quality with this sentence-encoder folder under <--encoder-root>/text_encoders instead")
     p.add_argument("--encoder-root", default=None, help="models folder holding text_encoders/<NAME>")
+    p.add_argument("--compare-encoders", nargs="+", default=None, metavar="NAME",
+                   help="compare these encoders (all-MiniLM-L6-v2 = the packaged default; others: folders under "
+                        "<--encoder-root>/text_encoders) on quality, latency and memory; prints a table")
+    p.add_argument("--with-test3", action="store_true",
+                   help="also score the third held-out set (written for issue 18; run it once, at the end)")
     args = p.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_retrieval_"))
-    t = time.perf_counter()
-    enc = get_text_encoder()
-    enc.encode(["warm up"])
-    out = {"encoder_load_s": round(time.perf_counter() - t, 2), "cpu_count": os.cpu_count(), "argv": sys.argv[1:],
-           "sizes": []}
+    out = {"cpu_count": os.cpu_count(), "argv": sys.argv[1:], "sizes": []}
+    if not args.quality_only:        # quality and the encoder comparison load their own (memory is measured)
+        t = time.perf_counter()
+        enc = get_text_encoder()
+        enc.encode(["warm up"])
+        out["encoder_load_s"] = round(time.perf_counter() - t, 2)
     try:
         if not args.quality_only:
             for n in args.sizes:
@@ -679,9 +756,11 @@ def main(argv=None) -> int:
                 print(json.dumps(r, indent=1), flush=True)
                 if args.json:
                     Path(args.json).write_text(json.dumps(out, indent=1))
-        if not args.skip_quality:
+        if args.compare_encoders:
+            out["encoders"] = compare_encoders(workdir, args.compare_encoders, args.encoder_root, args.with_test3)
+        elif not args.skip_quality:
             qenc = get_text_encoder(args.quality_encoder, args.encoder_root) if args.quality_encoder else None
-            out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc)
+            out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc, args.with_test3)
             print(json.dumps(out["quality_builtin"], indent=1))
     finally:
         if args.workdir is None:
