@@ -248,8 +248,12 @@ class MotionDatabase:
         """Entries whose captions best match `text`; see search.search_vector for the options."""
         from .search import search_vector
 
+        from .motion_words import check_query
+
         encoder = options.pop("encoder", None)
-        return search_vector(self, self.encode_query(text, encoder), top_k, **options)
+        (text,) = check_texts([text], what="query text")
+        check_query(text, self.text_encoder_id)
+        return search_vector(self, self.encode_query(text, encoder), top_k, query_text=text, **options)
 
     def search_vector(self, vector: Any, top_k: int = 5, **options) -> list:
         from .search import search_vector
