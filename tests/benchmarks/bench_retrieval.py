@@ -272,6 +272,35 @@ def latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, la
     return results
 
 
+def structure_latency(n, db, queries, rounds: int) -> dict:
+    """One query including text encoding, as a user waits for it, with and without the motion-word
+    structure, timed side by side (query by query, alternating which goes first, `rounds` rounds):
+    "before" is the search path as it was before the structure (encode, then search_vector),
+    "after" is db.search (query checks, encode, search with the structure)."""
+    paths = {"before (semantic only)": lambda q: db.search_vector(db.encode_query(q), 10, one_per_source=False),
+             "after (db.search, structure on)": lambda q: db.search(q, 10, one_per_source=False)}
+    labels = list(paths)
+    for fn in paths.values():
+        fn(queries[0])                            # warm-up
+    times = {k: [] for k in labels}
+    la = loadavg()
+    for r in range(rounds):
+        for i, q in enumerate(queries):
+            for k in (labels if (i + r) % 2 == 0 else labels[::-1]):
+                t = time.perf_counter()
+                paths[k](q)
+                times[k].append(time.perf_counter() - t)
+    out = {k: pct(v) for k, v in times.items()}
+    b, a = out[labels[0]]["p50_ms"], out[labels[1]]["p50_ms"]
+    out.update({"after_over_before_p50": round(a / b, 3), "queries": len(queries), "rounds": rounds, "loadavg": la,
+                "loadavg_end": loadavg()})
+    print(f"{n} entries, one query including encoding, side by side ({rounds} rounds x {len(queries)} queries, "
+          f"loadavg {la} -> {loadavg()}):\n" + "\n".join(
+              f"  {k:<34} p50 {out[k]['p50_ms']:7.2f} ms  p95 {out[k]['p95_ms']:7.2f} ms" for k in labels)
+          + f"\n  after / before p50: {out['after_over_before_p50']:.3f}", flush=True)
+    return out
+
+
 HNSW_EFS = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512]
 
 
@@ -358,7 +387,14 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     report["blended_embeddings"] = n - n_real
     if rate == rate:
         report["minilm_captions_per_s_now"] = round(rate, 1)
-    vecs = real if n == n_real else np.concatenate([real, blended(real, n - n_real, rng)[0]])
+    texts = bc.captions(n_real)
+    if n == n_real:
+        vecs = real
+    else:
+        extra, dominant, _ = blended(real, n - n_real, rng)
+        vecs = np.concatenate([real, extra])
+        texts += [texts[k] for k in dominant]       # a blend's caption: that of its larger part
+        del extra, dominant
     del real
     log(f"{n}: vectors ready ({n_real} real)")
 
@@ -367,7 +403,9 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     if args.reuse and manifest.is_file() and json.loads(manifest.read_text())["index"].get("choice") == args.index:
         report["build_without_encoding"] = "reused from an earlier run in --workdir (same vectors: seeded)"
     else:
-        report["build_without_encoding"] = build_ours(n, vecs, root, args.frames, enc, index_type=args.index)
+        report["build_without_encoding"] = build_ours(n, vecs, root, args.frames, enc, index_type=args.index,
+                                                      texts=texts)
+    del texts
     log(f"{n}: built {report['build_without_encoding']}")
     if n == min(args.sizes) and args.encode_build:
         m = min(n, args.encode_build)
@@ -428,6 +466,8 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     report["latency_runs"] = []
     for r in range(runs):
         report["latency_runs"].append(latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, lance))
+    if n == max(args.sizes):
+        report["structure_latency"] = structure_latency(n, db, queries, args.eq_rounds)
     report["equal_recall"] = equal_recall_section(n, args, db, curves, qv, truth)
     report["rss_end_mb"] = rss_mb()
     report["loadavg_end"] = loadavg()
@@ -645,7 +685,8 @@ def bench_quality(workdir: Path, variants: bool, encoder=None, with_test3: bool 
 def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: bool, rounds: int = 3) -> dict:
     """Each named encoder through the pack's loader (get_text_encoder: transformers, safetensors):
     load time and RSS growth, parameters and weight bytes, quality on the paraphrase sets with
-    db.search, and single-query latency (encoding alone, and db.search on the built-in library
+    db.search on the semantic score alone (structure=False: the encoders, not the motion words),
+    and single-query latency (encoding alone, and db.search on the built-in library
     including encoding), the encoders timed interleaved query by query so that load changes hit
     them alike. Prints a table; returns the figures."""
     qsets = quality_sets(with_test3)
@@ -663,7 +704,7 @@ def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: 
         source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
         quality = {}
         for set_name, qset in qsets.items():
-            ranked = [[h.name for h in db.search(text, 3, encoder=enc)] for text, _, _ in qset]
+            ranked = [[h.name for h in db.search(text, 3, encoder=enc, structure=False)] for text, _, _ in qset]
             quality[set_name] = score_ranking(ranked, source_of, qset)
         rows[name] = {"dim": enc.dim, "params_m": round(params / 1e6, 1), "weights_mb": round(weights / 1e6, 1),
                       "load_s": round(load_s, 2), "load_rss_mb": round(grow, 1), "quality": quality}
@@ -681,7 +722,7 @@ def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: 
                 encs[n].encode([text])
                 enc_times[n].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                dbs[n].search(text, 3, encoder=encs[n])
+                dbs[n].search(text, 3, encoder=encs[n], structure=False)
                 search_times[n].append(time.perf_counter() - t)
     for n in names:
         rows[n]["encode_query"] = pct(enc_times[n])
@@ -702,6 +743,47 @@ def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: 
                      f"{r['search_builtin_with_encoding']['p50_ms']:>14.2f}")
     print("\n".join(lines), flush=True)
     return {"table": lines, "encoders": rows}
+
+
+ABLATION = (("semantic only", ()), ("+side", ("side",)), ("+facing", ("facing",)), ("+direction", ("direction",)),
+            ("+count", ("count",)), ("all (default)", True))
+
+
+def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None) -> dict:
+    """Motion words as structure, part by part (retrieval/motion_words.py): top-1 / top-3 / side-correct
+    top-1 of db.search on every set with no part, each part alone and all of them; then, on the
+    development set only (where the weight is chosen), all parts at each of `weights`."""
+    build_from_library(workdir / "ablation", "builtin")
+    db = open_database(workdir / "ablation", "builtin")
+    qsets = quality_sets(with_test3)
+    source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
+
+    def run(qset, parts, weight=None):
+        opts = {"structure": parts} if weight is None else {"structure": parts, "structure_weight": weight}
+        return score_ranking([[h.name for h in db.search(t, 3, **opts)] for t, _, _ in qset], source_of, qset)
+
+    rows = {label: {s: run(q, parts) for s, q in qsets.items()} for label, parts in ABLATION}
+    sweep = {w: run(qsets["dev"], True, w) for w in (weights or [])}
+    bonus_sweep = {b: score_ranking([[h.name for h in db.search(t, 3, structure_bonus=b)] for t, _, _ in qsets["dev"]],
+                                    source_of, qsets["dev"]) for b in (bonuses or [])}
+    db.close()
+    set_names = list(qsets)
+    lines = ["motion words as structure, ablation (db.search on the built-in library; top-1 / top-3 / side-correct top-1)",
+             f"{'parts':<16} " + " ".join(f"{s:>22}" for s in set_names)]
+    for label, per_set in rows.items():
+        lines.append(f"{label:<16} " + " ".join(
+            f"{'%.3f/%.3f/%.3f' % (r['top1'], r['top3'], r['top1_side_correct']):>22}" for r in per_set.values()))
+    if sweep:
+        lines.append("weight per contradicted fact, all parts, development set only:")
+        for w, r in sweep.items():
+            lines.append(f"  {w:<8g} {r['top1']:.3f}/{r['top3']:.3f}/{r['top1_side_correct']:.3f}")
+    if bonus_sweep:
+        lines.append("bonus per agreeing fact (default weight), all parts, development set only:")
+        for b, r in bonus_sweep.items():
+            lines.append(f"  {b:<8g} {r['top1']:.3f}/{r['top3']:.3f}/{r['top1_side_correct']:.3f}")
+    print("\n".join(lines), flush=True)
+    return {"table": lines, "rows": rows, "dev_weight_sweep": {str(w): r for w, r in sweep.items()},
+            "dev_bonus_sweep": {str(b): r for b, r in bonus_sweep.items()}}
 
 
 def main(argv=None) -> int:
@@ -737,6 +819,12 @@ def main(argv=None) -> int:
     p.add_argument("--compare-encoders", nargs="+", default=None, metavar="NAME",
                    help="compare these encoders (all-MiniLM-L6-v2 = the packaged default; others: folders under "
                         "<--encoder-root>/text_encoders) on quality, latency and memory; prints a table")
+    p.add_argument("--ablation", action="store_true",
+                   help="quality with each part of the motion-word structure alone, none and all; prints a table")
+    p.add_argument("--structure-weights", type=float, nargs="*", default=None,
+                   help="with --ablation: also all parts at each of these weights, on the development set only")
+    p.add_argument("--structure-bonuses", type=float, nargs="*", default=None,
+                   help="with --ablation: also all parts at each of these agreement bonuses, on the development set only")
     p.add_argument("--with-test3", action="store_true",
                    help="also score the third held-out set (written for issue 18; run it once, at the end)")
     args = p.parse_args(argv)
@@ -756,9 +844,11 @@ def main(argv=None) -> int:
                 print(json.dumps(r, indent=1), flush=True)
                 if args.json:
                     Path(args.json).write_text(json.dumps(out, indent=1))
+        if args.ablation:
+            out["ablation"] = ablation(workdir, args.with_test3, args.structure_weights, args.structure_bonuses)
         if args.compare_encoders:
             out["encoders"] = compare_encoders(workdir, args.compare_encoders, args.encoder_root, args.with_test3)
-        elif not args.skip_quality:
+        elif not args.skip_quality and not args.ablation:
             qenc = get_text_encoder(args.quality_encoder, args.encoder_root) if args.quality_encoder else None
             out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc, args.with_test3)
             print(json.dumps(out["quality_builtin"], indent=1))
