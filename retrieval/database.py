@@ -249,10 +249,14 @@ class MotionDatabase:
         from .search import search_vector
 
         from .motion_words import check_query
+        from .spelling import correct_query
 
         encoder = options.pop("encoder", None)
+        spelling = options.pop("spelling", True)        # misspelt words put right against the captions' words
         (text,) = check_texts([text], what="query text")
         check_query(text, self.text_encoder_id)
+        if spelling:
+            text = correct_query(self, text, encoder or self.encoder())
         return search_vector(self, self.encode_query(text, encoder), top_k, query_text=text, **options)
 
     def search_vector(self, vector: Any, top_k: int = 5, **options) -> list:
