@@ -246,9 +246,8 @@ class MotionDatabase:
 
     def search(self, text: str, top_k: int = 5, **options) -> list:
         """Entries whose captions best match `text`; see search.search_vector for the options."""
-        from .search import search_vector
-
         from .motion_words import check_query
+        from .search import search_vector
         from .spelling import correct_query
 
         encoder = options.pop("encoder", None)
