@@ -18,6 +18,7 @@ import json
 import sys
 import time
 
+from ..common.errors import InputError
 from ..common.paths import default_models_root
 from .builders import add_from_source, build_from_source
 from .builtin_video_db import ensure_builtin_video_database
@@ -225,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return run(args)
-    except RetrievalError as exc:
+    except (RetrievalError, InputError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -13,8 +13,8 @@ from __future__ import annotations
 import json
 import os
 import threading
-import weakref
 import time
+import weakref
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,8 +26,10 @@ from ..models.motion.motion import Motion
 from . import db_format as fmt
 from . import vector_index as vi
 from .errors import DatabaseCorruptError, DatabaseNotFoundError, EncoderMismatchError, RetrievalError
+from .motion_words import check_query
 from .payloads import PayloadReader
 from .search import search_vector
+from .spelling import correct_query
 from .text_encoder import check_texts, get_text_encoder
 
 _OPEN_RETRIES = 5
@@ -254,7 +256,12 @@ class MotionDatabase:
     def search(self, text: str, top_k: int = 5, **options) -> list:
         """Entries whose captions best match `text`; see search.search_vector for the options."""
         encoder = options.pop("encoder", None)
-        return search_vector(self, self.encode_query(text, encoder), top_k, **options)
+        spelling = options.pop("spelling", True)        # misspelt words put right against the captions' words
+        (text,) = check_texts([text], what="query text")
+        check_query(text, self.text_encoder_id)
+        if spelling:
+            text = correct_query(self, text, encoder or self.encoder())
+        return search_vector(self, self.encode_query(text, encoder), top_k, query_text=text, **options)
 
     def search_vector(self, vector: Any, top_k: int = 5, **options) -> list:
         return search_vector(self, vector, top_k, **options)

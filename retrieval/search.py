@@ -23,6 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
+from . import motion_words
 from .errors import RetrievalError
 
 KINEMATIC_COEF = 0.1        # ReMoDiffuse's kinematic_coef (configs/remodiffuse/*.py)
@@ -44,7 +45,7 @@ class SearchHit:
     name: str
     caption: str
     caption_id: int
-    score: float              # what results are ranked by (cosine, or cosine x length factor)
+    score: float              # what results are ranked by (cosine, or cosine x length factor), less motion-word penalties
     semantic_score: float     # cosine similarity of the query and `caption`
     num_frames: int
     fps: float
@@ -114,7 +115,9 @@ def _query_vector(db, vector) -> np.ndarray:
 def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = None,
                   target_fps: float = DEFAULT_FPS, kinematic_coef: float = KINEMATIC_COEF,
                   exclude: Iterable[int | str] | int | str | None = None, one_per_source: bool = True,
-                  nprobe: int | None = None, ef_search: int | None = None) -> list[SearchHit]:
+                  nprobe: int | None = None, ef_search: int | None = None, query_text: str | None = None,
+                  structure=True, structure_weight: float = motion_words.DEFAULT_WEIGHT,
+                  structure_bonus: float = motion_words.DEFAULT_BONUS) -> list[SearchHit]:
     """The top_k entries for a unit query vector, best first.
 
     target_length: frames at target_fps (20 = HumanML3D); when given, scores are re-ranked
@@ -122,6 +125,9 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
     are excluded too. one_per_source: at most one entry per source clip (mirrored copies
     and sub-clips of one clip count as one); otherwise one per entry. Fewer than top_k come
     back when exclusions or de-duplication leave fewer. nprobe / ef_search tune IVF / HNSW.
+    query_text: the query's words; when given, each entry loses structure_weight per fact of
+    side, facing, direction or count it contradicts and gains structure_bonus per fact it
+    agrees on (motion_words.py); structure names the parts used (True: all, False: none).
     """
     n_entries = db.entry_count
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
@@ -134,6 +140,9 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
         raise RetrievalError("kinematic_coef", f"expected a number >= 0, got {kinematic_coef!r}")
     q = _query_vector(db, vector)
     target = _target_duration(target_length, target_fps)
+    parts = motion_words.normalise_parts(structure)
+    asked = motion_words.parse(query_text) if query_text and parts and (structure_weight or structure_bonus) else None
+    gain = motion_words.max_gain(asked, parts, structure_bonus) if asked else 0.0
     # Per-query work stays proportional to the candidate pool, not to the database: no
     # arrays of one value per entry are built here (at a million entries that alone cost ms).
     banned = set(excluded_entries(db, exclude).tolist())
@@ -148,6 +157,8 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
         scores, ids = scores[got].astype(np.float64), ids[got]
         entries = db.caption_entry[ids]
         final = scores * length_factor(db.entry_duration[entries], target, kinematic_coef) if target else scores
+        if asked:       # the bound on captions outside the pool below allows for the largest gain
+            final = final + motion_words.adjustments(db, asked, entries, parts, structure_weight, structure_bonus)
         # Best first; on equal scores an original before its mirrored copy, then by entry id.
         order = np.lexsort((entries, db.entry_mirrored[entries], -final))
         chosen: list[int] = []
@@ -171,6 +182,7 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
             # Best score any caption outside the pool could reach (its cosine is <= lowest and
             # the length factor lies in (exp(-coef), 1]).
             bound = lowest if (not target or lowest >= 0) else lowest * float(np.exp(-kinematic_coef))
+            bound += gain
             if final[chosen[-1]] >= bound:
                 break
         pool = min(n_captions, pool * 4)

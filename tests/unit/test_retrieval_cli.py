@@ -43,6 +43,9 @@ def test_build_info_query_verify_and_errors(tmp_path):
     assert "run" not in {h["source_clip"] for h in hits}                  # excluded with its mirrored copy
     assert hits[0]["score"] < hits[0]["semantic_score"]                   # length re-ranking applied
 
+    r = cli("query", "--name", "mine", "--text", "the a of", root=root)       # nothing to search for
+    assert r.returncode == 2 and r.stderr.startswith("error: text: ") and "names no motion" in r.stderr
+
     assert "ok: 'mine' generation 0" in cli("verify", "--name", "mine", root=root).stdout
 
     folder = root / "databases" / "mine"
