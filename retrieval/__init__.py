@@ -24,7 +24,7 @@ The modules, from the disk up:
 """
 from __future__ import annotations
 
-from ..common.lazy import lazy_exports
+import importlib
 
 _EXPORTS = {
     "RetrievalError": "errors", "DatabaseNotFoundError": "errors", "DatabaseCorruptError": "errors",
@@ -45,4 +45,13 @@ _EXPORTS = {
 
 __all__ = sorted(_EXPORTS)
 
-__getattr__ = lazy_exports(__name__, _EXPORTS, globals())
+
+# Not common.lazy: `python -m retrieval` imports this package as a top-level one, from which a relative
+# import of common/ cannot reach.
+def __getattr__(name: str):
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
