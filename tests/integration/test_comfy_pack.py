@@ -427,3 +427,14 @@ def test_bad_inputs_fail_clearly_and_leave_the_server_working(comfy, object_info
     assert _digest(inp) == before_in, "input folder changed"
     after_out = _digest(comfy.output_dir)
     assert all(after_out.get(k) == v for k, v in before_out.items()), "an existing output file changed"
+
+
+def test_example_query_image_is_in_the_input_folder_for_load_image(comfy):
+    """The image-to-video workflows' Load Image names motionrag_query.png: the pack places the one it
+    ships (workflows/input/) in ComfyUI's input folder when the server starts, so Load Image lists it."""
+    shipped = REPO_ROOT / "workflows" / "input" / "motionrag_query.png"
+    placed = comfy.input_dir / "motionrag_query.png"
+    assert placed.is_file(), sorted(p.name for p in comfy.input_dir.iterdir())
+    assert placed.read_bytes() == shipped.read_bytes()
+    choices = comfy.object_info("LoadImage")["input"]["required"]["image"][0]
+    assert "motionrag_query.png" in choices, choices
