@@ -218,6 +218,7 @@ def test_native_preview_3d_animation_plays_the_saved_glb(comfy_page):
     while not glb_responses and time.monotonic() < deadline:
         page.wait_for_timeout(200)
     assert glb_responses == [200], f"the viewer's /view request for the .glb: {glb_responses}"
+    page.evaluate(FIT_VIEW)       # the whole node on the page
     canvas = page.locator(".comfy-load-3d canvas").first
     page.wait_for_timeout(1500)   # the model is parsed and framed
     still = _pixels(canvas.screenshot())
@@ -231,8 +232,8 @@ def test_native_preview_3d_animation_plays_the_saved_glb(comfy_page):
     box = canvas.bounding_box()
     page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.7)
     shots = []
-    for _ in range(3):
-        page.wait_for_timeout(700)
+    for _ in range(4):
+        page.wait_for_timeout(400)
         shots.append(canvas.screenshot())
     out = screenshot_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -240,6 +241,11 @@ def test_native_preview_3d_animation_plays_the_saved_glb(comfy_page):
         if png is not None:
             (out / f"preview_3d_animation_glb_{i}.png").write_bytes(png)
     page.screenshot(path=str(out / "preview_3d_animation_glb_page.png"))
-    changes = [float((np.abs(_pixels(a) - _pixels(b)).max(axis=-1) > 40).mean()) for a, b in zip(shots, shots[1:])]
-    assert all(c > 0.003 for c in changes), f"the picture did not change while playing: {changes}"
+    changed = lambda a, b: float((np.abs(a - b).max(axis=-1) > 40).mean())  # noqa: E731
+    pictures = [_pixels(s) for s in shots]
+    # The cartwheel travels sideways and may leave the viewer's fixed camera for a moment, so the
+    # playing pictures are compared with the still one and with each other, not pair by pair.
+    assert changed(pictures[0], still) > 0.003, "playing did not change the still picture"
+    between = [changed(a, b) for a, b in zip(pictures, pictures[1:])]
+    assert max(between) > 0.003, f"the picture did not change while playing: {between}"
     assert comfy_page.our_errors() == []
