@@ -130,12 +130,17 @@ SAVE_FORMATS = {
     "bvh": "bvh",
     "humanml3d_vecs_npy": "npy",
     "humanml3d_joints_npy": "npy",
+    "glb": "glb",
+    "glb_mixamo": "glb",
 }
 
 
 class SaveMotion:
     DESCRIPTION = ("Saves a motion into ComfyUI's output folder: our compact .npz, BVH (imports into Blender), "
-                   "or HumanML3D .npy (263-d new_joint_vecs, or new_joints positions).")
+                   "HumanML3D .npy (263-d new_joint_vecs, or new_joints positions), or GLB (glTF 2.0: a skinned "
+                   "body with the motion as its animation, for Blender, Unity, Unreal and ComfyUI's "
+                   "Preview 3D - Animation node, which takes the path output; glb_mixamo names the joints "
+                   "as Mixamo does, mixamorig:Hips ..., with a T-pose rest, for retargeting).")
     CATEGORY = comfy_env.CATEGORY
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -157,7 +162,7 @@ class SaveMotion:
         }
 
     def save(self, motion, filename_prefix, format):
-        from ..models.motion import bvh_write, files
+        from ..models.motion import bvh_write, files, gltf
 
         m = from_motion_data(motion)
         path, subfolder = comfy_env.save_path(filename_prefix, SAVE_FORMATS[format])
@@ -165,6 +170,8 @@ class SaveMotion:
             files.save_npz(m, path)
         elif format == "bvh":
             bvh_write.save_bvh(m, path)
+        elif format in ("glb", "glb_mixamo"):
+            gltf.save_glb(m, path, naming="mixamo" if format == "glb_mixamo" else "smpl")
         elif format == "humanml3d_vecs_npy":
             files.save_humanml3d_npy(m, path, kind="features")
         else:

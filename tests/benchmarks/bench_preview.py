@@ -132,7 +132,7 @@ def main(rounds: int) -> None:
         raw_float32 = FRAMES * 22 * 3 * 4
 
         decode_ms = page.evaluate("""async ([payload, n]) => {
-            const mod = await import("/extensions/MotionRAG-Suite/js/motionrag_viewer.js");
+            const mod = await import("/extensions/MotionRAG-Suite/js/motionrag_viewer.mjs");
             const t0 = performance.now();
             for (let i = 0; i < n; i++) mod.decodePayload(payload);
             return (performance.now() - t0) / n;

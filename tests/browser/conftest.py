@@ -28,6 +28,8 @@ CHROMIUM_ARGS = [
     "--use-angle=swiftshader", "--enable-unsafe-swiftshader",
 ]
 VIEWPORT = {"width": 1400, "height": 900}
+# Comfy Org's services the Vue frontend calls by itself (they fail here: no network).
+FRONTEND_OWN_SERVICES = ("https://api.comfy.org/",)
 
 # Frontend-agnostic helpers (legacy 2024 web/ and the pip comfyui-frontend-package), added to the
 # page by the tests: the pack itself puts nothing on window. The tests look at our widget as a user
@@ -84,7 +86,18 @@ def browser_comfy():
         pytest.skip("MOTIONRAG_SKIP_COMFY=1: real-ComfyUI tests skipped on request")
     with ComfyServer() as server:
         _place_declared_inputs(server)
+        first_run_settings(server)
         yield server
+
+
+def first_run_settings(server) -> None:
+    """A returning user's settings for the Vue frontend (ignored by the 2024 UI): without them its
+    first start opens the Templates browser over the canvas, which would take the tests' clicks."""
+    settings = Path(server.user_dir) / "default" / "comfy.settings.json"
+    settings.parent.mkdir(parents=True, exist_ok=True)
+    settings.write_text(json.dumps({"Comfy.TutorialCompleted": True, "Comfy.Minimap.Visible": False,
+                                    # screenshots of whole workflows: full drawing down to 30 % zoom
+                                    "LiteGraph.Canvas.LowQualityRenderingZoomThreshold": 0.3}))
 
 
 def _place_declared_inputs(server) -> None:
@@ -160,7 +173,11 @@ class ComfyPage:
         return errors
 
     def external_requests(self) -> list[str]:
-        return [u for u in self.requests if not u.startswith(self.server.url) and not u.startswith("data:")]
+        """Requests that leave the ComfyUI server, except the Vue frontend's own calls to Comfy Org's
+        API (release notes, node registry), which it makes on every page whatever packs are loaded."""
+        local = (self.server.url, "data:", "blob:" + self.server.url)
+        return [u for u in self.requests if not u.startswith(local)
+                and not u.startswith(FRONTEND_OWN_SERVICES)]
 
     def load_workflow(self, workflow: dict) -> None:
         self.page.evaluate("async (wf) => { await app.loadGraphData(wf); }", workflow)

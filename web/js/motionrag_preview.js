@@ -6,9 +6,26 @@
 // Only window.app / LiteGraph node APIs that both the legacy (2024) and the
 // current ComfyUI frontends offer are used: registerExtension,
 // beforeRegisterNodeDef, onNodeCreated, onExecuted, onRemoved, addDOMWidget,
-// app.canvas.canvas. This file is the ComfyUI glue; the viewer knows nothing of ComfyUI.
+// app.canvas.canvas, and api's "executed" / "execution_cached" / "executing" events and
+// /history. This file is the ComfyUI glue; the viewer knows nothing of ComfyUI.
 import { app } from "../../../scripts/app.js";
-import { MotionViewer, decodePayload } from "./motionrag_viewer.js";
+import { api } from "../../../scripts/api.js";
+
+// The viewer module (and with it three.js, about 700 KB) is imported when the first motion is
+// shown, not with the page. ComfyUI's Vue frontend bundles its own three.js privately (it exposes
+// no THREE module or global, only three's window.__THREE__ revision marker), so a pack that draws
+// with three.js has to bring its own, and three.js then warns "Multiple instances of Three.js being
+// imported". The two copies never share objects (our scene, renderer and canvas are our own),
+// which is the case that warning is about; loading ours only when a preview is used keeps it (and
+// the download) off the pages of users who never open one.
+let viewerModule = null;
+const loadViewerModule = () => (viewerModule ??= import("./motionrag_viewer.mjs"));
+
+// The last result each preview showed is kept as the id of the prompt that made it, in the node's
+// properties (saved with the workflow, a few bytes); the result itself stays in ComfyUI's
+// /history. So a page reload, or a run whose nodes all came from the cache (ComfyUI then sends no
+// "executed" message for them), shows it again, as long as the server still has that prompt.
+const LAST_RESULT = "MotionRAG last prompt";
 
 const WIDGET_NAME = "motionrag_preview";
 const RETRIEVE_NODE = "MotionRAGTextRetrieve";
@@ -125,18 +142,26 @@ function buildWidget(node, withRefs) {
     bar.append(playBtn, slider, counter);
     root.append(stage, bar);
 
-    const viewer = new MotionViewer(stage, {
-        onFrame(frame, total, playing) {
-            counter.textContent = `${frame + 1} / ${total}`;
-            slider.max = String(Math.max(0, total - 1));
-            slider.value = String(frame);
-            playBtn.textContent = playing ? "\u275A\u275A" : "\u25B6";
-            playBtn.setAttribute("aria-pressed", String(playing));
-        },
-    });
+    let viewer = null;        // made with the first motion (see loadViewerModule)
+    let removed = false;
+    const getViewer = async () => {
+        const { MotionViewer } = await loadViewerModule();
+        if (!viewer && !removed) {
+            viewer = new MotionViewer(stage, {
+                onFrame(frame, total, playing) {
+                    counter.textContent = `${frame + 1} / ${total}`;
+                    slider.max = String(Math.max(0, total - 1));
+                    slider.value = String(frame);
+                    playBtn.textContent = playing ? "\u275A\u275A" : "\u25B6";
+                    playBtn.setAttribute("aria-pressed", String(playing));
+                },
+            });
+        }
+        return viewer;
+    };
 
-    playBtn.addEventListener("click", () => viewer.toggle());
-    slider.addEventListener("input", () => viewer.seek(Number(slider.value)));
+    playBtn.addEventListener("click", () => viewer?.toggle());
+    slider.addEventListener("input", () => viewer?.seek(Number(slider.value)));
     forwardUnusedInput(root);
 
     const minHeight = VIEWER_HEIGHT + (withRefs ? LIST_HEIGHT + 4 : 0) + 30;
@@ -147,8 +172,17 @@ function buildWidget(node, withRefs) {
         getHeight: () => minHeight,
     });
     widget.serialize = false;
-    widget.viewer = viewer;
-    widget.showMotion = (payload, label) => {
+    Object.defineProperty(widget, "viewer", { get: () => viewer });
+    widget.dispose = () => {
+        removed = true;
+        viewer?.dispose();
+    };
+    let shown = 0;  // a newer motion wins over one still waiting for the viewer module
+    widget.showMotion = async (payload, label) => {
+        const ticket = ++shown;
+        const { decodePayload } = await loadViewerModule();
+        const viewer = await getViewer();
+        if (ticket !== shown || !viewer) return;
         let motion;
         try {
             motion = decodePayload(payload);
@@ -215,17 +249,95 @@ app.registerExtension({
             if (outputsMotion || isRetrieve) previewWidget(this, isRetrieve);
         });
         chainCallback(nodeType.prototype, "onExecuted", function (output) {
-            const refs = output?.motionrag_refs;
-            const motion = output?.motionrag_motion?.[0];
-            if (Array.isArray(refs)) {
-                previewWidget(this, true).showRefs(refs);
-            } else if (motion) {
-                previewWidget(this, false).showMotion(motion);
-            }
+            showOutput(this, output);
         });
         // Give the WebGL context back when the node goes (deleted, or the graph cleared/reloaded).
         chainCallback(nodeType.prototype, "onRemoved", function () {
-            this.widgets?.find((w) => w.name === WIDGET_NAME)?.viewer?.dispose();
+            this.widgets?.find((w) => w.name === WIDGET_NAME)?.dispose();
+        });
+    },
+    // A node of a workflow being loaded (also after a page reload): show its last result again.
+    loadedGraphNode(node) {
+        const promptId = node.properties?.[LAST_RESULT];
+        if (promptId && hasPreview(node)) restoreFromHistory(promptId, [node]);
+    },
+    setup() {
+        // Nodes that ran in a prompt: remember it. Nodes taken from the cache get no "executed"
+        // message; their output is in that prompt's /history entry once it has finished.
+        const cached = new Map();   // prompt id -> node ids ComfyUI took from its cache
+        api.addEventListener("executed", ({ detail }) => {
+            const node = detail?.prompt_id && app.graph?.getNodeById(Number(detail.node) || detail.node);
+            if (node && hasPreview(node)) rememberPrompt(node, detail.prompt_id);
+        });
+        api.addEventListener("execution_cached", ({ detail }) => {
+            if (detail?.prompt_id && Array.isArray(detail.nodes)) cached.set(detail.prompt_id, detail.nodes);
+        });
+        const finished = (promptId) => {
+            const ids = cached.get(promptId);
+            cached.delete(promptId);
+            const nodes = (ids ?? []).map((id) => app.graph?.getNodeById(Number(id) || id))
+                .filter((n) => n && hasPreview(n));
+            if (nodes.length) restoreFromHistory(promptId, nodes);
+        };
+        // "execution_success" on current ComfyUI; the 2024 one ends a prompt with "executing" null.
+        api.addEventListener("execution_success", ({ detail }) => finished(detail?.prompt_id));
+        let running = null;
+        api.addEventListener("execution_start", ({ detail }) => { running = detail?.prompt_id ?? null; });
+        api.addEventListener("executing", ({ detail }) => {
+            const nodeId = detail && typeof detail === "object" ? detail.node : detail;
+            if (nodeId == null && running) {
+                const id = running;
+                running = null;
+                // on a current ComfyUI execution_success may still be on its way: look a bit later
+                setTimeout(() => cached.has(id) && finished(id), 200);
+            }
         });
     },
 });
+
+function rememberPrompt(node, promptId) {
+    if (node.properties?.[LAST_RESULT] === promptId) return;
+    // Bracketed as a graph change, so that the Vue frontend's change tracker sees it and keeps the
+    // workflow it restores on reload up to date (the 2024 UI has no such hooks; it saves every second).
+    app.canvas?.emitBeforeChange?.();
+    node.properties ??= {};
+    node.properties[LAST_RESULT] = promptId;
+    app.canvas?.emitAfterChange?.();
+}
+
+function hasPreview(node) {
+    return !!node.widgets?.some((w) => w.name === WIDGET_NAME);
+}
+
+function showOutput(node, output) {
+    const refs = output?.motionrag_refs;
+    const motion = output?.motionrag_motion?.[0];
+    if (Array.isArray(refs)) {
+        previewWidget(node, true).showRefs(refs);
+    } else if (motion) {
+        previewWidget(node, false).showMotion(motion);
+    }
+}
+
+// Show what the given prompt produced for these nodes, from the server's /history (matching the
+// node's type, so a different workflow's node with the same id is never shown).
+async function restoreFromHistory(promptId, nodes) {
+    let entry;
+    try {
+        const res = await api.fetchApi(`/history/${encodeURIComponent(promptId)}`);
+        if (!res.ok) return;
+        entry = (await res.json())?.[promptId];
+    } catch (err) {
+        console.warn("[MotionRAG] could not read /history for the last preview:", err);
+        return;
+    }
+    if (!entry) return;   // the server no longer has it (restarted, or history cleared)
+    const prompt = entry.prompt?.[2] ?? {};
+    for (const node of nodes) {
+        const output = entry.outputs?.[String(node.id)];
+        const classType = prompt[String(node.id)]?.class_type;
+        if (!output || (classType && classType !== node.type)) continue;
+        rememberPrompt(node, promptId);
+        showOutput(node, output);
+    }
+}

@@ -3,8 +3,9 @@
 // bones as instanced cylinders, joints as instanced spheres, a floor grid and the
 // pelvis path. No ComfyUI imports here, so the viewer works on any page.
 //
-// three.js keeps the .mjs extension on purpose: ComfyUI loads every *.js file under
-// the pack's WEB_DIRECTORY as a front-end extension, and this library is not one.
+// This module and three.js keep the .mjs extension on purpose: ComfyUI loads every *.js file
+// under the pack's WEB_DIRECTORY as a front-end extension with the page, and these are libraries
+// that motionrag_preview.js imports only when a preview first shows a motion.
 import * as THREE from "../vendor/three/three.module.min.mjs";
 
 const FORMAT = "motionrag-preview/1";
