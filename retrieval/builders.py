@@ -25,6 +25,7 @@ from ..models.motion import humanml3d, library
 from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
 from ..models.motion.library import mirror_caption
 from ..models.motion.motion import FEATURE_DIM, MotionError
+from . import db_format as fmt
 from .entry_spec import EntrySpec
 from .errors import RetrievalError
 from .source_folders import caption_from_name, sidecar_captions, source_files, source_folder
@@ -219,6 +220,10 @@ def build_from_source(root, name: str, kind: str, source=None, *, source_options
                       progress: Callable | None = None, cancel: Callable | None = None, **build_options) -> Path:
     plan = source_plan(kind, source, **(source_options or {}))
     build_options.setdefault("description", plan.description)
+    # The built-in library under its own name is the pack's "builtin" database, whoever builds it
+    # (the command line, training scripts): the one thing that name may hold.
+    if kind == "builtin" and name == fmt.RESERVED_NAMES[0]:
+        build_options.setdefault("origin", name)
     return build_database(root, name, plan.entries, total=plan.total, progress=progress, cancel=cancel,
                           **build_options)
 
