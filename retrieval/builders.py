@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..models.motion import humanml3d, library
-from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
+from ..models.motion.files import SUPPORTED_EXTENSIONS, check_npy_size, load_motion_file
 from ..models.motion.library import mirror_caption
 from ..models.motion.motion import FEATURE_DIM, MotionError
 from . import db_format as fmt
@@ -133,10 +133,12 @@ def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_m
     def load(cid: str) -> np.ndarray:
         path = source / "new_joint_vecs" / f"{cid}.npy"
         try:
+            if path.is_file():
+                check_npy_size(path)              # the header's shape against the file, before numpy allocates
             feats = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise RetrievalError("source_folder", f"HumanML3D folder {source}: clip {cid!r} has no new_joint_vecs/{cid}.npy") from None
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError) as exc:     # MotionError is a ValueError
             raise RetrievalError("source_folder", f"HumanML3D file {path}: cannot be read ({exc})") from None
         if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
             raise RetrievalError("source_folder", f"HumanML3D file {path}: expected features of shape (frames, 263), got {feats.shape}")
