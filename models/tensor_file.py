@@ -21,8 +21,10 @@ _DTYPE_BYTES = {"F64": 8, "F32": 4, "F16": 2, "BF16": 2, "I64": 8, "I32": 4, "I1
                 "U16": 2, "U32": 4, "U64": 8, "F8_E4M3": 1, "F8_E5M2": 1}
 
 
-def read_header(path: str | os.PathLike, input: str | None = None) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """{tensor name: (dtype, shape)} of a safetensors file; every offset checked against the file's size."""
+def read_header(path: str | os.PathLike, input: str | None = None,
+                error=InputError) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """{tensor name: (dtype, shape)} of a safetensors file; every offset checked against the file's size.
+    A bad file raises error(input, message) (a loader's own InputError subclass)."""
     path = Path(path)
     what = input or str(path)
     try:
@@ -31,14 +33,14 @@ def read_header(path: str | os.PathLike, input: str | None = None) -> dict[str, 
             head = f.read(8)
             n = int.from_bytes(head, "little") if len(head) == 8 else -1
             if n < 2 or n > MAX_HEADER_BYTES or 8 + n > size:
-                raise InputError(what, f"not a safetensors file (header length {n}, file {size} bytes)")
+                raise error(what, f"not a safetensors file (header length {n}, file {size} bytes)")
             raw = json.loads(f.read(n).decode("utf-8"))
     except OSError as exc:
-        raise InputError(what, f"cannot be read ({exc})") from None
+        raise error(what, f"cannot be read ({exc})") from None
     except (UnicodeDecodeError, json.JSONDecodeError):
-        raise InputError(what, "not a safetensors file (its header is not JSON)") from None
+        raise error(what, "not a safetensors file (its header is not JSON)") from None
     if not isinstance(raw, dict):
-        raise InputError(what, "not a safetensors file (its header is not a JSON object)")
+        raise error(what, "not a safetensors file (its header is not a JSON object)")
     out, data = {}, size - 8 - n
     for name, info in raw.items():
         if name == "__metadata__":
@@ -53,7 +55,7 @@ def read_header(path: str | os.PathLike, input: str | None = None) -> dict[str, 
         except (KeyError, TypeError, ValueError):
             ok = False
         if not ok:
-            raise InputError(what, f"tensor {name!r}: its header entry does not fit the file ({size} bytes)")
+            raise error(what, f"tensor {name!r}: its header entry does not fit the file ({size} bytes)")
         out[name] = (dtype, shape)
     return out
 

@@ -141,7 +141,10 @@ class _Parser:
                 raise self.fail(line, f"expected OFFSET, CHANNELS, JOINT, End Site or '}}', found '{tok}'")
 
     def hierarchy(self) -> None:
-        self.expect("HIERARCHY")
+        tok, line = self.next("'HIERARCHY'")
+        if tok.upper() != "HIERARCHY":
+            # Not a BVH at all (perhaps another file under a .bvh name): quote nothing of what it holds.
+            raise self.fail(line, "expected 'HIERARCHY' first; this is not a BVH file")
         line = self.expect("ROOT")
         self.joint(-1, line)
         if self.pos < len(self.tokens):

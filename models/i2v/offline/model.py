@@ -220,7 +220,7 @@ def _check_config_against_weights(config: OfflineConfig, path: Path) -> None:
     def refuse(field, message):
         return CheckpointError(path, f"config field {field}: {message}")
 
-    h = tensor_file.read_header(path, str(path))
+    h = tensor_file.read_header(path, str(path), error=CheckpointError)
     c = config
     tensor_file.check_against_file([
         ("layers", c.layers, tensor_file.layer_count(h, "cama.transformer.layers.")),
