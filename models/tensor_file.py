@@ -89,6 +89,26 @@ def check_against_file(expected: list[tuple[str, object, object]], source: str, 
             raise error(field, f"config says {want!r}, but the weights file {source} holds {have!r}")
 
 
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl", ".pickle")
+
+
+def refuse_pickled_weights(folder: str | os.PathLike, what: str, error=InputError) -> None:
+    """A model folder (transformers layout) must hold its weights as safetensors: a pickle can run code
+    when loaded, so a folder with only pickled weights is refused before transformers reads it (its
+    loaders are then called with use_safetensors=True, so they never fall back to the pickle)."""
+    folder = Path(folder)
+    try:
+        names = sorted(p.name for p in folder.iterdir() if p.is_file())
+    except OSError:
+        return                                  # the loader reports the missing folder in its own words
+    if any(n.endswith(".safetensors") for n in names):
+        return
+    pickles = [n for n in names if n.lower().endswith(PICKLE_SUFFIXES)]
+    if pickles:
+        raise error(str(folder), f"refused to load: the {what} weights are pickled ({', '.join(pickles)}), and "
+                    "MotionRAG never unpickles model files; use a folder with model.safetensors")
+
+
 def check_finite(tensors: dict, source: str, error=InputError) -> None:
     """Refuse weights holding NaN or infinity (a diverged or damaged save): sampling would fail much later."""
     import torch
@@ -99,4 +119,4 @@ def check_finite(tensors: dict, source: str, error=InputError) -> None:
                         "(a diverged training run?)")
 
 
-__all__ = ["read_header", "layer_count", "dim", "check_bounds", "check_against_file", "check_finite"]
+__all__ = ["refuse_pickled_weights", "read_header", "layer_count", "dim", "check_bounds", "check_against_file", "check_finite"]

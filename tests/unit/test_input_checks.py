@@ -108,3 +108,66 @@ def test_panel_size_1_is_reported_as_panel_size(tmp_path):
     with pytest.raises(InputError) as e:
         TextRetrieve().retrieve("a person walks", db, 1, 0, "", panel_size=1)
     assert e.value.input == "panel_size"
+
+
+# ------------------------------------------------------------------------- 8: pickled weights refused
+class _Tripwire:
+    """Unpickling this writes a file: proof that the weights were (or were not) unpickled."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return (open, (self.path, "w"))
+
+
+def _pickled_folder(folder, config, tripwire):
+    import json
+    import pickle
+
+    folder.mkdir(parents=True)
+    (folder / "config.json").write_text(json.dumps(config))
+    (folder / "pytorch_model.bin").write_bytes(pickle.dumps({"weight": _Tripwire(str(tripwire))}))
+    return folder
+
+
+def test_a_text_encoder_folder_holding_pickles_is_refused(tmp_path):
+    from motionrag_suite.retrieval.text_encoder import get_text_encoder
+
+    root = tmp_path / "models"
+    _pickled_folder(root / "text_encoders" / "evil", {"model_type": "bert", "hidden_size": 8}, tmp_path / "ran")
+    with pytest.raises(RetrievalError) as e:
+        get_text_encoder("evil", root)
+    assert e.value.input == "encoder" and "refused" in e.value.message
+    assert not (tmp_path / "ran").exists()
+
+
+def test_a_dinov2_folder_holding_pickles_is_refused(tmp_path):
+    from motionrag_suite.models.i2v.errors import CheckpointError
+    from motionrag_suite.models.i2v.runtime import load_encoder
+
+    folder = _pickled_folder(tmp_path / "dinov2-large", {"model_type": "dinov2"}, tmp_path / "ran")
+    with pytest.raises(CheckpointError) as e:
+        load_encoder(folder, "image")
+    assert "refused" in e.value.message and not (tmp_path / "ran").exists()
+
+
+# ------------------------------------------------------------------------- 6: Render Skeleton's real memory
+def test_render_skeleton_limit_counts_the_float32_copy(monkeypatch):
+    import numpy as np
+
+    from motionrag_suite.models.motion import MotionError
+    from motionrag_suite.models.render import skeleton3d
+    from motionrag_suite.nodes.render_nodes import RenderSkeleton
+
+    data, _, _ = LoadMotion().load("walk")
+    data = {"joints": data["joints"][:10]}
+    size = 10 * 256 * 256 * 3                              # the uint8 frames alone
+    monkeypatch.setattr(skeleton3d, "MAX_OUTPUT_BYTES", 2 * size)   # they fit; with the float32 copy they do not
+    with pytest.raises(MotionError, match="GiB"):
+        RenderSkeleton().render(data, "3d", 256, 256, 30.0, 20.0, 3.0, "follow", 0, True, True)
+    monkeypatch.setattr(skeleton3d, "MAX_OUTPUT_BYTES", 5 * size)
+    images, _, _ = RenderSkeleton().render(data, "3d", 256, 256, 30.0, 20.0, 3.0, "follow", 0, True, True)
+    frames = skeleton3d.render_3d(data["joints"], width=256, height=256, azimuth=30.0, elevation=20.0, distance=3.0,
+                                  follow=True)
+    assert images.dtype.is_floating_point and np.array_equal((images.numpy() * 255).round().astype(np.uint8), frames)
