@@ -60,6 +60,16 @@ def atomic_write(path: str | os.PathLike, mode: str = "wb", *, encoding: str | N
     _fsync_dir(path.parent)
 
 
+def temp_files(path: str | os.PathLike) -> list[Path]:
+    """Temporary files atomic_write(path) leaves behind when its process is killed before the switch.
+    Only a caller that knows no write of `path` is in flight (it holds the writer's lock) may remove them."""
+    path = Path(path)
+    try:
+        return sorted(p for p in path.parent.glob(f".{path.name}.*.tmp") if p.is_file())
+    except OSError:
+        return []
+
+
 def _fsync_dir(folder: Path) -> None:
     """Make the rename itself durable (POSIX only; best effort)."""
     if os.name != "posix":

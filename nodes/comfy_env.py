@@ -128,8 +128,16 @@ def save_path(filename_prefix: str, extension: str) -> tuple[Path, str]:
         folder, name, counter, subfolder, _ = fp.get_save_image_path(filename_prefix, str(out))
     else:
         folder, name, counter, subfolder = str(out), filename_prefix, 1, ""
-    folder_path = Path(folder)
+    # Checked here, not only by ComfyUI's get_save_image_path: without ComfyUI (the pack as a library)
+    # nothing else stops a prefix such as '../../x' or '/etc/x' from writing outside the output folder.
+    root = out.resolve()
+    first = (Path(folder) / f"{name}_{counter:05}_.{extension}").resolve()
+    if root not in first.parents:
+        raise InputError("filename_prefix", f"{filename_prefix!r} would write outside the output folder {root}; "
+                         "use a name or a sub-folder of it (e.g. 'MotionRAG/walk')")
+    folder_path = first.parent
     folder_path.mkdir(parents=True, exist_ok=True)
+    name = first.name[:-len(f"_{counter:05}_.{extension}")]
     while True:
         path = folder_path / f"{name}_{counter:05}_.{extension}"
         if not path.exists():

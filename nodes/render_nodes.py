@@ -47,10 +47,15 @@ class RenderSkeleton:
         import torch
 
         from ..models.render import openpose, skeleton3d
+        from ..models.render.camera import validate_size
 
         m = from_motion_data(motion)
         if fps and fps > 0:
             m = m.resampled(fps)
+        # The limit counts what this node really holds: the uint8 frames and, beside them while they are
+        # converted, ComfyUI's float32 IMAGE (4 bytes a value), before anything is rendered.
+        validate_size(int(width), int(height))
+        skeleton3d.check_output_size(m.num_frames, int(width), int(height), "motion", bytes_per_value=1 + 4)
         view = dict(width=int(width), height=int(height), azimuth=float(azimuth), elevation=float(elevation),
                     distance=float(distance), follow=camera == "follow", on_frame=comfy_env.progress(m.num_frames))
         if mode == "3d":
@@ -58,8 +63,19 @@ class RenderSkeleton:
             keypoints = openpose.pose_keypoints(m.joints, **{k: v for k, v in view.items() if k != "on_frame"})
         else:
             frames, keypoints = openpose.render_openpose(m.joints, **view)
-        images = torch.from_numpy(frames).to(torch.float32).div_(255.0)
+        images = _as_image(torch, frames)
+        del frames
         return (images, keypoints, float(m.fps))
+
+
+def _as_image(torch, frames, chunk: int = 16):
+    """ComfyUI's float32 IMAGE from uint8 frames, converted a few frames at a time: no float temporary
+    of the whole video beside the result."""
+    images = torch.empty(frames.shape, dtype=torch.float32)
+    for i in range(0, len(frames), chunk):
+        images[i:i + chunk] = torch.from_numpy(frames[i:i + chunk])
+        images[i:i + chunk].div_(255.0)
+    return images
 
 
 NODE_CLASS_MAPPINGS = {"MotionRAGRenderSkeleton": RenderSkeleton}

@@ -286,6 +286,7 @@ class TextRetrieve:
 
         from ..models.motion.preview import preview_payload            # numpy behind these
         from ..models.render.contact_sheet import render_contact_sheet, sheet_layout
+        from ..models.render.camera import validate_size
         from ..retrieval.refs import MotionRefs
 
         if not isinstance(text, str) or not text.strip():
@@ -314,16 +315,19 @@ class TextRetrieve:
         fps = refs[0].fps
         motions = [r.motion if abs(r.motion.fps - fps) < 1e-9 else r.motion.resampled(fps) for r in refs]
         panel = int(panel_size)
+        with comfy_env.inputs_named(width="panel_size", height="panel_size"):     # a panel is square
+            validate_size(panel, panel)
         _, _, width, height = sheet_layout(len(motions), panel, panel)
         frames = min(MAX_PREVIEW_FRAMES, max(m.num_frames for m in motions))
         if frames * width * height * 3 * 4 > MAX_PREVIEW_BYTES:
             raise RetrievalError("panel_size", f"a {width}x{height} preview of {frames} frames for top_k {top_k} would "
                                  f"need more than {MAX_PREVIEW_BYTES / 1024 ** 3:g} GiB; use a smaller panel_size or top_k")
         work = sum(min(MAX_PREVIEW_FRAMES, m.num_frames) for m in motions)
-        sheet = render_contact_sheet(
-            [m.joints for m in motions], [f"{i}. {r.name}  {r.score:.3f}" for i, r in enumerate(refs, 1)],
-            [r.caption for r in refs], panel_width=panel, panel_height=panel, max_frames=MAX_PREVIEW_FRAMES,
-            on_frame=comfy_env.progress(work))
+        with comfy_env.inputs_named(panel_width="panel_size", panel_height="panel_size"):
+            sheet = render_contact_sheet(
+                [m.joints for m in motions], [f"{i}. {r.name}  {r.score:.3f}" for i, r in enumerate(refs, 1)],
+                [r.caption for r in refs], panel_width=panel, panel_height=panel, max_frames=MAX_PREVIEW_FRAMES,
+                on_frame=comfy_env.progress(work))
         images = torch.from_numpy(sheet).to(torch.float32).div_(255.0)
 
         ui_refs = []

@@ -22,12 +22,13 @@ from pathlib import Path
 import numpy as np
 
 from ..models.motion import humanml3d, library
-from ..models.motion.files import SUPPORTED_EXTENSIONS, load_motion_file
+from ..models.motion.files import SUPPORTED_EXTENSIONS, check_npy_size, load_motion_file
 from ..models.motion.library import mirror_caption
 from ..models.motion.motion import FEATURE_DIM, MotionError
+from . import db_format as fmt
 from .entry_spec import EntrySpec
 from .errors import RetrievalError
-from .source_folders import caption_from_name, sidecar_captions, source_files, source_folder
+from .source_folders import caption_from_name, inside, sidecar_captions, source_files, source_folder
 from .writer import add_entries, build_database
 
 HUMANML3D_FPS = 20.0
@@ -78,13 +79,17 @@ def parse_humanml3d_text(path: Path) -> dict[tuple[float, float], list[str]]:
     except (OSError, UnicodeDecodeError) as exc:
         raise RetrievalError("source_folder", f"HumanML3D text file {path}: cannot be read ({exc})") from None
     spans: dict[tuple[float, float], list[str]] = {}
-    for line in lines:
+    for n, line in enumerate(lines, 1):
         parts = line.strip().split("#")
         caption = parts[0].strip()
         if not caption:
             continue
         start = _seconds(parts[2]) if len(parts) > 2 else 0.0
         end = _seconds(parts[3]) if len(parts) > 3 else 0.0
+        # Seconds become feature rows: infinity cannot be one, and a negative start would count from the end.
+        if not (math.isfinite(start) and math.isfinite(end) and start >= 0 and end >= 0):
+            raise RetrievalError("source_folder", f"HumanML3D text file {path}, line {n}: span {start:g}..{end:g} "
+                                 "seconds; expected finite seconds from 0 (0#0 for the whole clip)")
         key = (0.0, 0.0) if (start == 0.0 and end == 0.0) else (start, end)
         spans.setdefault(key, []).append(caption)
     return spans
@@ -100,9 +105,15 @@ def _split_ids(source: Path, split: str) -> list[str]:
         raise RetrievalError("source_folder", f"HumanML3D folder {source}: split file {path.name} is missing "
                              f"(expected {', '.join(s + '.txt' for s in SPLITS[:4])}, or split='all')")
     try:
-        return [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
+        ids = [ln.strip() for ln in path.read_text(encoding="utf-8").splitlines() if ln.strip()]
     except (OSError, UnicodeDecodeError) as exc:
         raise RetrievalError("source_folder", f"HumanML3D split file {path}: cannot be read ({exc})") from None
+    for n, cid in enumerate(ids, 1):
+        # A clip id names files below new_joint_vecs/ and texts/: a path in it would read elsewhere.
+        if "/" in cid or "\\" in cid or cid in (".", "..") or "\0" in cid:
+            raise RetrievalError("source_folder", f"HumanML3D split file {path}, line {n}: a clip id, not a path, "
+                                 f"was expected; refused {cid!r}")
+    return ids
 
 
 def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_mirrored: bool = True,
@@ -122,6 +133,7 @@ def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_m
     plan: list[tuple[str, tuple[float, float], list[str]]] = []
     for cid in ids:
         text = source / "texts" / f"{cid}.txt"
+        inside(source, text, "HumanML3D caption file")
         if not text.is_file():
             raise RetrievalError("source_folder", f"HumanML3D folder {source}: clip {cid!r} has no captions file texts/{cid}.txt")
         for span, captions in parse_humanml3d_text(text).items():
@@ -131,11 +143,14 @@ def humanml3d_plan(source: str | os.PathLike, split: str = "train", *, include_m
 
     def load(cid: str) -> np.ndarray:
         path = source / "new_joint_vecs" / f"{cid}.npy"
+        inside(source, path, "HumanML3D file")          # new_joint_vecs/ itself may be a symlink elsewhere
         try:
+            if path.is_file():
+                check_npy_size(path)              # the header's shape against the file, before numpy allocates
             feats = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise RetrievalError("source_folder", f"HumanML3D folder {source}: clip {cid!r} has no new_joint_vecs/{cid}.npy") from None
-        except (OSError, ValueError, EOFError) as exc:
+        except (OSError, ValueError, EOFError) as exc:     # MotionError is a ValueError
             raise RetrievalError("source_folder", f"HumanML3D file {path}: cannot be read ({exc})") from None
         if feats.ndim != 2 or feats.shape[1] != FEATURE_DIM:
             raise RetrievalError("source_folder", f"HumanML3D file {path}: expected features of shape (frames, 263), got {feats.shape}")
@@ -219,6 +234,10 @@ def build_from_source(root, name: str, kind: str, source=None, *, source_options
                       progress: Callable | None = None, cancel: Callable | None = None, **build_options) -> Path:
     plan = source_plan(kind, source, **(source_options or {}))
     build_options.setdefault("description", plan.description)
+    # The built-in library under its own name is the pack's "builtin" database, whoever builds it
+    # (the command line, training scripts): the one thing that name may hold.
+    if kind == "builtin" and name == fmt.RESERVED_NAMES[0]:
+        build_options.setdefault("origin", name)
     return build_database(root, name, plan.entries, total=plan.total, progress=progress, cancel=cancel,
                           **build_options)
 

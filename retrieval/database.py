@@ -26,6 +26,7 @@ from ..models.motion.motion import Motion
 from . import db_format as fmt
 from . import vector_index as vi
 from .errors import DatabaseCorruptError, DatabaseNotFoundError, EncoderMismatchError, RetrievalError
+from .folder_swap import tidy_database
 from .motion_words import check_query
 from .payloads import PayloadReader
 from .search import search_vector
@@ -332,6 +333,7 @@ class MotionDatabase:
 def open_database(root: str | os.PathLike, name: str) -> MotionDatabase:
     """Open database `name` under <root>/databases (a fresh object; see get_database for a cached one)."""
     folder = fmt.database_dir(root, name)
+    tidy_database(root, name)        # what a killed writer left: a database moved aside, unfinished files
     if not (folder / fmt.MANIFEST).is_file():
         known = fmt.list_databases(root)
         raise DatabaseNotFoundError("name", f"motion database {name!r}: not found at {folder} "

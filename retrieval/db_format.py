@@ -41,13 +41,23 @@ TEXT_ENCODERS_SUBFOLDER = "text_encoders"
 MANIFEST = "manifest.json"
 LOCK_FILE = "writer.lock"
 NORMALIZATION = "l2"
+INDEX_TYPES = ("flat", "ivf", "hnsw")     # the faiss index kinds; vector_index uses these
 METRIC = "inner_product"
 
 JOINTS_KIND = "joints"        # (T, 22, 3) float32 metres, every entry has one
 FEATURES_KIND = "features"    # (T-1, 263) float32 HumanML3D features, where the source had them
 
-_KIND_NAME = re.compile(r"^[a-z][a-z0-9_]{0,63}$")
-_GENERATION_FILE = re.compile(r"^(entries|lookup|index|payload)\.g(\d{4,})(?:\.s(\d{4,}))?\.(sqlite|safetensors|faiss)(?:-journal)?$")
+# Both are used with fullmatch: `$` would also match before a final newline ("joints\n").
+_KIND_NAME = re.compile(r"[a-z][a-z0-9_]{0,63}")
+_GENERATION_FILE = re.compile(r"(entries|lookup|index|payload)\.g(\d{4,})(?:\.s(\d{4,}))?\.(sqlite|safetensors|faiss)(?:-journal)?")
+
+# Names the pack builds and rebuilds by itself. A database under one of them holds only what the pack
+# put there (its manifest's "origin" says so), so rebuilding it never loses a user's data.
+RESERVED_NAMES = ("builtin", "builtin_videos")
+USER_ORIGIN = "user"
+# Manifests written before "origin" existed: the pack's own builds carried this tag in their description
+# (retrieval/builtin_db.py's FINGERPRINT_TAG; a test keeps the two equal).
+LEGACY_PACK_TAG = "library-fingerprint="
 
 SCHEMA = """
 CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -86,7 +96,7 @@ CREATE TABLE payload_kinds (kind TEXT PRIMARY KEY, description TEXT NOT NULL);
 
 
 def validate_kind(kind: Any) -> str:
-    if not isinstance(kind, str) or not _KIND_NAME.match(kind):
+    if not isinstance(kind, str) or not _KIND_NAME.fullmatch(kind):
         raise RetrievalError(
             "kind", f"payload kind {kind!r}: expected lower-case letters, digits and '_' starting with a letter "
             "(e.g. 'joints', 'motion_tokens')")
@@ -124,8 +134,30 @@ def generation_file(kind: str, generation: int, shard: int | None = None) -> str
 
 def file_generation(filename: str) -> int | None:
     """The generation a data file belongs to, or None for files that are not ours."""
-    m = _GENERATION_FILE.match(filename)
+    m = _GENERATION_FILE.fullmatch(filename)
     return int(m.group(2)) if m else None
+
+
+def with_generation(filename: str, generation: int) -> str:
+    """The same data file, named as part of `generation` (a finished build joining an existing folder)."""
+    m = _GENERATION_FILE.fullmatch(filename)
+    if m is None:
+        raise ValueError(f"not a generation file: {filename!r}")
+    return filename[:m.start(2)] + f"{generation:04d}" + filename[m.end(2):]
+
+
+def check_name_for_origin(name: str, origin: str) -> None:
+    """Refuse a reserved name unless the pack's own builder of it (origin == name) is writing."""
+    if name in RESERVED_NAMES and origin != name:
+        raise RetrievalError("name", f"{name!r} is reserved for the database the pack builds and rebuilds itself "
+                             "(Load Motion DB); choose another name")
+
+
+def made_by(manifest: dict, origin: str) -> bool:
+    """Whether the database of `manifest` was built by `origin` (older manifests: by the pack's tag)."""
+    if "origin" in manifest:
+        return manifest["origin"] == origin
+    return origin != USER_ORIGIN and LEGACY_PACK_TAG in str(manifest.get("description", ""))
 
 
 def sha256_file(path: Path, chunk: int = 1 << 22) -> str:
@@ -168,6 +200,9 @@ def read_manifest(folder: Path) -> dict:
                                     "or a build that never finished)") from None
     except OSError as exc:
         raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: cannot read {path}: {exc}") from None
+    except UnicodeDecodeError as exc:
+        raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: {path} is not UTF-8 text "
+                                   f"(byte {exc.start}); the manifest is damaged") from None
     try:
         manifest = json.loads(text)
     except json.JSONDecodeError as exc:
@@ -182,6 +217,9 @@ def read_manifest(folder: Path) -> dict:
         if not isinstance(manifest.get(key), typ):
             raise DatabaseCorruptError(
                 "motion_db", f"motion database {folder.name!r}: manifest field {key!r} is missing or not a {typ.__name__}")
+    if manifest["index"].get("type") not in INDEX_TYPES:
+        raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: manifest index type "
+                                   f"{manifest['index'].get('type')!r}: expected one of {', '.join(INDEX_TYPES)}")
     named = [manifest["metadata_file"], manifest["lookup_file"], manifest["index"].get("file", ""),
              *manifest["payload_shards"]]
     for name in named:

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
+from . import db_format as fmt
 from .entry_spec import EntrySpec
 from .errors import RetrievalError
 from .source_folders import entry_names
@@ -166,7 +167,8 @@ def build_offline_from_sources(root: str | os.PathLike, name: str, sources: Sequ
                                clips_per_video: int = 1, clip_stride: int = 1, fallback_fps: float | None = None,
                                skip_bad: bool = False, progress: Callable | None = None,
                                cancel: Callable | None = None, batch_size: int = 4,
-                               on_video: Callable | None = None) -> tuple[Path | int, list]:
+                               on_video: Callable | None = None,
+                               origin: str = fmt.USER_ORIGIN) -> tuple[Path | int, list]:
     """Build (mode 'create' or 'overwrite') or extend (mode 'add') database `name` under `root` from
     explicit video sources. encoder: a loaded TextEncoder (default: the writer's default by name).
     Returns (database folder or number of entries added, skipped [(path, reason)])."""
@@ -179,7 +181,7 @@ def build_offline_from_sources(root: str | os.PathLike, name: str, sources: Sequ
                              clips_per_video=clips_per_video, clip_stride=clip_stride, fallback_fps=fallback_fps,
                              batch_size=batch_size, skip_bad=skip_bad, skipped=skipped, on_video=on_video)
     total = len(sources) if clips_per_video == 1 and not skip_bad else None
-    extra = {} if encoder is None else {"encoder": encoder}
+    extra = {"origin": origin} if encoder is None else {"encoder": encoder, "origin": origin}
     if mode == "add":
         return add_entries(root, name, entries, progress=progress, cancel=cancel, total=total,
                            batch_size=WRITE_BATCH), skipped

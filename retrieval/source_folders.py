@@ -24,6 +24,17 @@ def source_folder(source, what: str) -> Path:
     return path
 
 
+def inside(source: Path, path: Path, what: str) -> Path:
+    """`path` resolved (symlinks and '..' followed), refused when it leaves the folder `source`:
+    a build reads only what the user's folder holds. The message quotes no content of the file."""
+    root = Path(source).resolve()
+    real = Path(path).resolve()
+    if real != root and root not in real.parents:
+        raise RetrievalError("source_folder", f"{what} {path}: leaves the source folder {root} "
+                             "(a symlink or '..' pointing elsewhere); refused")
+    return real
+
+
 def entry_names(source: Path, files: Sequence[Path]) -> list[str]:
     """Entry names of a folder's files: the path below `source` without its suffix, or with it where
     two files differ only by suffix (clip.mp4 and clip.webp)."""
@@ -36,6 +47,8 @@ def source_files(source: Path, extensions, what: str, recursive: bool = False) -
     """The files in `source` with these extensions, sorted, and an entry name for each."""
     pattern = "**/*" if recursive else "*"
     files = sorted(p for p in source.glob(pattern) if p.is_file() and p.suffix.lower() in extensions)
+    for p in files:
+        inside(source, p, "file")
     if not files:
         raise RetrievalError("source_folder", f"{what} {source}: holds no {', '.join(extensions)} files"
                              + ("" if recursive else " (sub-folders are not searched; use recursive)"))
@@ -47,6 +60,7 @@ def sidecar_captions(path: Path) -> list[str]:
     side = path.with_suffix(".txt")
     if not side.is_file():
         return []
+    inside(path.parent, side, "caption file")
     try:
         lines = side.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError) as exc:
@@ -65,4 +79,4 @@ def caption_from_name(path: Path) -> str:
     return " ".join(path.stem.replace("_", " ").replace("-", " ").split())
 
 
-__all__ = ["source_folder", "entry_names", "source_files", "sidecar_captions", "caption_from_name"]
+__all__ = ["inside", "source_folder", "entry_names", "source_files", "sidecar_captions", "caption_from_name"]

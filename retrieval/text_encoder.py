@@ -31,6 +31,7 @@ import numpy as np
 
 from ..common.errors import InputError
 from ..common.paths import safe_child
+from ..models.tensor_file import refuse_pickled_weights
 from .db_format import TEXT_ENCODERS_SUBFOLDER
 from .errors import RetrievalError
 
@@ -143,9 +144,12 @@ class TextEncoder:
         self.max_length = _read_max_length(folder)
         self.device = device
         hf_logging.disable_progress_bar()
+        refuse_pickled_weights(folder, f"text encoder {name!r}",
+                               error=lambda _input, message: RetrievalError("encoder", f"{folder}: {message}"))
         try:
             self._tokenizer = AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
-            self._model = AutoModel.from_pretrained(str(folder), local_files_only=True).to(device).eval()
+            self._model = AutoModel.from_pretrained(str(folder), local_files_only=True,
+                                                    use_safetensors=True).to(device).eval()
         except (OSError, ValueError) as exc:
             raise RetrievalError("encoder", f"text encoder {name!r}: cannot load from {folder}: {exc}") from None
         self.dim = int(self._model.config.hidden_size)

@@ -14,10 +14,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .db_format import fsync_file
+from .db_format import INDEX_TYPES, fsync_file
 from .errors import DatabaseCorruptError, RetrievalError
 
-INDEX_TYPES = ("flat", "ivf", "hnsw")
 IVF_THRESHOLD = 200_000      # captions; below it the exact scan is fast enough (a few ms per query)
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80

@@ -5,7 +5,8 @@
     add_payloads(root, name, kind, items) a new payload kind for existing entries
 
 A build writes everything into a hidden folder beside the target and renames it into
-place at the end. An add (under the database's writer lock) writes the files of a new
+place at the end; replacing an existing database, its files join that folder as the next
+generation and the manifest switches to them (folder_swap), under the folder's lock. An add (under the database's writer lock) writes the files of a new
 generation and then replaces manifest.json; existing payload shards are never rewritten,
 and captions already in the database are never re-encoded. A process killed at any point
 leaves the previous database as it was; its half-written files are removed by the next
@@ -32,7 +33,8 @@ from . import db_format as fmt
 from . import vector_index as vi
 from .entry_spec import EntrySpec
 from .errors import BuildCancelled, DatabaseNotFoundError, RetrievalError
-from .folder_swap import collect_garbage, move_into_place, remove_stale_builds
+from .folder_swap import (DELETED_MARK, check_replaceable, collect_garbage, move_into_place, remove_stale_builds,
+                          tidy_database)
 from .generation_writer import GenerationWriter
 from .locking import writer_lock
 from .payloads import DEFAULT_MAX_SHARD_BYTES, as_payload_array
@@ -95,20 +97,26 @@ def build_database(root: str | os.PathLike, name: str, entries: Iterable[EntrySp
                    encoder=DEFAULT_TEXT_ENCODER, index_type: str = "auto", overwrite: bool = False,
                    description: str = "", progress: ProgressFn | None = None, cancel: CancelFn | None = None,
                    total: int | None = None, batch_size: int = DEFAULT_BATCH, ivf_threshold: int = vi.IVF_THRESHOLD,
-                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, device: str = "cpu") -> Path:
+                   max_shard_bytes: int = DEFAULT_MAX_SHARD_BYTES, device: str = "cpu",
+                   origin: str = fmt.USER_ORIGIN) -> Path:
     """Build database `name` under <root>/databases from `entries`; returns its folder.
 
     encoder: a name (all-MiniLM-L6-v2, or a folder under <root>/text_encoders) or a loaded TextEncoder.
     index_type: 'auto' (exact up to ivf_threshold captions, IVF above), 'flat', 'ivf' or 'hnsw'.
     An existing database of that name is an error unless overwrite=True, in which case it is
     replaced only once the new one is complete.
+    origin: who builds it, recorded in the manifest; the reserved names ("builtin", "builtin_videos")
+    take only their own builder's databases, and are never replaced when someone else made them.
     """
     target = fmt.database_dir(root, name)
+    fmt.check_name_for_origin(name, origin)
+    tidy_database(root, name)
     _check_batch(batch_size)
     vi.choose_index_type(0, index_type)                  # reject a bad name before any work
     if target.exists() and not overwrite:
         raise RetrievalError("name", f"motion database {name!r} already exists at {target}; pass overwrite=True "
                              "to replace it, or add entries to it instead")
+    check_replaceable(target, origin)                    # before the work, and again at the switch
     enc = get_text_encoder(encoder, root, device) if isinstance(encoder, str) else _check_encoder_object(encoder)
     target.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_builds(root, name)
@@ -126,8 +134,10 @@ def build_database(root: str | os.PathLike, name: str, entries: Iterable[EntrySp
             except BaseException:
                 writer.abort()
                 raise
+            manifest["origin"] = origin
             fmt.write_manifest(tmp, manifest)
-        move_into_place(tmp, target, overwrite)
+            # Still under tmp's lock: a build starting now must not take this finished folder for a dead one.
+            move_into_place(tmp, target, overwrite, origin=origin)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
@@ -138,6 +148,9 @@ def build_database(root: str | os.PathLike, name: str, entries: Iterable[EntrySp
 def _next_generation(root, name: str, *, lock_timeout: float | None, encoder_name: str | None, device: str,
                      **writer_options):
     folder = fmt.database_dir(root, name)
+    # The pack rebuilds the reserved databases from its own sources: entries added there would be lost.
+    fmt.check_name_for_origin(name, fmt.USER_ORIGIN)
+    tidy_database(root, name)
     if not (folder / fmt.MANIFEST).is_file():
         raise DatabaseNotFoundError("name", f"motion database {name!r}: not found at {folder}")
     with writer_lock(folder, timeout=lock_timeout):
@@ -158,6 +171,8 @@ def _next_generation(root, name: str, *, lock_timeout: float | None, encoder_nam
         except BaseException:
             writer.abort()
             raise
+        if "origin" in base:
+            manifest["origin"] = base["origin"]
         fmt.write_manifest(folder, manifest)
         collect_garbage(folder, manifest, keep_previous=True)
 
@@ -240,7 +255,8 @@ def delete_database(root: str | os.PathLike, name: str) -> None:
     folder = fmt.database_dir(root, name)
     if not (folder / fmt.MANIFEST).is_file():
         raise DatabaseNotFoundError("name", f"motion database {name!r}: not found at {folder}")
-    aside = folder.parent / f".{name}.old-{secrets.token_hex(4)}"
+    # Marked as deleted (not as moved aside): a kill before the rmtree must not bring it back.
+    aside = folder.parent / f".{name}{DELETED_MARK}{secrets.token_hex(4)}"
     with writer_lock(folder):
         os.rename(folder, aside)
     shutil.rmtree(aside, ignore_errors=True)

@@ -23,6 +23,7 @@ from typing import Any, Callable
 import numpy as np
 
 from ...common.errors import InputError
+from .. import tensor_file
 from .checkpoints import load_cama, load_motion_projector
 from .configs import (MOTION_PROJECTOR, PAPER_CAMA, CamaConfig, CogVideoXAdapterConfig, ResamplerConfig,
                       SVDAdapterConfig)
@@ -100,8 +101,9 @@ def load_encoder(folder: str | os.PathLike, kind: str, *, device=None, dtype=Non
     if config.model_type != want:
         raise CheckpointError(folder, f"holds a {config.model_type!r} model; the {kind} encoder must be {want!r}")
     cls = VideoMAEModel if kind == "video" else Dinov2Model
+    tensor_file.refuse_pickled_weights(folder, want, error=CheckpointError)
     try:
-        model = cls.from_pretrained(str(folder), local_files_only=True)
+        model = cls.from_pretrained(str(folder), local_files_only=True, use_safetensors=True)
     except (OSError, ValueError) as exc:
         raise CheckpointError(folder, f"the {want} weights cannot be loaded ({exc})") from None
     return model.to(device=device, dtype=dtype).eval().requires_grad_(False)

@@ -141,7 +141,10 @@ class _Parser:
                 raise self.fail(line, f"expected OFFSET, CHANNELS, JOINT, End Site or '}}', found '{tok}'")
 
     def hierarchy(self) -> None:
-        self.expect("HIERARCHY")
+        tok, line = self.next("'HIERARCHY'")
+        if tok.upper() != "HIERARCHY":
+            # Not a BVH at all (perhaps another file under a .bvh name): quote nothing of what it holds.
+            raise self.fail(line, "expected 'HIERARCHY' first; this is not a BVH file")
         line = self.expect("ROOT")
         self.joint(-1, line)
         if self.pos < len(self.tokens):
@@ -173,7 +176,10 @@ class _Parser:
         if not (np.isfinite(frame_time) and frame_time > 0):
             raise self.fail(time_line, f"Frame Time must be a positive number of seconds, found {frame_time!r}")
 
-        data = np.empty((frames, self.num_channels))
+        # Each frame needs a row of the file: allocate for the rows there are, not for what 'Frames:'
+        # claims (10**12 would not fit in memory); fewer rows than declared is reported below.
+        available = sum(1 for text in rows[consumed:] if text.strip())
+        data = np.empty((min(frames, available), self.num_channels))
         row = 0
         first = n + consumed + 1
         for k, text in enumerate(rows[consumed:]):

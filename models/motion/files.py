@@ -26,6 +26,50 @@ def _fail(path: Path, message: str) -> MotionError:
     return MotionError(path, message)
 
 
+def _npy_fits(f, available: int, path: Path, what: str = "") -> None:
+    """Refuse an .npy header whose shape needs more bytes than the data really has: a header claiming
+    10**12 frames would otherwise make numpy allocate before reading a byte."""
+    try:
+        major, _ = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if major == 1 else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except (ValueError, OSError, EOFError) as exc:
+        raise _fail(path, f"{what}cannot be read as a .npy array ({type(exc).__name__}: {exc})") from None
+    if dtype.hasobject:
+        return            # no size to check: np.load(allow_pickle=False) refuses it and says so
+    need = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize if shape else dtype.itemsize
+    have = available - f.tell()
+    if need > have:
+        raise _fail(path, f"{what}cannot be read: its header declares shape {shape} of {dtype} ({need} bytes) but only {have} "
+                    "bytes of data follow; the file is truncated or damaged")
+
+
+def check_npy_size(path: str | os.PathLike) -> None:
+    """Check an .npy file's declared shape against its size, reading only the header."""
+    path = Path(path)
+    _check_readable(path)
+    try:
+        with open(path, "rb") as f:
+            _npy_fits(f, path.stat().st_size, path)
+    except OSError as exc:
+        raise _fail(path, f"cannot be read ({exc})") from None
+
+
+def check_npz_sizes(path: str | os.PathLike) -> None:
+    """Check every array of an .npz archive against its real (uncompressed) size, reading only headers."""
+    import zipfile
+
+    path = Path(path)
+    try:
+        with zipfile.ZipFile(path) as z:
+            for info in z.infolist():
+                if info.filename.endswith(".npy"):
+                    with z.open(info) as f:
+                        _npy_fits(f, info.file_size, path, what=f"array {info.filename[:-4]!r}: ")
+    except (zipfile.BadZipFile, OSError, EOFError) as exc:
+        raise _fail(path, f"cannot be read as an .npz archive ({type(exc).__name__}: {exc})") from None
+
+
 def _check_readable(path: Path) -> None:
     if not path.exists():
         raise _fail(path, "no such file")
@@ -70,6 +114,8 @@ def load_npz(path: str | os.PathLike, *, fps: float | None = None) -> Motion:
     """Load a Motion saved by `save_npz`. fps overrides the stored frame rate."""
     path = Path(path)
     _check_readable(path)
+    if path.suffix.lower() == ".npz" or _is_zip(path):
+        check_npz_sizes(path)
     try:
         with np.load(path, allow_pickle=False) as data:
             if not isinstance(data, np.lib.npyio.NpzFile):
@@ -110,8 +156,18 @@ def load_npz(path: str | os.PathLike, *, fps: float | None = None) -> Motion:
 
 # ----------------------------------------------------------------------------- HumanML3D .npy
 
+def _is_zip(path: Path) -> bool:
+    try:
+        with open(path, "rb") as f:
+            return f.read(4) == b"PK\x03\x04"
+    except OSError:
+        return False
+
+
 def _load_npy(path: Path) -> np.ndarray:
     _check_readable(path)
+    if not _is_zip(path):
+        check_npy_size(path)
     try:
         arr = np.load(path, allow_pickle=False)
     except (EOFError, OSError, ValueError) as exc:

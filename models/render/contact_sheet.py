@@ -14,6 +14,7 @@ from typing import Callable, Sequence
 import cv2
 import numpy as np
 
+from ...common.errors import InputError
 from ..motion.motion import MotionError, validate_joints
 from .camera import validate_size
 from .skeleton3d import check_output_size, render_3d
@@ -125,7 +126,10 @@ def render_contact_sheet(motions: Sequence, titles: Sequence[str], captions: Seq
         raise MotionError("contact sheet", f"{len(motions)} motions, {len(titles)} titles and {len(captions)} "
                           "captions; expected one of each per panel")
     joints = [validate_joints(j, what=f"motion {i + 1}") for i, j in enumerate(motions)]
-    panel_width, panel_height = validate_size(panel_width, panel_height)
+    try:
+        panel_width, panel_height = validate_size(panel_width, panel_height)
+    except InputError as exc:           # this function's arguments are panel_width / panel_height
+        raise exc.for_input(f"panel_{exc.input}") from None
     if not isinstance(max_frames, int) or max_frames < 1:
         raise MotionError("max_frames", f"expected a positive whole number, got {max_frames!r}")
     cols, rows, width, height = sheet_layout(len(joints), panel_width, panel_height, columns)

@@ -48,9 +48,11 @@ _JOINT_COLOURS = [tuple(int(v * DOT_DARKEN) for v in SIDE_COLOURS[skeleton.limb_
 _HEAD = skeleton.JOINT_NAMES.index("head")
 
 
-def check_output_size(frames: int, width: int, height: int, what: str = "render") -> None:
-    """Refuse jobs whose frames alone would take more than MAX_OUTPUT_BYTES."""
-    size = int(frames) * int(width) * int(height) * 3
+def check_output_size(frames: int, width: int, height: int, what: str = "render", bytes_per_value: int = 1) -> None:
+    """Refuse jobs whose images would take more than MAX_OUTPUT_BYTES. bytes_per_value: what the caller
+    really holds per colour value at its peak (1: the uint8 frames; a caller that also makes a float32
+    copy of them holds 1 + 4 while it converts)."""
+    size = int(frames) * int(width) * int(height) * 3 * int(bytes_per_value)
     if size > MAX_OUTPUT_BYTES:
         raise MotionError(
             what, f"{frames} frames at {width}x{height} would need {size / 1024 ** 3:.1f} GiB of images, "

@@ -15,6 +15,7 @@ from pathlib import Path
 import torch
 
 from ...common.errors import InputError
+from .. import tensor_file
 from .config import FORMAT, FORMAT_VERSION, ConfigError, ModelConfig
 from .folders import CONFIG_FILE, MODEL_FILE
 from .model import T2MModel
@@ -116,6 +117,34 @@ def read_config(folder: Path) -> tuple[ModelConfig, dict]:
     return config, data.get("trained", {})
 
 
+def check_config_against_weights(config: ModelConfig, path: Path) -> None:
+    """The sizes that multiply memory (layer counts, widths) as config.json states them, compared with what
+    model.safetensors holds, from its header alone; refuses naming the field. The rest (codebook size...)
+    is bounded by the config's limits and compared key by key once the model is built (check_state)."""
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(path, "file not found")
+    h = tensor_file.read_header(path, str(path), error=CheckpointError)
+    t, m, r = config.tokenizer, config.transformer, config.refiner
+    expected = [
+        ("transformer.layers", m.layers, tensor_file.layer_count(h, "masked.blocks.")),
+        ("transformer.residual_layers", m.residual_layers, tensor_file.layer_count(h, "residual.blocks.")),
+        ("transformer.retrieval_layers", m.retrieval_layers, tensor_file.layer_count(h, "masked.retr_encoder.")),
+        ("transformer.latent", m.latent, tensor_file.dim(h, "masked.norm.weight", 0)),
+        ("transformer.ff", m.ff, tensor_file.dim(h, "masked.blocks.0.ff.net.0.weight", 0)),
+        ("transformer.text_dim", m.text_dim, tensor_file.dim(h, "masked.text_proj.weight", 1)),
+        ("tokenizer.width", t.width, tensor_file.dim(h, "tokenizer.encoder.net.0.weight", 0)),
+        ("refiner.width", r.width, tensor_file.dim(h, "refiner.base_in.weight", 0) or 0),
+    ]
+    if r.width:
+        expected.append(("refiner.depth", r.depth, tensor_file.layer_count(h, "refiner.base_net.")))
+    config_path = path.parent / CONFIG_FILE
+    tensor_file.check_against_file(expected, path.name,
+                                   error=lambda field, message: CheckpointError(
+                                       config_path, f"{field}: {message}; the weights file does not match the "
+                                       "model built from its config.json"))
+
+
 def load_model(folder: Path, device: str = "cpu") -> T2MModel:
     """The model in `folder` (model.safetensors + config.json), in eval mode on `device`."""
     folder = Path(folder)
@@ -123,9 +152,11 @@ def load_model(folder: Path, device: str = "cpu") -> T2MModel:
         raise CheckpointError(folder, f"not a folder; expected a text-to-motion model folder with "
                               f"{MODEL_FILE} and {CONFIG_FILE}")
     config, trained = read_config(folder)
+    check_config_against_weights(config, folder / MODEL_FILE)      # before any module is built
     model = T2MModel(config)
     tensors = load_tensors(folder / MODEL_FILE)
     check_state(model, tensors, str(folder / MODEL_FILE))
+    tensor_file.check_finite(tensors, str(folder / MODEL_FILE), error=CheckpointError)
     model.load_state_dict(tensors)
     model.trained = dict(trained)
     return model.to(device).eval()

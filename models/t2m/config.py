@@ -114,6 +114,15 @@ class ModelConfig:
                             ("transformer.max_retrieved_tokens", m.max_retrieved_tokens)]:
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
                 raise ConfigError(name, f"expected a positive integer, got {value!r}")
+            # Sizes past these describe no model this pack trains, and would allocate without end.
+            if value > SANE_LIMITS[name]:
+                raise ConfigError(name, f"{value} is past the sane limit {SANE_LIMITS[name]}; the config is damaged")
+        for name, value in [("transformer.residual_layers", m.residual_layers),
+                            ("transformer.retrieval_layers", m.retrieval_layers),
+                            ("transformer.num_retrieved", m.num_retrieved), ("refiner.width", self.refiner.width),
+                            ("refiner.depth", self.refiner.depth)]:
+            if isinstance(value, int) and value > SANE_LIMITS[name]:
+                raise ConfigError(name, f"{value} is past the sane limit {SANE_LIMITS[name]}; the config is damaged")
         if not (isinstance(t.down_t, int) and 0 <= t.down_t <= 4):
             raise ConfigError("tokenizer.down_t", f"expected an integer 0..4, got {t.down_t!r}")
         if m.latent % m.heads:
@@ -139,6 +148,15 @@ class ModelConfig:
         if not float(r.max_speed) >= 1.0 or not float(r.noise) >= 0.0 or not float(r.ric_weight) >= 0.0:
             raise ConfigError("refiner.max_speed (>= 1), noise, ric_weight (>= 0)", f"got {r.max_speed!r}, "
                               f"{r.noise!r}, {r.ric_weight!r}")
+
+
+SANE_LIMITS = {
+    "tokenizer.width": 8192, "tokenizer.code_dim": 8192, "tokenizer.num_codes": 65536, "tokenizer.num_quantizers": 32,
+    "tokenizer.depth": 32, "transformer.latent": 8192, "transformer.heads": 256, "transformer.layers": 128,
+    "transformer.ff": 65536, "transformer.text_dim": 8192, "transformer.max_tokens": 8192,
+    "transformer.max_retrieved_tokens": 8192, "transformer.residual_layers": 128, "transformer.retrieval_layers": 128,
+    "transformer.num_retrieved": 64, "refiner.width": 8192, "refiner.depth": 128,
+}
 
 
 @dataclass(frozen=True)

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from ....common.atomic import atomic_write
+from ... import tensor_file
 from ..cama import MotionContextTransformer
 from ..configs import CamaConfig, ResamplerConfig
 from ..errors import CheckpointError, CheckpointKeyError, CheckpointNotFoundError
@@ -42,6 +43,11 @@ SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights" / SHIPPED_NAME    
 # configs written before the switches existed describe the plain model
 LEGACY_SWITCHES = {"appearance": 1, "reference_skip": 0}
 SWITCHES = tuple(LEGACY_SWITCHES)
+
+
+SANE_LIMITS = {"layers": 64, "resampler_depth": 64, "heads": 256, "tokens": 1024, "max_references": 256,
+               "flow_steps": 1024, "time_dim": 4096, "d_model": 8192, "flow_dim": 8192, "appearance_tokens": 4096,
+               "appearance_dim": 8192, "feedforward": 65536, "decoder_hidden": 65536}
 
 
 @dataclass(frozen=True)
@@ -70,6 +76,9 @@ class OfflineConfig:
                     raise ValueError(f"OfflineConfig.{f.name} must be 0 or 1, got {v!r}")
             elif not isinstance(v, int) or isinstance(v, bool) or v < 1:
                 raise ValueError(f"OfflineConfig.{f.name} must be a positive int, got {v!r}")
+            elif v > SANE_LIMITS.get(f.name, 65536):
+                # past these it is no model of this pack, and building it would allocate without end
+                raise ValueError(f"OfflineConfig.{f.name} is {v}, past the sane limit {SANE_LIMITS.get(f.name, 65536)}")
         if self.d_model % self.heads:
             raise ValueError(f"OfflineConfig: d_model {self.d_model} is not divisible by heads {self.heads}")
 
@@ -205,6 +214,25 @@ def read_config(folder: str | os.PathLike) -> tuple[OfflineConfig, dict]:
         raise CheckpointError(path, f"not an offline motion model config ({type(exc).__name__}: {exc})") from None
 
 
+def _check_config_against_weights(config: OfflineConfig, path: Path) -> None:
+    """The sizes of config.json that multiply memory, compared with model.safetensors' header (no tensor
+    loaded); refuses naming the field."""
+    def refuse(field, message):
+        return CheckpointError(path, f"config field {field}: {message}")
+
+    h = tensor_file.read_header(path, str(path), error=CheckpointError)
+    c = config
+    tensor_file.check_against_file([
+        ("layers", c.layers, tensor_file.layer_count(h, "cama.transformer.layers.")),
+        ("resampler_depth", c.resampler_depth, tensor_file.layer_count(h, "motion_proj.layers.")),
+        ("d_model", c.d_model, tensor_file.dim(h, "cama.sos_token", 2)),
+        ("feedforward", c.feedforward, tensor_file.dim(h, "cama.transformer.layers.0.linear1.weight", 0)),
+        ("decoder_hidden", c.decoder_hidden, tensor_file.dim(h, "flow_decoder.0.weight", 0)),
+        ("flow_dim", c.flow_dim, tensor_file.dim(h, "flow_scale", 0)),
+        ("appearance_dim", c.appearance_dim, tensor_file.dim(h, "cama.condition_proj.proj_in.weight", 1)),
+    ], str(path), error=refuse)
+
+
 def load_model(folder: str | os.PathLike = SHIPPED_DIR, *, device=None, dtype=None) -> tuple[OfflineMotionModel, dict]:
     """The model in `folder` (the shipped one by default), every key and shape checked; tensors only."""
     from safetensors import SafetensorError
@@ -218,6 +246,7 @@ def load_model(folder: str | os.PathLike = SHIPPED_DIR, *, device=None, dtype=No
     if meta.get("model_bytes") not in (None, path.stat().st_size):
         raise CheckpointError(path, f"{path.stat().st_size} bytes, but {CONFIG_FILE} was written for "
                               f"{meta['model_bytes']}; the folder holds parts of two different saves")
+    _check_config_against_weights(config, path)          # before any module is built
     try:
         tensors = load_file(str(path))
     except (SafetensorError, OSError) as exc:
