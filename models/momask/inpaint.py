@@ -40,7 +40,7 @@ def _features(model: MoMaskModel, value: Any, name: str) -> np.ndarray:
 
 
 def _edit(model: MoMaskModel, cond: torch.Tensor, source_norm: np.ndarray, n_tokens: int, edit: np.ndarray,
-          sampling: Sampling, generator: torch.Generator, progress) -> MoMaskResult:
+          sampling: Sampling, generator: torch.Generator, progress, prior=None) -> MoMaskResult:
     """Regenerate the tokens where `edit` (n_tokens,) is True; the source is normalised, any length
     up to model.max_frames (zero-padded to it, as edit_t2m.py pads to 196)."""
     padded = np.zeros((model.max_frames, source_norm.shape[1]), dtype=np.float32)
@@ -50,7 +50,7 @@ def _edit(model: MoMaskModel, cond: torch.Tensor, source_norm: np.ndarray, n_tok
     mask[0, : n_tokens] = torch.from_numpy(edit)
     lens = torch.tensor([n_tokens], device=model.device)
     base = masked_decode(model.masked, cond, lens, sampling, generator, tokens=tokens, edit_mask=mask,
-                         progress=progress)
+                         progress=progress, prior=prior)
     ids = residual_decode(model.residual, base, cond, lens, sampling.residual_guidance, sampling.temperature,
                           sampling.topk_ratio, generator)
     return model.result(ids, lens)
@@ -105,9 +105,11 @@ def inpaint_motion(model: MoMaskModel, text_embedding: Any, source_features: Any
 
 def generate_between(model: MoMaskModel, text_embedding: Any, length_frames: int, seed: int,
                      sampling: Sampling | None = None, *, prefix: Any = None, suffix: Any = None,
-                     progress: Callable[[int, int], None] | None = None, **sampling_values) -> MoMaskResult:
+                     progress: Callable[[int, int], None] | None = None, reference_features: Any = None,
+                     retrieval_strength: float = 0.0, **sampling_values) -> MoMaskResult:
     """A motion of `length_frames` frames that starts with `prefix` and/or ends with `suffix`
-    (de-normalised features); the frames between are generated."""
+    (de-normalised features); the frames between are generated, biased toward the references'
+    tokens by `retrieval_strength` (model.reference_prior; the references span the whole motion)."""
     sampling = _sampling(model, sampling, sampling_values or {})
     if length_frames == 0:
         raise InputError("length_frames", "0 (estimate) cannot be used with kept frames; give the total length "
@@ -131,8 +133,9 @@ def generate_between(model: MoMaskModel, text_embedding: Any, length_frames: int
     edit = np.zeros(n, dtype=bool)
     edit[keep_front: n - keep_back] = True
     cond = model.condition(text_embedding)
+    prior = model.reference_prior(reference_features, retrieval_strength, n)
     generator = torch.Generator(device=model.device).manual_seed(int(seed))
-    return _edit(model, cond, source, n, edit, sampling, generator, progress)
+    return _edit(model, cond, source, n, edit, sampling, generator, progress, prior)
 
 
 def chain(model: MoMaskModel, segments: Sequence[tuple[Any, int]], seed: int = 0, *, overlap_frames: int = 20,
