@@ -25,7 +25,10 @@ import torch
 
 from ...common.errors import InputError
 from .generate import Sampling, masked_decode, residual_decode
-from .model import MoMaskModel, MoMaskResult
+from .result import MoMaskResult
+
+# `model` arguments are models.momask.model.MoMaskModel; that module is not imported here because it
+# imports this one (for editing), and annotations are never evaluated (postponed, see the __future__ import).
 
 EDIT_RESIDUAL_GUIDANCE = 2.0     # edit_t2m.py's residual-transformer scale
 

@@ -7,7 +7,7 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -17,16 +17,9 @@ from ...common.errors import InputError
 from .config import CLIP_DIM, MAX_TOKENS, MoMaskConfig
 from .generate import Sampling, masked_decode, residual_decode, token_prior
 from .length_estimator import LengthEstimator
+from .result import MoMaskResult
 from .rvq import RVQVAE
 from .transformers import MaskedTransformer, ResidualTransformer
-
-
-@dataclass
-class MoMaskResult:
-    tokens: np.ndarray        # (N, Q) int64 token ids, -1 = no code
-    features: np.ndarray      # (4N, dim_pose) float32, de-normalised
-    joints: np.ndarray | None  # (4N, joints, 3) float32 (None for a dataset whose joints we do not convert)
-    fps: float
 
 
 class MoMaskModel:
