@@ -162,3 +162,47 @@ def test_a_kit_ml_model_is_refused_naming_the_model(db, models_root):
     with pytest.raises(InputError) as e:
         run(db, model="kit")
     assert e.value.input == "model" and "KIT-ML" in str(e.value)
+
+
+# ------------------------------------------------------------------ Text-to-Motion Chain
+def chain_run(node=None, **kw):
+    from motionrag_suite.nodes import t2m_chain_nodes as tc
+
+    args = dict(segments="a person walks | 1.2\na person jumps | 1", model=MODEL, seed=0, guidance_text=4.0,
+                steps=2, overlap_frames=8)
+    args.update(kw)
+    return (node or tc.TextToMotionChain()).generate(**args)
+
+
+def test_chain_lists_momask_folders_only_and_joins_the_segments(models_root):
+    from motionrag_suite.nodes import t2m_chain_nodes as tc
+
+    choices = tc.TextToMotionChain.INPUT_TYPES()["required"]["model"][0]
+    assert choices[0] == "t2m" and tn.BUILTIN_MODEL not in choices
+    out = chain_run()
+    motion = from_motion_data(out["result"][0])
+    assert motion.num_frames == 24 + 20 + 1             # 1.2 s -> 24 frames, 1 s -> 20, + the last frame
+    assert np.isfinite(motion.joints).all()
+    assert "'a person jumps' 20 frames" in out["ui"]["text"][0]
+
+
+@pytest.mark.parametrize("segments,needle", [
+    ("", "empty"),
+    ("a person walks", "text | seconds"),
+    ("a person walks | 0", "segment 0"),
+    ("a person walks | 2\na person runs | 9.8", "segment 1"),
+])
+def test_chain_bad_segments_are_refused_by_name(segments, needle):
+    from motionrag_suite.nodes import t2m_chain_nodes as tc
+
+    assert tc.TextToMotionChain.VALIDATE_INPUTS(segments="a | 1") is True
+    with pytest.raises(InputError) as e:
+        chain_run(segments=segments)
+    assert e.value.input == "segments" and needle in str(e.value), str(e.value)
+
+
+def test_chain_refuses_a_model_that_is_not_momask(models_root):
+    (models_root / "t2m" / "not-momask").mkdir(exist_ok=True)
+    with pytest.raises(InputError) as e:
+        chain_run(model="not-momask")
+    assert e.value.input == "model" and "MoMask" in str(e.value)
