@@ -206,3 +206,32 @@ def test_chain_refuses_a_model_that_is_not_momask(models_root):
     with pytest.raises(InputError) as e:
         chain_run(model="not-momask")
     assert e.value.input == "model" and "MoMask" in str(e.value)
+
+
+def test_progress_reports_every_decoding_pass_and_cancel_stops(db, monkeypatch):
+    from motionrag_suite.nodes import comfy_env
+
+    totals, seen = [], []
+
+    def fake_progress(total):       # stands in for ComfyUI's bar, which this process does not have
+        totals.append(total)
+        return lambda i: seen.append(i)
+
+    monkeypatch.setattr(comfy_env, "progress", fake_progress)
+    run(db, steps=4)
+    assert totals == [4] and seen == [1, 2, 3, 4]
+    chain_run(steps=3)              # two segments: one bar over both
+    assert totals[1:] == [6] and seen[4:] == [1, 2, 3, 4, 5, 6]
+
+    class Cancelled(Exception):
+        pass
+
+    def cancelling(_total):
+        def step(i):
+            if i == 2:
+                raise Cancelled()
+        return step
+
+    monkeypatch.setattr(comfy_env, "progress", cancelling)
+    with pytest.raises(Cancelled):
+        run(db, steps=4)
