@@ -22,7 +22,7 @@ from typing import Callable
 from ..common.errors import InputError
 from ..models.momask.config import source_files
 from . import comfy_env
-from .model_owner import Held, load_to_device
+from .model_owner import Held, drop_group, load_to_device
 
 GROUP = "t2m"                    # one text-to-motion generator in memory, the demo model's group
 CLIP_GROUP = "t2m_clip"
@@ -152,8 +152,6 @@ def generate(node, *, query: str, db, model: str, folder: Path, length: int, see
                                retrieval_strength=strength, progress=on_step)
     finally:
         if not keep_loaded:
-            from .model_owner import drop_group
-
             del net, encoder, held, text_held
             drop_group(GROUP)
             drop_group(CLIP_GROUP)

@@ -133,3 +133,44 @@ def test_missing_clip_fails_naming_the_input_with_the_download_command(comfy, in
     text = comfy.failure_message(graph)
     assert "clip" in text and "huggingface-cli download openai/clip-vit-base-patch32" in text, text[:800]
     assert RELEASED_CLIP in text
+
+
+def test_chain_node_makes_one_motion_through_its_prompts(comfy, info):
+    spec = info["MotionRAGTextToMotionChain"]["input"]
+    assert MODEL in spec["required"]["model"][0]
+    graph = {
+        "chain": {"class_type": "MotionRAGTextToMotionChain",
+                  "inputs": {"segments": "a person walks forward | 1.6\na person jumps | 1.2\na person sits | 1",
+                             "model": MODEL, "seed": 0, "guidance_text": 4.0, "steps": 3, "overlap_frames": 8,
+                             "clip": CLIP}},
+        "probe": {"class_type": SAVE, "inputs": {"motion": ["chain", 0], "filename_prefix": "momask/chain",
+                                                 "format": "npz"}},
+    }
+    entry = comfy.run(graph, timeout=600)
+    joints = probe_joints(comfy, entry)
+    assert len(joints) == 32 + 24 + 20 + 1 and np.isfinite(joints).all()
+    assert entry["outputs"]["chain"]["motionrag_motion"][0]["frames"] == len(joints)
+
+
+def test_models_stay_between_runs_and_free_model_and_node_cache_frees_them(comfy, info):
+    """The node object owns the MoMask model and its CLIP: a second run reuses them; 'Free model and
+    node cache' drops ComfyUI's node objects and both are garbage-collected (their finalizers log)."""
+    import time
+
+    def run(seed):
+        mark = len(comfy.log_text())
+        comfy.run(workflow_graph(info, length=24, seed=seed, steps=2)[0], timeout=600)
+        return comfy.log_text()[mark:]
+
+    run(31)
+    log = run(32)
+    assert f"t2m {MODEL} loaded from disk" not in log and f"t2m_clip {CLIP} loaded from disk" not in log, log[-2000:]
+    mark = len(comfy.log_text())
+    status, raw = comfy._request("POST", "/free", {"unload_models": True, "free_memory": True})
+    assert status == 200, (status, raw[:500])
+    deadline = time.monotonic() + 60
+    wanted = [f"MotionRAG: t2m {MODEL} freed", f"MotionRAG: t2m_clip {CLIP} freed"]
+    while not all(w in comfy.log_text()[mark:] for w in wanted):
+        assert time.monotonic() < deadline, f"still held 60 s after /free:\n{comfy.log_text()[mark:][-2000:]}"
+        time.sleep(0.2)
+    assert f"t2m {MODEL} loaded from disk" in run(33)
