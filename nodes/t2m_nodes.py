@@ -4,7 +4,9 @@ retrieval-augmented masked transformer (models/t2m).
 Models: "motionrag-t2m-small (built-in)" is the small model shipped in models/t2m/weights/ (a demo
 trained on the 20-clip built-in library, see its PROVENANCE.md); any folder under
 <motionrag folder>/t2m/ holding model.safetensors + config.json (what `python -m training t2m`
-writes) is listed after it.
+writes) is listed after it, and so is a released MoMask model folder (checkpoints/t2m as MoMask's
+download unzips it), which nodes/t2m_momask.py runs with its CLIP text encoder and the references as
+a decoding prior.
 
 Ownership (nodes/model_owner.py, as for every model of the pack): the node object holds the model it last
 used until another model is chosen or keep_loaded is switched off. ComfyUI keeps node objects between runs
@@ -20,8 +22,9 @@ from pathlib import Path
 from ..common.errors import InputError
 from ..common.shared import live
 from ..common.stamps import files_stamp
+from ..models.momask.config import is_momask_folder
 from ..models.t2m.folders import BUILTIN_FOLDER, CONFIG_FILE, MODEL_FILE, check_model_folder
-from . import comfy_env
+from . import comfy_env, t2m_momask
 from .databases import as_database
 from .model_owner import Held, drop_group
 
@@ -51,8 +54,8 @@ def model_folder(name: str) -> Path:
     folder = comfy_env.find_model_folder(MODELS_SUBFOLDER, name, what="model")
     if not folder.is_dir():
         where = ", ".join(str(r / MODELS_SUBFOLDER) for r in comfy_env.models_roots())
-        raise InputError("model", f"{name!r} was not found; expected a folder with {MODEL_FILE} and {CONFIG_FILE} "
-                                  f"in {where}")
+        raise InputError("model", f"{name!r} was not found; expected a folder with {MODEL_FILE} and {CONFIG_FILE}, "
+                                  f"or a MoMask model folder (checkpoints/t2m of its download), in {where}")
     return folder
 
 
@@ -163,13 +166,16 @@ class TextToMotionRAG:
                                                    "(Load Motion DB or Build Motion DB)."}),
                 "model": (model_choices(), {
                     "default": BUILTIN_MODEL,
-                    "tooltip": "The generator: the built-in small demo model, or a folder under "
-                               "models/motionrag/t2m holding model.safetensors + config.json.",
+                    "tooltip": "The generator: the built-in small demo model, a folder under "
+                               "models/motionrag/t2m holding model.safetensors + config.json, or a released "
+                               "MoMask model folder there (checkpoints/t2m of MoMask's download, e.g. "
+                               "models/motionrag/t2m/t2m; it uses the clip text encoder).",
                 }),
                 "length": ("INT", {
                     "default": 0, "min": 0, "max": MAX_LENGTH,
-                    "tooltip": "Frames to generate at 20 fps (the built-in model allows up to 257). "
-                               "0 = the mean length of the retrieved clips.",
+                    "tooltip": "Frames to generate at 20 fps (the built-in model allows up to 257, MoMask 196 in "
+                               "steps of 4). 0 = the mean length of the retrieved clips (MoMask without "
+                               "retrieval: its length estimator; with kept frames: keep_motion's length).",
                 }),
                 "seed": ("INT", {
                     "default": 0, "min": 0, "max": 0xFFFFFFFFFFFFFFFF,
@@ -182,7 +188,10 @@ class TextToMotionRAG:
                 "guidance_retrieval": ("FLOAT", {
                     "default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
                     "tooltip": "Guidance scale of the retrieved motions: 1 = as trained, higher follows them "
-                               "more closely, 0 ignores them.",
+                               "more closely, 0 ignores them. With a MoMask model (not trained with retrieval): "
+                               "the strength of the references' tokens as a prior on its decoding (1 = lifts "
+                               "a token all references agree on by about 6 logits), 0 = plain MoMask with no "
+                               "retrieval.",
                 }),
                 "references": ("INT", {
                     "default": 2, "min": 1, "max": MAX_REFERENCES,
@@ -198,6 +207,30 @@ class TextToMotionRAG:
                 "keep_loaded": ("BOOLEAN", {
                     "default": True,
                     "tooltip": "Keep the model in memory for the next run (it is small); off frees it afterwards.",
+                }),
+                "clip": (t2m_momask.clip_choices(), {
+                    "default": t2m_momask.CLIP_DEFAULT,
+                    "tooltip": "MoMask models only: the CLIP ViT-B/32 text encoder, a Hugging Face folder under "
+                               "models/motionrag/clip (openai/clip-vit-base-patch32).",
+                }),
+                "download": ("BOOLEAN", {
+                    "default": False,
+                    "tooltip": "MoMask models only: fetch a missing CLIP folder from the Hugging Face hub "
+                               "(openai/clip-vit-base-patch32; needs network access). Off: a missing folder "
+                               "is reported with the exact download command and folder.",
+                }),
+                "keep_motion": ("MOTION_DATA", {
+                    "tooltip": "MoMask models only: a motion whose first keep_start_frames and last "
+                               "keep_end_frames frames are kept while the frames between are generated "
+                               "(MoMask's temporal inpainting).",
+                }),
+                "keep_start_frames": ("INT", {
+                    "default": 0, "min": 0, "max": MAX_LENGTH,
+                    "tooltip": "Frames of keep_motion kept at the start (whole 4-frame tokens are kept; 0 = none).",
+                }),
+                "keep_end_frames": ("INT", {
+                    "default": 0, "min": 0, "max": MAX_LENGTH,
+                    "tooltip": "Frames of keep_motion kept at the end (whole 4-frame tokens are kept; 0 = none).",
                 }),
             },
         }
@@ -218,12 +251,16 @@ class TextToMotionRAG:
     def IS_CHANGED(cls, model, **_kwargs):
         # Run again when the chosen model's files are replaced (e.g. retrained into the same folder).
         try:
-            return f"{model}|{files_stamp(model_folder(model), (MODEL_FILE, CONFIG_FILE))}"
+            folder = model_folder(model)
+            if is_momask_folder(folder):
+                return f"{model}|{t2m_momask.momask_stamp(folder)}"
+            return f"{model}|{files_stamp(folder, (MODEL_FILE, CONFIG_FILE))}"
         except InputError:
             return float("nan")
 
     def generate(self, text, motion_db, model, length, seed, guidance_text, guidance_retrieval, references, steps,
-                 keep_loaded=True):
+                 keep_loaded=True, clip=t2m_momask.CLIP_DEFAULT, download=False, keep_motion=None,
+                 keep_start_frames=0, keep_end_frames=0):
         from ..models.motion.motiondiff_compat import to_motion_data     # numpy behind these
         from ..models.motion.preview import preview_payload
 
@@ -240,6 +277,22 @@ class TextToMotionRAG:
         if references > clips:
             raise InputError("references", f"{references} is more than the {clips} distinct source clips in motion "
                                            f"database {db.name!r}")
+        keep_start = _check_int(keep_start_frames, "keep_start_frames", 0, MAX_LENGTH)
+        keep_end = _check_int(keep_end_frames, "keep_end_frames", 0, MAX_LENGTH)
+        folder = model_folder(model)
+        if model != BUILTIN_MODEL and is_momask_folder(folder):
+            motion, refs, summary = t2m_momask.generate(
+                self, query=query, db=db, model=model, folder=folder, length=length, seed=seed, guidance_text=g_text,
+                strength=g_retr, references=references, steps=steps, clip=clip, download=bool(download),
+                keep_loaded=bool(keep_loaded), retrieve=_search_refs, check_length=_check_length,
+                keep_motion=keep_motion, keep_start_frames=keep_start, keep_end_frames=keep_end)
+            motion = motion.replace(name=f"t2m_seed{seed}",
+                                    provenance=dict(motion.provenance, model=model, database=db.name))
+            return {"ui": {"motionrag_motion": [preview_payload(motion)], "text": [summary]},
+                    "result": (to_motion_data(motion), refs)}
+        if keep_start or keep_end:
+            raise InputError("keep_start_frames", f"keeping frames (temporal inpainting) needs a MoMask model; "
+                                                  f"{model!r} is not one")
         held = t2m_model(model, model_key(model))
         net = held.get()                              # reuses the model this node still holds
         self._held = held if keep_loaded else None    # this node object owns the model between runs
@@ -287,6 +340,19 @@ def _retrieve(db, net, query: str, references: int, length: int):
         raise InputError("motion_db", f"motion database {db.name!r} returned no references for {query!r}")
     _motion_hits(db, hits)
     return embedding, MotionRefs.from_hits(query, hits, database=db, target_length=length or None)
+
+
+def _search_refs(db, query: str, references: int, length: int):
+    """References for a generator with its own text encoder (MoMask's CLIP): the database is searched
+    with its own encoder."""
+    from ..retrieval.refs import MotionRefs                   # numpy behind it
+
+    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length"):
+        hits = db.search(query, references, target_length=length or None, one_per_source=True)
+    if not hits:
+        raise InputError("motion_db", f"motion database {db.name!r} returned no references for {query!r}")
+    _motion_hits(db, hits)
+    return MotionRefs.from_hits(query, hits, database=db, target_length=length or None)
 
 
 @contextlib.contextmanager

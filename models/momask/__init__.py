@@ -13,6 +13,9 @@ Entry points (what a node calls):
     out.features  (T, 263) de-normalised HumanML3D features;  out.joints  (T, 22, 3);  out.fps  20
     out.tokens    (T / 4, 6) token ids
 
+    reference_features=[(T_r, 263) features, ...], retrieval_strength=1.0 (generate's keywords) bias
+    the decoding toward retrieved motions' tokens (generate.py, token_prior); 0 = MoMask's own draws.
+
     length_frames=0 draws the length from the length estimator; prefix / suffix (features of frames
     to keep) turn generation into temporal inpainting. inpaint.py also has `inpaint_motion(model, emb,
     source_features, spans, ...)` (regenerate spans of a motion) and `chain(model, [(emb, frames),
@@ -27,6 +30,7 @@ Modules:
 - generate.py: iterative masked decoding (cosine schedule, guidance, top-k, temperature), the
   residual layers; the same random draws as the reference for a seeded CPU generator.
 - model.py: MoMaskModel, the four networks plus mean/std behind `generate`.
+- result.py: MoMaskResult (tokens, features, joints, fps).
 - checkpoint.py: `load_momask`: torch.load(weights_only=True) only, every key checked, converted
   once to safetensors beside the originals.
 - clip_text.py: the CLIP ViT-B/32 text tower via transformers.
@@ -39,11 +43,12 @@ from __future__ import annotations
 from ...common.lazy import lazy_exports
 
 _EXPORTS = {
-    "load_momask": "checkpoint", "MoMaskModel": "model", "MoMaskResult": "generate", "MoMaskConfig": "config",
+    "load_momask": "checkpoint", "MoMaskModel": "model", "MoMaskResult": "result", "MoMaskConfig": "config",
     "Sampling": "generate", "load_clip_text": "clip_text", "ClipTextEncoder": "clip_text",
     "inpaint_motion": "inpaint", "chain": "inpaint", "generate_between": "inpaint",
 }
 
 __all__ = sorted(_EXPORTS)
+
 
 __getattr__ = lazy_exports(__name__, _EXPORTS, globals())

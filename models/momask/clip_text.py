@@ -29,8 +29,9 @@ INPUT = "clip_folder"
 
 
 def download_command(folder: str | os.PathLike) -> str:
-    include = " ".join(f'--include "{f}"' for f in FILES)
-    return f'huggingface-cli download {HF_REPO} {include} --local-dir "{Path(folder)}"'
+    # the files as positional names: huggingface-cli's --include keeps only its last value when repeated
+    # (argparse), and positional names work the same with `hf download` (huggingface_hub 1.0 and later)
+    return f'huggingface-cli download {HF_REPO} {" ".join(FILES)} --local-dir "{Path(folder)}"'
 
 
 class ClipTextEncoder:

@@ -181,6 +181,33 @@ def transformer_config(opt: dict, path: Path, rvq: RVQConfig, residual: bool):
     return ResidualConfig(**sizes, num_quantizers=rvq.num_quantizers)
 
 
-__all__ = ["DATASETS", "CLIP_DIM", "LENGTH_CLASSES", "FRAMES_PER_TOKEN", "MAX_TOKENS", "RVQConfig",
-           "TransformerConfig", "ResidualConfig", "MoMaskConfig", "read_opt", "rvq_config", "transformer_config",
-           "dataset_of"]
+# What MoMask's download keeps beside the weights; the safetensors copies the loader writes are left
+# out, so converting a folder on its first load does not make it look changed.
+SOURCE_SUFFIXES = (".tar", ".txt", ".npy")
+
+
+def is_momask_folder(folder: str | Path) -> bool:
+    """True for a folder laid out as MoMask's download unzips (network folders, each with an opt.txt),
+    without reading any weights; the pack's own model folders (model.safetensors + config.json) are not."""
+    folder = Path(folder)
+    if (folder / "model.safetensors").is_file() or not folder.is_dir():
+        return False
+    try:
+        return any(d.is_dir() and (d / "opt.txt").is_file() for d in folder.iterdir())
+    except OSError:
+        return False
+
+
+def source_files(folder: str | Path) -> list[str]:
+    """The MoMask folder's own files (relative, sorted): what a cache key or a change check stamps."""
+    folder = Path(folder)
+    try:
+        return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*")
+                      if p.is_file() and p.suffix in SOURCE_SUFFIXES)
+    except OSError:
+        return []
+
+
+__all__ = ["is_momask_folder", "source_files", "SOURCE_SUFFIXES", "DATASETS", "CLIP_DIM", "LENGTH_CLASSES",
+           "FRAMES_PER_TOKEN", "MAX_TOKENS", "RVQConfig", "TransformerConfig", "ResidualConfig", "MoMaskConfig",
+           "read_opt", "rvq_config", "transformer_config", "dataset_of"]

@@ -12,6 +12,17 @@ tokens equal those of the reference run after `torch.manual_seed(s)`:
    confidence = softmax(unfiltered guided logits) at the drawn id;
 3. residual layers q = 1..Q-1: guided logits with its own scale, the same top-k, Gumbel-argmax;
    the pad class may be drawn at a real position, which leaves that layer's code empty (-1).
+
+Retrieval as a prior (not in MoMask; this pack's training-free way to use retrieved motions with a
+model that was not trained with them): the references' base-layer tokens, stretched in time to the
+generated length, give at each slot an empirical distribution p over the codes. `token_prior` turns
+it into a log-prior, log((1 - e) p + e / K) with e = PRIOR_UNIFORM, scaled by the strength, which is
+added to the guided logits at every step: the model's distribution times the prior to the power of
+the strength (a product of experts). Strength 0 adds nothing (the reference decoding, draw for draw);
+1 lifts a code every reference agrees on by log(1 + K (1 - e) / e) over codes none of them uses
+(6.2 for K = 512); large strengths copy the references' tokens. The prior enters before top-k, so
+a reference's code the text alone ranks low can still be drawn, and into the confidences that decide
+what is re-masked, so slots that agree with the references tend to be kept.
 """
 from __future__ import annotations
 
@@ -19,22 +30,12 @@ import math
 from dataclasses import dataclass
 from typing import Callable
 
-import numpy as np
 import torch
 from torch.nn import functional as F
 
 # Run the conditional and unconditional passes of classifier-free guidance as one batch (faster on
 # a CPU). The reference runs them one after the other; the logits agree to float rounding.
 BATCHED_GUIDANCE = True
-
-
-@dataclass
-class MoMaskResult:
-    """One generated motion: what MoMaskModel.generate and the editing functions give back."""
-    tokens: np.ndarray | None  # (N, Q) int64 token ids, -1 = no code (None for a chained motion)
-    features: np.ndarray      # (4N, dim_pose) float32, de-normalised
-    joints: np.ndarray | None  # (4N, joints, 3) float32 (None for a dataset whose joints we do not convert)
-    fps: float
 
 
 @dataclass(frozen=True)
@@ -99,13 +100,41 @@ def guided(net, scale: float, cond, *args):
     return u + (c - u) * scale
 
 
+# Share of the prior's mass spread evenly over every code: keeps each code drawable (a reference
+# never forbids a code) and bounds the lift of strength 1 (see above).
+PRIOR_UNIFORM = 0.5
+
+
+def align_tokens(tokens, n: int):
+    """A reference's base-layer ids (M,) stretched (or squeezed) to n slots by nearest index of
+    the slot centres: (n,) ids, each slot taking the reference's token at the same relative time."""
+    m = tokens.shape[0]
+    index = ((torch.arange(n, dtype=torch.float64) + 0.5) * m / n).floor().long().clamp(max=m - 1)
+    return tokens[index.to(tokens.device)]
+
+
+def token_prior(reference_tokens, n: int, num_tokens: int, strength: float):
+    """(n, num_tokens) bias for the base-layer logits from the references' base-layer ids (a list of
+    (M_r,) tensors): strength * log((1 - e) p + e / K), p the share of references using each code at
+    each (time-aligned) slot. None when strength is 0 or there is no reference (plain decoding)."""
+    if strength == 0 or not reference_tokens:
+        return None
+    device = reference_tokens[0].device
+    counts = torch.zeros(n, num_tokens, device=device)
+    for ref in reference_tokens:
+        counts.scatter_add_(1, align_tokens(ref, n).unsqueeze(1), torch.ones(n, 1, device=device))
+    share = counts / len(reference_tokens)
+    return strength * torch.log((1 - PRIOR_UNIFORM) * share + PRIOR_UNIFORM / num_tokens)
+
+
 def masked_decode(masked, cond, token_lens, sampling: Sampling, generator: torch.Generator | None = None,
-                  tokens=None, edit_mask=None, progress: Callable[[int, int], None] | None = None):
+                  tokens=None, edit_mask=None, progress: Callable[[int, int], None] | None = None, prior=None):
     """Base-layer ids (B, N), -1 at padding; N = max(token_lens), or the width of `tokens`.
 
     Without `tokens`, every real slot is generated. With `tokens` (B, N) and `edit_mask` (B, N,
     True = regenerate), the other real slots keep their tokens (temporal inpainting; edit_t2m.py
-    passes the tokens of a source padded to 196 frames, so N is 49 there)."""
+    passes the tokens of a source padded to 196 frames, so N is 49 there).
+    `prior` (N' <= N, K) (token_prior): added to the guided logits of the first N' slots."""
     n = int(token_lens.max()) if tokens is None else tokens.shape[1]
     pad = padding_mask(token_lens, n)
     if tokens is None:
@@ -127,6 +156,9 @@ def masked_decode(masked, cond, token_lens, sampling: Sampling, generator: torch
         is_mask = ranks < count.unsqueeze(-1)
         ids = torch.where(is_mask, masked.mask_id, ids)
         logits = guided(net, sampling.guidance, cond, ids, pad)            # (B, N, K)
+        if prior is not None:
+            # slots past the prior's end are padding or kept tokens, which are never re-drawn
+            logits = torch.cat([logits[:, : prior.shape[0]] + prior, logits[:, prior.shape[0]:]], dim=1)
         filtered = top_k_filter(logits, sampling.topk_ratio)
         if sampling.gumbel:
             pred = gumbel_argmax(filtered, sampling.temperature, generator, BASE_NOISE_ORDER)
@@ -158,5 +190,6 @@ def residual_decode(residual, base_ids, cond, token_lens, guidance: float, tempe
     return torch.where(out == residual.pad_id, -1, out)
 
 
-__all__ = ["Sampling", "BATCHED_GUIDANCE", "cosine_schedule", "top_k_filter", "gumbel_argmax", "categorical",
+__all__ = ["Sampling", "BATCHED_GUIDANCE", "PRIOR_UNIFORM", "align_tokens", "token_prior", "cosine_schedule",
+           "top_k_filter", "gumbel_argmax", "categorical",
            "padding_mask", "guided", "masked_decode", "residual_decode"]

@@ -24,12 +24,16 @@ import numpy as np
 import torch
 
 from ...common.errors import InputError
-from .generate import MoMaskResult, Sampling, masked_decode, residual_decode
+from .generate import Sampling, masked_decode, residual_decode
+from .result import MoMaskResult
+
+# `model` arguments are models.momask.model.MoMaskModel; that module is not imported here because it
+# imports this one (for editing), and annotations are never evaluated (postponed, see the __future__ import).
 
 EDIT_RESIDUAL_GUIDANCE = 2.0     # edit_t2m.py's residual-transformer scale
 
 
-def _features(model, value: Any, name: str) -> np.ndarray:
+def _features(model: MoMaskModel, value: Any, name: str) -> np.ndarray:
     arr = np.asarray(value, dtype=np.float64)
     dim = model.config.rvq.dim_pose
     if arr.ndim != 2 or arr.shape[1] != dim or not np.isfinite(arr).all():
@@ -38,8 +42,8 @@ def _features(model, value: Any, name: str) -> np.ndarray:
     return arr
 
 
-def _edit(model, cond: torch.Tensor, source_norm: np.ndarray, n_tokens: int, edit: np.ndarray,
-          sampling: Sampling, generator: torch.Generator, progress) -> MoMaskResult:
+def _edit(model: MoMaskModel, cond: torch.Tensor, source_norm: np.ndarray, n_tokens: int, edit: np.ndarray,
+          sampling: Sampling, generator: torch.Generator, progress, prior=None) -> MoMaskResult:
     """Regenerate the tokens where `edit` (n_tokens,) is True; the source is normalised, any length
     up to model.max_frames (zero-padded to it, as edit_t2m.py pads to 196)."""
     padded = np.zeros((model.max_frames, source_norm.shape[1]), dtype=np.float32)
@@ -49,13 +53,13 @@ def _edit(model, cond: torch.Tensor, source_norm: np.ndarray, n_tokens: int, edi
     mask[0, : n_tokens] = torch.from_numpy(edit)
     lens = torch.tensor([n_tokens], device=model.device)
     base = masked_decode(model.masked, cond, lens, sampling, generator, tokens=tokens, edit_mask=mask,
-                         progress=progress)
+                         progress=progress, prior=prior)
     ids = residual_decode(model.residual, base, cond, lens, sampling.residual_guidance, sampling.temperature,
                           sampling.topk_ratio, generator)
     return model.result(ids, lens)
 
 
-def _token_span(model, start: int, end: int, frames: int) -> tuple[int, int]:
+def _token_span(model: MoMaskModel, start: int, end: int, frames: int) -> tuple[int, int]:
     fpt = model.frames_per_token
     whole = all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) for v in (start, end))
     if not whole or not 0 <= start < end <= frames:
@@ -64,7 +68,7 @@ def _token_span(model, start: int, end: int, frames: int) -> tuple[int, int]:
     return start // fpt, math.ceil(end / fpt)
 
 
-def _sampling(model, sampling: Sampling | None, values: dict) -> Sampling:
+def _sampling(model: MoMaskModel, sampling: Sampling | None, values: dict) -> Sampling:
     if sampling is not None:
         return sampling
     values = dict(values)
@@ -73,7 +77,7 @@ def _sampling(model, sampling: Sampling | None, values: dict) -> Sampling:
     return model.sampling(**values)
 
 
-def inpaint_motion(model, text_embedding: Any, source_features: Any, edit_spans: Sequence[tuple[int, int]],
+def inpaint_motion(model: MoMaskModel, text_embedding: Any, source_features: Any, edit_spans: Sequence[tuple[int, int]],
             seed: int = 0, *, guidance: float = 4.0, residual_guidance: float | None = None, steps: int = 18,
             temperature: float = 1.0, topk_ratio: float = 0.9, gumbel: bool = False,
             progress: Callable[[int, int], None] | None = None) -> MoMaskResult:
@@ -102,11 +106,13 @@ def inpaint_motion(model, text_embedding: Any, source_features: Any, edit_spans:
     return _edit(model, cond, model.normalise(source[: n * fpt]), n, edit, sampling, generator, progress)
 
 
-def generate_between(model, text_embedding: Any, length_frames: int, seed: int,
+def generate_between(model: MoMaskModel, text_embedding: Any, length_frames: int, seed: int,
                      sampling: Sampling | None = None, *, prefix: Any = None, suffix: Any = None,
-                     progress: Callable[[int, int], None] | None = None, **sampling_values) -> MoMaskResult:
+                     progress: Callable[[int, int], None] | None = None, reference_features: Any = None,
+                     retrieval_strength: float = 0.0, **sampling_values) -> MoMaskResult:
     """A motion of `length_frames` frames that starts with `prefix` and/or ends with `suffix`
-    (de-normalised features); the frames between are generated."""
+    (de-normalised features); the frames between are generated, biased toward the references'
+    tokens by `retrieval_strength` (model.reference_prior; the references span the whole motion)."""
     sampling = _sampling(model, sampling, sampling_values or {})
     if length_frames == 0:
         raise InputError("length_frames", "0 (estimate) cannot be used with kept frames; give the total length "
@@ -130,11 +136,12 @@ def generate_between(model, text_embedding: Any, length_frames: int, seed: int,
     edit = np.zeros(n, dtype=bool)
     edit[keep_front: n - keep_back] = True
     cond = model.condition(text_embedding)
+    prior = model.reference_prior(reference_features, retrieval_strength, n)
     generator = torch.Generator(device=model.device).manual_seed(int(seed))
-    return _edit(model, cond, source, n, edit, sampling, generator, progress)
+    return _edit(model, cond, source, n, edit, sampling, generator, progress, prior)
 
 
-def chain(model, segments: Sequence[tuple[Any, int]], seed: int = 0, *, overlap_frames: int = 20,
+def chain(model: MoMaskModel, segments: Sequence[tuple[Any, int]], seed: int = 0, *, overlap_frames: int = 20,
           guidance: float = 4.0, residual_guidance: float = 5.0, steps: int = 18, temperature: float = 1.0,
           topk_ratio: float = 0.9, gumbel: bool = False,
           progress: Callable[[int, int], None] | None = None) -> MoMaskResult:

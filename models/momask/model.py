@@ -7,16 +7,17 @@
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Any, Callable
+from dataclasses import replace
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 
 from ...common.errors import InputError
 from .config import CLIP_DIM, MAX_TOKENS, MoMaskConfig
-from .generate import MoMaskResult, Sampling, masked_decode, residual_decode
+from .generate import Sampling, masked_decode, residual_decode, token_prior
 from .length_estimator import LengthEstimator
+from .result import MoMaskResult
 from .rvq import RVQVAE
 from .transformers import MaskedTransformer, ResidualTransformer
 
@@ -103,6 +104,34 @@ class MoMaskModel:
         fpt = self.frames_per_token
         return [self.denormalise(out[i])[: int(n) * fpt].astype(np.float32) for i, n in enumerate(token_lens)]
 
+    def reference_tokens(self, reference_features: Sequence[Any]) -> list[torch.Tensor]:
+        """Base-layer ids (M_r,) of each reference motion, given as de-normalised features (T_r,
+        dim_pose) at the model's frame rate: normalised, floored to whole tokens and encoded by this
+        model's own tokenizer (so the prior speaks the model's code language)."""
+        dim, fpt = self.config.rvq.dim_pose, self.frames_per_token
+        out = []
+        for i, value in enumerate(reference_features):
+            arr = np.asarray(value, dtype=np.float64) if value is not None else np.zeros((0,))
+            if arr.ndim != 2 or arr.shape[1] != dim or len(arr) < fpt or not np.isfinite(arr).all():
+                raise InputError("reference_features", f"reference {i}: expected finite features of shape (frames >= "
+                                                       f"{fpt}, {dim}), got shape {arr.shape}")
+            norm = self.normalise(arr[: len(arr) // fpt * fpt]).astype(np.float32)
+            out.append(self.rvq.encode(torch.from_numpy(norm)[None].to(self.device))[0, :, 0])
+        return out
+
+    def reference_prior(self, reference_features: Sequence[Any] | None, strength: float, n: int):
+        """The base-layer logit bias (n, K) of generate.token_prior, or None (strength 0: plain MoMask)."""
+        if isinstance(strength, bool) or not isinstance(strength, (int, float, np.floating)) \
+                or not np.isfinite(strength) or not 0 <= strength <= 50:
+            raise InputError("retrieval_strength", f"{strength!r}: expected a number in 0..50 (0 = no retrieval)")
+        if strength == 0:
+            return None
+        refs = list(reference_features or [])
+        if not refs:
+            raise InputError("reference_features", f"retrieval_strength {strength:g} asks for references, but none "
+                                                   f"were given")
+        return token_prior(self.reference_tokens(refs), n, self.config.masked.num_tokens, float(strength))
+
     def joints(self, features: np.ndarray) -> np.ndarray | None:
         if self.config.dataset != "t2m":
             return None            # KIT-ML's 251-d layout and 21-joint skeleton are not converted here
@@ -116,7 +145,8 @@ class MoMaskModel:
     def generate(self, text_embedding: Any, length_frames: int = 0, seed: int = 0, guidance: float = 4.0, *,
                  residual_guidance: float | None = None, steps: int = 18, temperature: float = 1.0,
                  topk_ratio: float = 0.9, gumbel: bool = False, prefix: np.ndarray | None = None,
-                 suffix: np.ndarray | None = None,
+                 suffix: np.ndarray | None = None, reference_features: Sequence[Any] | None = None,
+                 retrieval_strength: float = 0.0,
                  progress: Callable[[int, int], None] | None = None) -> MoMaskResult:
         """One motion for one CLIP text feature.
 
@@ -130,6 +160,9 @@ class MoMaskModel:
         rest is generated (temporal inpainting, inpaint.py); length_frames must then be given,
         kept frames included.
         residual_guidance: None = 5 (gen_t2m.py), or 2 with kept frames (edit_t2m.py).
+        reference_features / retrieval_strength: retrieved motions (de-normalised features at the
+        model's rate) whose tokens, stretched to the generated length, bias the base layer
+        (generate.token_prior); strength 0 (the default) is MoMask's own decoding, draw for draw.
         progress(step, steps) is called after each base-layer step."""
         editing = prefix is not None or suffix is not None
         if residual_guidance is None:          # gen_t2m.py's 5; edit_t2m.py's 2 when frames are kept
@@ -140,15 +173,17 @@ class MoMaskModel:
             from .inpaint import generate_between
 
             return generate_between(self, text_embedding, length_frames, seed, sampling, prefix=prefix,
-                                    suffix=suffix, progress=progress)
+                                    suffix=suffix, progress=progress, reference_features=reference_features,
+                                    retrieval_strength=retrieval_strength)
         cond = self.condition(text_embedding)
         generator = torch.Generator(device=self.device).manual_seed(int(seed))
         if length_frames == 0 and not isinstance(length_frames, bool):
             n = self.estimate_tokens(cond, generator)
         else:
             n = self.token_count(length_frames)
+        prior = self.reference_prior(reference_features, retrieval_strength, n)
         lens = torch.tensor([n], device=self.device)
-        base = masked_decode(self.masked, cond, lens, sampling, generator, progress=progress)
+        base = masked_decode(self.masked, cond, lens, sampling, generator, progress=progress, prior=prior)
         ids = residual_decode(self.residual, base, cond, lens, sampling.residual_guidance, sampling.temperature,
                               sampling.topk_ratio, generator)
         return self.result(ids, lens)

@@ -114,6 +114,12 @@ def _place_declared_inputs(server) -> None:
             target = Path(server.models_dir) / name
             target.parent.mkdir(parents=True, exist_ok=True)
             target.touch()
+        # a text-to-motion model folder a workflow names (t2m/<name>/..., e.g. MoMask's download): the
+        # folder only, empty, so the model list (every folder under t2m) holds its name
+        for name in extra.get("motionrag_requires_models", []):
+            parts = Path(name).parts
+            if len(parts) > 2 and parts[0] == "t2m":
+                (Path(server.models_dir) / "motionrag" / parts[0] / parts[1]).mkdir(parents=True, exist_ok=True)
         if extra.get("motionrag_demo_assets"):
             from harness import i2v_demo_assets
 

@@ -157,3 +157,23 @@ def clip_tokenizer():
     vocab["<|startoftext|>"] = len(vocab)
     vocab["<|endoftext|>"] = len(vocab)
     return CLIPTokenizer(vocab=vocab, merges=merges)
+
+
+def write_clip(folder: Path) -> Path:
+    """A tiny random CLIPModel with the offline tokenizer, saved as openai/clip-vit-base-patch32 is laid
+    out (config.json, model.safetensors, tokenizer files), projecting to CLIP's 512 dims; returns `folder`."""
+    from transformers import CLIPConfig, CLIPModel
+
+    tok = clip_tokenizer()
+    torch.manual_seed(0)
+    config = CLIPConfig(
+        text_config=dict(vocab_size=len(tok), hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                         num_attention_heads=4, max_position_embeddings=77, hidden_act="quick_gelu",
+                         bos_token_id=len(tok) - 2, eos_token_id=2, pad_token_id=1),
+        vision_config=dict(hidden_size=32, intermediate_size=48, num_hidden_layers=1, num_attention_heads=4,
+                           image_size=32, patch_size=16),
+        projection_dim=512)
+    folder = Path(folder)
+    CLIPModel(config).eval().save_pretrained(folder)
+    tok.save_pretrained(folder)
+    return folder

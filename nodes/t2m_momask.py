@@ -1,0 +1,173 @@
+"""Text-to-Motion RAG with a released MoMask model: what the node does when its `model` is a folder in
+MoMask's download layout (models/motionrag/t2m/<name>/ holding the RVQ-VAE, the two transformers and
+optionally the length estimator, see models/momask/checkpoint.py).
+
+MoMask was not trained with retrieval, so the retrieved motions are used without training: encoded by
+the model's own tokenizer into base-layer tokens, stretched to the generated length and added as a
+prior to the decoding logits (models/momask/generate.py, token_prior) with the node's
+guidance_retrieval as the strength. At 0 no retrieval runs and the model decodes as MoMask does.
+
+Its text encoder is CLIP ViT-B/32 in the Hugging Face layout, from models/motionrag/clip/<name>
+(openai/clip-vit-base-patch32 by default), fetched there when `download` is on.
+
+Both models are Held values (nodes/model_owner.py), in their own groups so that the CLIP tower stays
+while the generator changes: the node object owns them between runs, ComfyUI's patcher moves them to its
+device, and "Free model and node cache" frees them.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Callable
+
+from ..common.errors import InputError
+from ..models.momask.config import source_files
+from . import comfy_env
+from .model_owner import Held, drop_group, load_to_device
+
+GROUP = "t2m"                    # one text-to-motion generator in memory, the demo model's group
+CLIP_GROUP = "t2m_clip"
+CLIP_SUBFOLDER = "clip"
+CLIP_DEFAULT = "clip-vit-base-patch32"
+
+
+def momask_stamp(folder: Path) -> tuple:
+    """A value that changes when the folder's MoMask files are replaced (not when our safetensors copies
+    are written beside them on the first load)."""
+    from ..common.stamps import file_stamp
+
+    return tuple((name, *file_stamp(folder / name)) for name in source_files(folder))
+
+
+def momask_model(name: str, folder: Path) -> Held:
+    key = ("momask", str(folder.resolve()), momask_stamp(folder))
+
+    def loader():
+        from ..models.momask import load_momask          # torch behind it
+
+        with comfy_env.inputs_named(folder="model"):
+            return load_momask(folder, "cpu")
+
+    return Held(GROUP, key, loader, label=name, modules=_momask_modules, kind="MotionRAGMoMask")
+
+
+def _momask_modules(model) -> dict:
+    nets = {"rvq": model.rvq, "masked": model.masked, "residual": model.residual}
+    if model.length_estimator is not None:
+        nets["length_estimator"] = model.length_estimator
+    return nets
+
+
+def clip_choices() -> list[str]:
+    """The default CLIP folder name first, then every transformers folder under models/motionrag/clip."""
+    return comfy_env.model_folders(CLIP_SUBFOLDER, "config.json", [CLIP_DEFAULT])
+
+
+def clip_model(name: str, download: bool) -> Held:
+    folder = comfy_env.find_model_folder(CLIP_SUBFOLDER, name, what="clip")
+    from ..common.stamps import files_stamp
+
+    key = ("clip", str(folder), files_stamp(folder, ("config.json", "model.safetensors", "pytorch_model.bin")))
+
+    def loader():
+        from ..models.momask import load_clip_text       # transformers behind it
+
+        with comfy_env.inputs_named(clip_folder="clip"):
+            return load_clip_text(folder, "cpu", download=bool(download))
+
+    return Held(CLIP_GROUP, key, loader, label=name, modules=lambda enc: {"text": enc.model}, kind="MotionRAGCLIPText")
+
+
+def kept_frames(keep_motion, keep_start_frames: int, keep_end_frames: int, fps: float):
+    """(prefix, suffix, source frames) features to keep from `keep_motion`, None where none is kept."""
+    if not keep_start_frames and not keep_end_frames:
+        return None, None, 0
+    if keep_motion is None:
+        raise InputError("keep_motion", f"keep_start_frames / keep_end_frames ({keep_start_frames} / "
+                                        f"{keep_end_frames}) need a motion to keep them from; link one")
+    from ..models.motion.humanml3d import with_features          # numpy behind these
+    from ..models.motion.motiondiff_compat import from_motion_data
+
+    motion = from_motion_data(keep_motion, what="keep_motion")
+    if abs(motion.fps - fps) > 1e-6:
+        motion = motion.resampled(fps)                           # MoMask's features are at its own rate
+    if motion.features is None or motion.features.shape[-1] != 263:
+        motion = with_features(motion)
+    features = motion.features
+    if keep_start_frames + keep_end_frames >= len(features):
+        raise InputError("keep_start_frames", f"{keep_start_frames} + keep_end_frames {keep_end_frames} frames keep "
+                                              f"all of keep_motion's {len(features)} feature frames; keep fewer")
+    prefix = features[:keep_start_frames] if keep_start_frames else None
+    suffix = features[len(features) - keep_end_frames:] if keep_end_frames else None
+    return prefix, suffix, len(features)
+
+
+def generate(node, *, query: str, db, model: str, folder: Path, length: int, seed: int, guidance_text: float,
+             strength: float, references: int, steps: int, clip: str, download: bool, keep_loaded: bool,
+             retrieve: Callable, check_length: Callable, keep_motion=None, keep_start_frames: int = 0,
+             keep_end_frames: int = 0):
+    """(Motion, MotionRefs, summary) for the Text-to-Motion RAG node with a MoMask folder.
+    retrieve(db, query, references, length) -> MotionRefs and check_length(length, model) are the
+    node's own (the same search and checks as for the demo model)."""
+    from ..models.motion.humanml3d import features_to_motion       # numpy behind these
+    from ..retrieval.refs import MotionRefs
+
+    held = momask_model(model, folder)
+    text_held = clip_model(clip, download)
+    net = held.get()
+    encoder = text_held.get()
+    node._held = (held, text_held) if keep_loaded else None        # the node object owns both between runs
+    try:
+        if net.config.dataset != "t2m":
+            # KIT-ML's 251-d features and 21-joint skeleton have no converter to the pack's motion type
+            raise InputError("model", f"{model!r} is a MoMask KIT-ML model (251-d features, 21 joints); this node "
+                                      f"runs the HumanML3D models (checkpoints/t2m of MoMask's download)")
+        check_length(length, net)
+        prefix, suffix, source_frames = kept_frames(keep_motion, keep_start_frames, keep_end_frames, net.fps)
+        refs = MotionRefs(query=query, database=db.name, refs=(), database_root=str(db.root))
+        ref_features = None
+        if strength > 0:
+            refs = retrieve(db, query, references, length)
+            # the references at the model's frame rate, as HumanML3D features (what its tokenizer reads)
+            ref_features = [f if abs(r.fps - net.fps) < 1e-6 else _resampled_features(r.motion, net.fps)
+                            for r, f in zip(refs, refs.payloads("features"))]
+        if not length:
+            # kept frames: the kept motion's length; references: theirs; else MoMask's length estimator
+            seconds = sum(r.duration for r in refs) / len(refs) if len(refs) else 0
+            length = min(source_frames, net.max_frames) if prefix is not None or suffix is not None else \
+                min(max(round(seconds * net.fps), net.frames_per_token), net.max_frames) if len(refs) else 0
+        load_to_device(held, text_held)
+        embedding = encoder.encode([query])[0]
+        bar = []
+
+        def on_step(i, total):
+            if not bar:
+                bar.append(comfy_env.progress(total))
+            bar[0](i)
+
+        with comfy_env.inputs_named(length_frames="length", reference_features="motion_db",
+                                    retrieval_strength="guidance_retrieval", prefix="keep_motion",
+                                    suffix="keep_motion", guidance="guidance_text"):
+            out = net.generate(embedding, length_frames=length, seed=seed, guidance=guidance_text, steps=steps,
+                               prefix=prefix, suffix=suffix, reference_features=ref_features,
+                               retrieval_strength=strength, progress=on_step)
+    finally:
+        if not keep_loaded:
+            del net, encoder, held, text_held
+            drop_group(GROUP)
+            drop_group(CLIP_GROUP)
+    motion = features_to_motion(out.features, fps=out.fps, caption=query)
+    kept = "" if prefix is None and suffix is None else \
+        f", kept {0 if prefix is None else len(prefix)} start / {0 if suffix is None else len(suffix)} end frames"
+    how = f"references (strength {strength:g}):\n{refs.summary()}" if len(refs) else \
+        "no retrieval (guidance_retrieval 0: plain MoMask)"
+    summary = f"{motion.num_frames} frames at {motion.fps:g} fps, seed {seed}, MoMask {model}{kept}, {how}"
+    return motion, refs, summary
+
+
+def _resampled_features(motion, fps: float):
+    from ..models.motion.humanml3d import with_features
+
+    return with_features(motion.resampled(fps)).features
+
+
+__all__ = ["momask_model", "clip_model", "clip_choices", "kept_frames", "generate", "CLIP_DEFAULT", "CLIP_SUBFOLDER"]
