@@ -80,7 +80,9 @@ def t2m_model(name: str, key: tuple | None = None) -> Held:
         except CheckpointError as exc:
             raise InputError("model", str(exc)) from None
 
-    return Held(GROUP, key, loader, label=name, modules=lambda net: {"net": net}, kind="MotionRAGTextToMotion")
+    # the log then reads "MotionRAG: t2m model <name> loaded from disk" / "... freed"
+    return Held(GROUP, key, loader, label=f"model {name}", modules=lambda net: {"net": net},
+                kind="MotionRAGTextToMotion")
 
 
 def loaded_model_key():
