@@ -47,7 +47,7 @@ def momask_model(name: str, folder: Path) -> Held:
         with comfy_env.inputs_named(folder="model"):
             return load_momask(folder, "cpu")
 
-    return Held(GROUP, key, loader, label=name, modules=_momask_modules, kind="MotionRAGMoMask")
+    return Held(GROUP, key, loader, label=f"MoMask {name}", modules=_momask_modules, kind="MotionRAGMoMask")
 
 
 def _momask_modules(model) -> dict:
@@ -74,7 +74,8 @@ def clip_model(name: str, download: bool) -> Held:
         with comfy_env.inputs_named(clip_folder="clip"):
             return load_clip_text(folder, "cpu", download=bool(download))
 
-    return Held(CLIP_GROUP, key, loader, label=name, modules=lambda enc: {"text": enc.model}, kind="MotionRAGCLIPText")
+    return Held(CLIP_GROUP, key, loader, label=f"CLIP {name}", modules=lambda enc: {"text": enc.model},
+                kind="MotionRAGCLIPText")
 
 
 def kept_frames(keep_motion, keep_start_frames: int, keep_end_frames: int, fps: float):

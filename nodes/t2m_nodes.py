@@ -80,7 +80,9 @@ def t2m_model(name: str, key: tuple | None = None) -> Held:
         except CheckpointError as exc:
             raise InputError("model", str(exc)) from None
 
-    return Held(GROUP, key, loader, label=f"model {name}", modules=lambda net: {"net": net}, kind="MotionRAGTextToMotion")
+    # the log then reads "MotionRAG: t2m model <name> loaded from disk" / "... freed"
+    return Held(GROUP, key, loader, label=f"model {name}", modules=lambda net: {"net": net},
+                kind="MotionRAGTextToMotion")
 
 
 def loaded_model_key():
@@ -90,15 +92,9 @@ def loaded_model_key():
 
 # ------------------------------------------------------------------------------ inputs
 def _check_text(text) -> str:
-    from ..retrieval.text_encoder import MAX_QUERY_CHARS      # numpy behind it
-
     if not isinstance(text, str) or not text.strip():
         raise InputError("text", "is empty; describe a motion, e.g. 'a person does a cartwheel'")
-    text = " ".join(text.split())
-    # Checked here, before the model loads: the encoder's own check would come from inside the retrieval step.
-    if len(text) > MAX_QUERY_CHARS:
-        raise InputError("text", f"{len(text)} characters is more than the {MAX_QUERY_CHARS} accepted")
-    return text
+    return " ".join(text.split())
 
 
 def _check_int(value, what: str, low: int, high: int, hint: str = "") -> int:
@@ -328,7 +324,7 @@ def _retrieve(db, net, query: str, references: int, length: int):
     from ..retrieval.text_encoder import get_text_encoder
 
     # the library names its own arguments; a database error is about this node's motion_db input
-    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length", texts="text"):
+    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length"):
         encoder = get_text_encoder(net.config.text_encoder, db.root)
         embedding = encoder.encode([query])[0]
         if db.text_encoder_id == net.config.text_encoder:

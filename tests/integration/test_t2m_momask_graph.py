@@ -164,13 +164,14 @@ def test_models_stay_between_runs_and_free_model_and_node_cache_frees_them(comfy
 
     run(31)
     log = run(32)
-    assert f"t2m {MODEL} loaded from disk" not in log and f"t2m_clip {CLIP} loaded from disk" not in log, log[-2000:]
+    assert f"t2m MoMask {MODEL} loaded from disk" not in log and f"t2m_clip CLIP {CLIP} loaded from disk" not in log, \
+        log[-2000:]
     mark = len(comfy.log_text())
     status, raw = comfy._request("POST", "/free", {"unload_models": True, "free_memory": True})
     assert status == 200, (status, raw[:500])
     deadline = time.monotonic() + 60
-    wanted = [f"MotionRAG: t2m {MODEL} freed", f"MotionRAG: t2m_clip {CLIP} freed"]
+    wanted = [f"MotionRAG: t2m MoMask {MODEL} freed", f"MotionRAG: t2m_clip CLIP {CLIP} freed"]
     while not all(w in comfy.log_text()[mark:] for w in wanted):
         assert time.monotonic() < deadline, f"still held 60 s after /free:\n{comfy.log_text()[mark:][-2000:]}"
         time.sleep(0.2)
-    assert f"t2m {MODEL} loaded from disk" in run(33)
+    assert f"t2m MoMask {MODEL} loaded from disk" in run(33)
