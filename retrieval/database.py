@@ -258,7 +258,7 @@ class MotionDatabase:
         """Entries whose captions best match `text`; see search.search_vector for the options."""
         encoder = options.pop("encoder", None)
         spelling = options.pop("spelling", True)        # misspelt words put right against the captions' words
-        (text,) = check_texts([text], what="query text")
+        (text,) = check_texts([text], what="query text", input="text")
         check_query(text, self.text_encoder_id)
         if spelling:
             text = correct_query(self, text, encoder or self.encoder())

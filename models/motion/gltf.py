@@ -212,7 +212,7 @@ def motion_to_glb_bytes(motion: Motion, *, naming: str = "smpl") -> bytes:
     import pygltflib as g
 
     if naming not in NAMINGS:
-        raise MotionError(f"naming: {naming!r} is not one of {', '.join(NAMINGS)}")
+        raise MotionError("naming", f"{naming!r} is not one of {', '.join(NAMINGS)}")
     names = NAMINGS[naming]
     joints = np.asarray(motion.joints, dtype=np.float64)
     T, J = joints.shape[0], skeleton.NUM_JOINTS
