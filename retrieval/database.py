@@ -1,9 +1,10 @@
 """Opening a motion database and reading it: entries, captions, payloads, motions, verification.
 
-Opening reads the manifest, checks every listed file's size (not its checksum: that is
-`verify()`), memory-maps the faiss index when it is flat, loads the small lookup arrays
-and opens SQLite read-only. Payload shards are memory-mapped on first use. So opening a
-large database costs milliseconds plus the lookup arrays (about 40 bytes per entry).
+Opening reads the manifest, checks every listed file's size and the SHA-256 of the two files every
+query reads (SQLite, the lookup arrays), memory-maps the faiss index when it is flat, loads the
+lookup arrays and opens SQLite read-only. The index's checksum is taken before the first search and
+each payload shard's before its first read (each once per process while the file is unchanged), so
+same-size tampering is caught before it is used; `verify()` checks everything at once.
 
 A MotionDatabase is one generation: entries added later by another process are seen by
 opening it again (get_database() does that when the manifest has changed).
@@ -82,6 +83,12 @@ class MotionDatabase:
         self.manifest = m = fmt.read_manifest(self.folder)
         what = f"motion database {self.folder.name!r}"
         fmt.check_files(self.folder, m, checksums=False)
+        # Checksums, but only of what is used: the files every open reads (SQLite, lookup arrays) now, the
+        # index before the first search, each payload shard before its first read (a large database's
+        # index and shards are most of its bytes; opening stays a matter of milliseconds).
+        for name in (m["metadata_file"], m["lookup_file"]):
+            fmt.verify_file(self.folder, name, m["files"][name])
+        self._unverified = set(m["files"]) - {m["metadata_file"], m["lookup_file"]}
         self._stat = file_stamp(self.folder / fmt.MANIFEST)
         self.index = vi.read_index(self.folder / m["index"]["file"], expected=m["caption_count"],
                                    dim=int(m["text_encoder"]["dim"]), index_type=m["index"]["type"], what=what)
@@ -96,7 +103,13 @@ class MotionDatabase:
         if (n_entries, n_captions) != (m["entry_count"], m["caption_count"]):
             raise DatabaseCorruptError("motion_db", f"{what}: {m['metadata_file']} holds {n_entries} entries and {n_captions} captions, "
                                        f"the manifest {m['entry_count']} and {m['caption_count']}")
-        self.payloads = PayloadReader(self.folder, m["payload_shards"])
+        self.payloads = PayloadReader(self.folder, m["payload_shards"], check=self._verify_lazily)
+
+    def _verify_lazily(self, name: str) -> None:
+        """Checksum a big file before its first use (callers hold a lock: the index's, the shards')."""
+        if name in self._unverified:
+            fmt.verify_file(self.folder, name, self.manifest["files"][name])
+            self._unverified.discard(name)
 
     def _load_lookup(self, what: str) -> None:
         from safetensors import safe_open
@@ -271,6 +284,7 @@ class MotionDatabase:
                    ef_search: int | None = None) -> tuple[np.ndarray, np.ndarray]:
         """faiss scores and caption ids for a batch of unit query vectors."""
         with self._index_lock:      # search parameters live on the shared index object
+            self._verify_lazily(self.manifest["index"]["file"])
             vi.apply_search_params(self.index, self.index_type, self.manifest["index"].get("params", {}),
                                    nprobe=nprobe, ef_search=ef_search)
             return vi.search(self.index, vectors, k)

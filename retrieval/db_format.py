@@ -25,6 +25,7 @@ import json
 import os
 import re
 import sqlite3
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -258,6 +259,34 @@ def check_files(folder: Path, manifest: dict, *, checksums: bool) -> None:
                 raise DatabaseCorruptError(
                     "motion_db", f"motion database {folder.name!r}: {name} fails its checksum "
                     f"(sha256 {digest[:12]}..., manifest {str(record.get('sha256'))[:12]}...)")
+
+
+# Files whose checksum this process has already matched with a manifest, by (path, size, mtime, inode):
+# a database opened again (after an add, in another node) does not hash its unchanged files again.
+_verified: dict[tuple, str] = {}
+_verified_lock = threading.Lock()
+
+
+def verify_file(folder: Path, name: str, record: dict) -> None:
+    """Raise DatabaseCorruptError unless `name` has the SHA-256 its manifest records (once per process
+    for an unchanged file). Sizes alone miss same-size tampering (a scaled payload, an edited caption)."""
+    path = folder / name
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise DatabaseCorruptError("motion_db", f"motion database {folder.name!r}: data file {name} is missing") from None
+    key = (str(path), st.st_size, st.st_mtime_ns, st.st_ino)
+    want = record.get("sha256")
+    with _verified_lock:
+        if _verified.get(key) == want:
+            return
+    digest = sha256_file(path)
+    if digest != want:
+        raise DatabaseCorruptError(
+            "motion_db", f"motion database {folder.name!r}: {name} fails its checksum (sha256 {digest[:12]}..., "
+            f"manifest {str(want)[:12]}...); it was changed after it was written")
+    with _verified_lock:
+        _verified[key] = digest
 
 
 def connect_readonly(path: Path) -> sqlite3.Connection:

@@ -96,9 +96,10 @@ class ShardWriter:
 class PayloadReader:
     """Reads payload slices from a database's shards; shards are opened on first use."""
 
-    def __init__(self, folder: Path, shards: list[str]):
+    def __init__(self, folder: Path, shards: list[str], check=None):
         self.folder = folder
         self.shards = set(shards)
+        self._check = check          # check(shard): called once, before a shard is first read (its checksum)
         self._open: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -110,6 +111,8 @@ class PayloadReader:
                     raise DatabaseCorruptError("motion_db", f"payload shard {shard!r} is not listed in the manifest of {self.folder}")
                 from safetensors import safe_open
 
+                if self._check is not None:
+                    self._check(shard)
                 try:
                     handle = safe_open(str(self.folder / shard), framework="numpy")
                 except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types

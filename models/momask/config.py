@@ -121,6 +121,11 @@ def read_opt(path: str | Path) -> dict:
     return opt
 
 
+SANE_LIMITS = {"nb_code": 65536, "code_dim": 8192, "num_quantizers": 64, "down_t": 8, "stride_t": 8, "width": 8192,
+               "depth": 64, "dilation_growth_rate": 16, "latent_dim": 8192, "ff_size": 65536, "n_layers": 128,
+               "n_heads": 256}
+
+
 def _need(opt: dict, path: Path, key: str, kind: type):
     if key not in opt:
         raise InputError("folder", f"{path}: has no {key!r}; expected a MoMask opt.txt")
@@ -129,6 +134,10 @@ def _need(opt: dict, path: Path, key: str, kind: type):
         value = float(value)
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         raise InputError("folder", f"{path}: {key} is {value!r}; expected a {kind.__name__}")
+    # Sizes build modules before any weight is read: bounded, so a damaged opt.txt cannot allocate without end.
+    if kind is int and not 1 <= value <= SANE_LIMITS.get(key, 65536):
+        raise InputError("folder", f"{path}: {key} is {value}; expected 1..{SANE_LIMITS.get(key, 65536)} "
+                                   "(the released models use a few hundred at most)")
     return value
 
 

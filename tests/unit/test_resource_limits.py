@@ -171,3 +171,20 @@ def test_bvh_frames_past_the_rows_in_the_file_allocate_nothing(tmp_path, memory_
     with pytest.raises(MotionError) as e:
         load_motion_file(path)
     assert "truncated" in e.value.message and "1000000000000" in e.value.message
+
+
+@pytest.mark.parametrize("part, key", [("MASKED_NAME", "n_layers"), ("VQ_NAME", "nb_code"),
+                                       ("MASKED_NAME", "latent_dim")])
+def test_momask_opt_txt_sizes_are_bounded_before_building(tmp_path, memory_cap, part, key):
+    import re
+
+    from motionrag_suite.models.momask import load_momask
+
+    from . import momask_tiny as tiny
+
+    folder = tiny.write_folder(tmp_path / "t2m", tiny.tiny_states())
+    opt = folder / getattr(tiny, part) / "opt.txt"
+    opt.write_text(re.sub(rf"(?m)^{key}: \d+", f"{key}: 1000000000", opt.read_text()))
+    with pytest.raises(InputError) as e:
+        load_momask(folder)
+    assert e.value.input == "folder" and f"{key} is 1000000000" in e.value.message

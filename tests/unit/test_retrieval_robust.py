@@ -265,3 +265,35 @@ def test_an_add_keeps_the_origin_and_a_user_overwrite_of_a_user_database_works(t
     assert db.verify()["ok"] and db.generation == 2 and "extra" not in db.entry_names()
     db.close()
     _no_leftovers(tmp_path, "small")
+
+
+# ------------------------------------------------------------------- 7: same-size tampering
+def _tamper(path, offset_from_end=8):
+    time.sleep(0.05)               # past the file system's timestamp granularity: a new mtime, as in real life
+    data = bytearray(path.read_bytes())
+    data[-offset_from_end] ^= 0xFF
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("which", ["metadata_file", "lookup_file"])
+def test_same_size_tampering_with_what_every_open_reads_is_caught_on_open(tmp_path, which):
+    build_small(tmp_path)
+    folder = tmp_path / "databases" / "small"
+    open_database(tmp_path, "small").close()          # verified once: the cache must not hide a change
+    _tamper(folder / fmt.read_manifest(folder)[which], 200)
+    with pytest.raises(DatabaseCorruptError, match="checksum"):
+        open_database(tmp_path, "small")
+
+
+def test_same_size_tampering_with_the_index_or_a_shard_is_caught_before_their_first_use(tmp_path):
+    build_small(tmp_path)
+    folder = tmp_path / "databases" / "small"
+    manifest = fmt.read_manifest(folder)
+    _tamper(folder / manifest["payload_shards"][0])
+    _tamper(folder / manifest["index"]["file"], 40)
+    db = open_database(tmp_path, "small")             # opening stays cheap: these are checked when used
+    with pytest.raises(DatabaseCorruptError, match="checksum"):
+        db.search("a person walks", 1)
+    with pytest.raises(DatabaseCorruptError, match="checksum"):
+        db.load_payload(0, "joints")
+    db.close()
