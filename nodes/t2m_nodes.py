@@ -92,9 +92,15 @@ def loaded_model_key():
 
 # ------------------------------------------------------------------------------ inputs
 def _check_text(text) -> str:
+    from ..retrieval.text_encoder import MAX_QUERY_CHARS      # numpy behind it
+
     if not isinstance(text, str) or not text.strip():
         raise InputError("text", "is empty; describe a motion, e.g. 'a person does a cartwheel'")
-    return " ".join(text.split())
+    text = " ".join(text.split())
+    # Checked here, before the model loads: the encoder's own check would come from inside the retrieval step.
+    if len(text) > MAX_QUERY_CHARS:
+        raise InputError("text", f"{len(text)} characters is more than the {MAX_QUERY_CHARS} accepted")
+    return text
 
 
 def _check_int(value, what: str, low: int, high: int, hint: str = "") -> int:
@@ -324,7 +330,7 @@ def _retrieve(db, net, query: str, references: int, length: int):
     from ..retrieval.text_encoder import get_text_encoder
 
     # the library names its own arguments; a database error is about this node's motion_db input
-    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length"):
+    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length", texts="text"):
         encoder = get_text_encoder(net.config.text_encoder, db.root)
         embedding = encoder.encode([query])[0]
         if db.text_encoder_id == net.config.text_encoder:
@@ -343,7 +349,7 @@ def _search_refs(db, query: str, references: int, length: int):
     with its own encoder."""
     from ..retrieval.refs import MotionRefs                   # numpy behind it
 
-    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length"):
+    with comfy_env.inputs_named(name="motion_db", db="motion_db", target_length="length", texts="text"):
         hits = db.search(query, references, target_length=length or None, one_per_source=True)
     if not hits:
         raise InputError("motion_db", f"motion database {db.name!r} returned no references for {query!r}")
