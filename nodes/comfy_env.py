@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Callable, Iterator
 
 from ..common.errors import InputError
-from ..common.paths import MODEL_FOLDER_NAME, MOTIONS_SUBFOLDER, default_models_root
+from ..common.paths import MODEL_FOLDER_NAME, MOTIONS_SUBFOLDER, default_models_root, safe_child
 
 CATEGORY = "MotionRAG"
 
@@ -91,8 +91,6 @@ def model_folders(sub: str, marker: str, first: list[str] | tuple = ()) -> list[
 def find_model_folder(sub: str, name: str, *, what: str) -> Path:
     """<motionrag>/<sub>/<name> in the first motionrag folder that has it, else where it should go (the
     first folder, for a download or a clear "not found" from the loader). `what` names the input."""
-    from ..common.paths import safe_child
-
     roots = models_roots()
     for root in roots:
         folder = safe_child(root / sub, name, what=what)

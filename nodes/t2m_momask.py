@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable
 
 from ..common.errors import InputError
+from ..common.stamps import file_stamp, files_stamp
 from ..models.momask.config import source_files
 from . import comfy_env
 from .model_owner import Held, drop_group, load_to_device
@@ -33,8 +34,6 @@ CLIP_DEFAULT = "clip-vit-base-patch32"
 def momask_stamp(folder: Path) -> tuple:
     """A value that changes when the folder's MoMask files are replaced (not when our safetensors copies
     are written beside them on the first load)."""
-    from ..common.stamps import file_stamp
-
     return tuple((name, *file_stamp(folder / name)) for name in source_files(folder))
 
 
@@ -64,8 +63,6 @@ def clip_choices() -> list[str]:
 
 def clip_model(name: str, download: bool) -> Held:
     folder = comfy_env.find_model_folder(CLIP_SUBFOLDER, name, what="clip")
-    from ..common.stamps import files_stamp
-
     key = ("clip", str(folder), files_stamp(folder, ("config.json", "model.safetensors", "pytorch_model.bin")))
 
     def loader():
