@@ -1,7 +1,8 @@
-"""`python -m training <command> ...` from the pack folder; commands: t2m, i2v, t2m-benchmark."""
+"""`python -m training <command> ...` from the pack folder; commands: t2m, i2v, t2m-benchmark, momask."""
 import sys
 
-COMMANDS = {"t2m": "training.t2m", "i2v": "training.i2v", "t2m-benchmark": "training.t2m_benchmark"}
+COMMANDS = {"t2m": "training.t2m", "i2v": "training.i2v", "t2m-benchmark": "training.t2m_benchmark",
+            "momask": "training.momask"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

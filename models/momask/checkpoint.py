@@ -26,7 +26,8 @@ import torch
 
 from ...common.atomic import atomic_write
 from ...common.errors import InputError
-from .config import (DATASETS, MoMaskConfig, dataset_of, read_opt, rvq_config, transformer_config)
+from .config import (DATASETS, MoMaskConfig, dataset_of, read_opt, rvq_config, text_encoder_of,
+                     transformer_config)
 from .length_estimator import LengthEstimator
 from .model import MoMaskModel
 from .rvq import RVQVAE
@@ -293,7 +294,9 @@ def load_momask(folder: str | os.PathLike, device: str | torch.device = "cpu", c
                                     residual=False)
     residual_cfg = transformer_config(read_opt(parts["residual"] / "opt.txt"), parts["residual"] / "opt.txt", rvq_cfg,
                                       residual=True)
-    config = MoMaskConfig(dataset=dataset, rvq=rvq_cfg, masked=masked_cfg, residual=residual_cfg)
+    text_encoder, text_dim = text_encoder_of(read_opt(parts["masked"] / "opt.txt"), parts["masked"] / "opt.txt")
+    config = MoMaskConfig(dataset=dataset, rvq=rvq_cfg, masked=masked_cfg, residual=residual_cfg,
+                          text_encoder=text_encoder, text_feature_dim=text_dim)
     mean, std = read_stats(parts["rvq"], DATASETS[dataset]["dim_pose"])
 
     # built on the meta device (no time spent on random initialisation), then given the loaded tensors

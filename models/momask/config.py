@@ -19,6 +19,7 @@ DATASETS = {
     "kit": {"dim_pose": 251, "joints": 21, "fps": 12.5},
 }
 CLIP_DIM = 512            # CLIP ViT-B/32 text feature width (the condition of every network)
+CLIP_TEXT_ENCODER = "openai/clip-vit-base-patch32"
 LENGTH_CLASSES = 50       # the length estimator's classes: c tokens, 0..49
 FRAMES_PER_TOKEN = 4      # 2 stride-2 convolutions in the released tokenizer
 MAX_TOKENS = 49           # longest training motion: 196 frames
@@ -69,6 +70,11 @@ class MoMaskConfig:
     rvq: RVQConfig = dataclasses.field(default_factory=RVQConfig)
     masked: TransformerConfig = dataclasses.field(default_factory=TransformerConfig)
     residual: ResidualConfig = dataclasses.field(default_factory=ResidualConfig)
+    # The text features the networks were trained on: MoMask's CLIP ViT-B/32 (512 values), or, for a
+    # model written by the pack's trainer (opt.txt `text_encoder`, `text_feature_dim`), another
+    # encoder's features zero-padded to clip_dim.
+    text_encoder: str = CLIP_TEXT_ENCODER
+    text_feature_dim: int = CLIP_DIM
 
     @property
     def fps(self) -> float:
@@ -84,7 +90,9 @@ class MoMaskConfig:
     @classmethod
     def from_dict(cls, data: dict) -> "MoMaskConfig":
         return cls(dataset=data["dataset"], rvq=RVQConfig(**data["rvq"]),
-                   masked=TransformerConfig(**data["masked"]), residual=ResidualConfig(**data["residual"]))
+                   masked=TransformerConfig(**data["masked"]), residual=ResidualConfig(**data["residual"]),
+                   text_encoder=data.get("text_encoder", CLIP_TEXT_ENCODER),
+                   text_feature_dim=data.get("text_feature_dim", CLIP_DIM))
 
 
 # ------------------------------------------------------------------------------------------- opt.txt
@@ -146,6 +154,17 @@ def dataset_of(opt: dict, path: Path) -> str:
     if name not in DATASETS:
         raise InputError("folder", f"{path}: dataset_name {name!r}; MoMask was released for {sorted(DATASETS)}")
     return name
+
+
+def text_encoder_of(opt: dict, path: Path) -> tuple[str, int]:
+    """(text encoder, feature width) a transformer's opt.txt records; MoMask's own files record none
+    (CLIP ViT-B/32). Written by the pack's trainer (models/momask/export.py) for other encoders."""
+    name = opt.get("text_encoder", CLIP_TEXT_ENCODER)
+    dim = opt.get("text_feature_dim", CLIP_DIM)
+    if not isinstance(name, str) or isinstance(dim, bool) or not isinstance(dim, int) or not 1 <= dim <= CLIP_DIM:
+        raise InputError("folder", f"{path}: text_encoder {name!r} / text_feature_dim {dim!r}; expected a name and "
+                                   f"a width in 1..{CLIP_DIM}")
+    return name, dim
 
 
 def rvq_config(opt: dict, path: Path) -> RVQConfig:
@@ -219,4 +238,4 @@ def source_files(folder: str | Path) -> list[str]:
 
 __all__ = ["is_momask_folder", "source_files", "SOURCE_SUFFIXES", "DATASETS", "CLIP_DIM", "LENGTH_CLASSES",
            "FRAMES_PER_TOKEN", "MAX_TOKENS", "RVQConfig", "TransformerConfig", "ResidualConfig", "MoMaskConfig",
-           "read_opt", "rvq_config", "transformer_config", "dataset_of"]
+           "read_opt", "rvq_config", "transformer_config", "dataset_of", "text_encoder_of", "CLIP_TEXT_ENCODER"]
