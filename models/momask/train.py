@@ -166,14 +166,18 @@ def _lr(step: int, total: int, base: float, warmup: int) -> float:
 
 
 def _init_transformer(module: torch.nn.Module, generator: torch.Generator) -> None:
-    """Small normal weights (std 0.02), zero biases, unit LayerNorms; the stored positional encoding
-    keeps its sinusoid."""
+    """Small normal weights (std 0.02), zero biases, unit LayerNorms (the residual's code embeddings:
+    below); the stored positional encoding keeps its sinusoid."""
     for name, p in module.named_parameters():
         with torch.no_grad():
             if "norm" in name.lower():                  # LayerNorm, the encoder layers' norm1 / norm2
                 p.fill_(1.0 if name.endswith("weight") else 0.0)
             elif name.endswith("bias") or name.endswith("in_proj_bias"):
                 p.zero_()
+            elif name.endswith(("_weight_", "shared_weight")):
+                # the residual transformer's code embeddings double as its classifiers: at 0.02 its
+                # logits start near 0 and learn slowly; 1 / sqrt(code_dim) gives them unit scale
+                p.copy_(torch.randn(p.shape, generator=generator) / math.sqrt(p.shape[-1]))
             else:
                 p.copy_(torch.randn(p.shape, generator=generator) * 0.02)
 
