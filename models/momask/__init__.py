@@ -35,6 +35,8 @@ Modules:
   once to safetensors beside the originals.
 - clip_text.py: the CLIP ViT-B/32 text tower via transformers.
 - inpaint.py: temporal inpainting (prefix, suffix, middle spans) and chaining.
+- train.py: the pack's own training of a small model in this layout (`python -m training momask`);
+  export.py writes it as MoMask's download is laid out, so `load_momask` reads it as a released one.
 
 Importing this package loads no torch: names are imported on first use.
 """
@@ -46,6 +48,7 @@ _EXPORTS = {
     "load_momask": "checkpoint", "MoMaskModel": "model", "MoMaskResult": "result", "MoMaskConfig": "config",
     "Sampling": "generate", "load_clip_text": "clip_text", "ClipTextEncoder": "clip_text",
     "inpaint_motion": "inpaint", "chain": "inpaint", "generate_between": "inpaint",
+    "train_momask": "train", "write_momask_folder": "export",
 }
 
 __all__ = sorted(_EXPORTS)
