@@ -191,3 +191,11 @@ def test_command_line_trains_on_a_database_and_refuses_bad_options(small_db, tmp
                            "--out", str(tmp_path / "y"), "--preset", "tiny"], cwd=PACK, env=env, capture_output=True,
                           text=True, timeout=300)
     assert proc.returncode == 2 and proc.stderr.startswith("error: ") and "nothere" in proc.stderr
+
+
+def test_a_released_folder_still_means_clip(tmp_path):
+    """MoMask's own opt.txt files record no text encoder: the loader says CLIP ViT-B/32, 512 values."""
+    from . import momask_tiny as tiny
+
+    model = load_momask(tiny.write_folder(tmp_path / "t2m"), convert=False)
+    assert (model.config.text_encoder, model.config.text_feature_dim) == ("openai/clip-vit-base-patch32", 512)
