@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from dataclasses import replace
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -56,15 +57,14 @@ def train(db_root, db_name: str, out, *, preset: str = "small", seed: int = 0, s
     changes: dict = {"seed": seed}
     if steps is not None:
         if len(steps) not in (3, 4) or any(isinstance(s, bool) or not isinstance(s, int) or s < 0 for s in steps):
-            raise InputError("steps", f"{steps!r}: expected three or four whole numbers >= 0 RVQ,MASKED,RESIDUAL[,LENGTH]")
+            raise InputError("steps", f"{steps!r}: expected three or four whole numbers >= 0 "
+                                      f"RVQ,MASKED,RESIDUAL[,LENGTH]")
         changes.update(rvq_steps=steps[0], masked_steps=steps[1], residual_steps=steps[2])
         if len(steps) == 4:
             changes["length_steps"] = steps[3]
     if batch_size is not None:
         changes["batch_size"] = batch_size
     settings = replace(settings, **changes).check()
-    from pathlib import Path
-
     if Path(out).exists() and not overwrite:          # before any work is done
         raise InputError("out", f"{out}: exists; choose a new folder or pass --overwrite")
     if threads:
@@ -127,6 +127,7 @@ def main(argv=None) -> int:
         return 2
     for stage, losses in summary["losses"].items():
         if losses:
-            print(f"  {stage}: first loss {losses[0]:.4f}, mean of the last 10% {np.mean(losses[-max(1, len(losses) // 10):]):.4f}")
+            last = np.mean(losses[-max(1, len(losses) // 10):])
+            print(f"  {stage}: first loss {losses[0]:.4f}, mean of the last 10% {last:.4f}")
     return 0
 

@@ -49,6 +49,7 @@ from .length_estimator import LengthEstimator
 from .rvq import RVQVAE
 from .transformers import MaskedTransformer, ResidualTransformer
 
+MIN_TOKENS = 2             # a clip needs at least 2 tokens (8 frames) to be cropped
 RESET_SHARE = 0.8          # dead codes are reset during this share of the tokenizer steps
 EMA_EPS = 1e-5
 
@@ -78,7 +79,8 @@ class TrainSettings:
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 10_000_000:
                 raise InputError(name, f"{value!r}: expected a whole number of steps >= 0")
-        if isinstance(self.batch_size, bool) or not isinstance(self.batch_size, int) or not 1 <= self.batch_size <= 4096:
+        batch = self.batch_size
+        if isinstance(batch, bool) or not isinstance(batch, int) or not 1 <= batch <= 4096:
             raise InputError("batch_size", f"{self.batch_size!r}: expected a whole number in 1..4096")
         if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed < 2 ** 63:
             raise InputError("seed", f"{self.seed!r}: expected a whole number >= 0")
@@ -139,9 +141,9 @@ def _check_data(config: MoMaskConfig, data: TrainingSet, mean: np.ndarray, std: 
         if arr.ndim != 2 or arr.shape[1] != dim or not np.isfinite(arr).all():
             raise InputError("features", f"clip {i}: expected finite (frames, {dim}) features, got {arr.shape}")
         feats.append(((arr - mean) / std).astype(np.float32))
-    usable = [i for i, f in enumerate(feats) if len(f) >= fpt * settings_min_tokens()]
+    usable = [i for i, f in enumerate(feats) if len(f) >= fpt * MIN_TOKENS]
     if len(usable) < 2:
-        raise InputError("features", f"{len(usable)} clips have at least {fpt * settings_min_tokens()} frames; "
+        raise InputError("features", f"{len(usable)} clips have at least {fpt * MIN_TOKENS} frames; "
                                      f"training needs at least 2")
     ce = np.asarray(data.caption_entry)
     tf = np.asarray(data.text_features)
@@ -151,10 +153,6 @@ def _check_data(config: MoMaskConfig, data: TrainingSet, mean: np.ndarray, std: 
     if ce.min() < 0 or ce.max() >= len(feats):
         raise InputError("caption_entry", f"clip indices must be in 0..{len(feats) - 1}")
     return feats
-
-
-def settings_min_tokens() -> int:
-    return 2          # a clip needs at least 2 tokens (8 frames) to be cropped
 
 
 def _lr(step: int, total: int, base: float, warmup: int) -> float:
@@ -302,7 +300,7 @@ def tokenise(rvq: RVQVAE, feats: list) -> _Tokens:
     for i, f in enumerate(feats):
         for offset in range(fpt):
             n = (len(f) - offset) // fpt
-            if n < settings_min_tokens():
+            if n < MIN_TOKENS:
                 continue
             x = torch.from_numpy(f[offset: offset + n * fpt])[None]
             ids.append(rvq.encode(x)[0].long())
@@ -377,7 +375,7 @@ def _fit_transformer(stage: str, net, steps: int, settings: TrainSettings, batch
 def train_masked(net: MaskedTransformer, tokens: _Tokens, captions_of: dict, text: torch.Tensor,
                  settings: TrainSettings, rng: np.random.Generator, generator: torch.Generator, log) -> list[float]:
     def batch_loss():
-        ids, lens, cond = _token_batch(tokens, captions_of, text, rng, settings.batch_size)
+        ids, _, cond = _token_batch(tokens, captions_of, text, rng, settings.batch_size)
         pad = ids[..., 0] < 0
         inputs, masked = _masked_inputs(ids[..., 0], pad, net, generator)
         logits = net(inputs, _drop_condition(cond, settings.cond_drop_masked, generator), pad)
@@ -391,7 +389,7 @@ def train_residual(net: ResidualTransformer, tokens: _Tokens, captions_of: dict,
     layers = net.config.num_quantizers
 
     def batch_loss():
-        ids, lens, cond = _token_batch(tokens, captions_of, text, rng, settings.batch_size)
+        ids, _, cond = _token_batch(tokens, captions_of, text, rng, settings.batch_size)
         pad = ids[..., 0] < 0
         q = int(rng.integers(1, layers))
         ids = torch.where(ids < 0, net.pad_id, ids)

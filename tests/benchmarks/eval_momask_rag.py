@@ -182,9 +182,9 @@ def summary(results: list) -> str:
                      f"{np.mean(on):.1f} ± {np.std(on, ddof=1):.1f} | {change:+.1f}% | "
                      f"{np.mean(per):+.1f} ± {np.std(per, ddof=1):.1f}% |")
     if len(results) > 1:
-        lines.append(f"| **mean ± std over {len(results)} models** | {np.mean(offs):.1f} ± {np.std(offs, ddof=1):.1f} "
-                     f"| {np.mean(ons):.1f} ± {np.std(ons, ddof=1):.1f} | {np.mean(changes):+.1f} ± "
-                     f"{np.std(changes, ddof=1):.1f}% | |")
+        lines.append(f"| **mean ± std over {len(results)} models** | {np.mean(offs):.1f} ± "
+                     f"{np.std(offs, ddof=1):.1f} | {np.mean(ons):.1f} ± {np.std(ons, ddof=1):.1f} | "
+                     f"{np.mean(changes):+.1f} ± {np.std(changes, ddof=1):.1f}% | |")
     return "\n".join(lines)
 
 

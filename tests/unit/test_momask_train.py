@@ -133,7 +133,8 @@ def test_bad_data_and_config_are_refused_before_training(data):
     with pytest.raises(InputError) as e:
         train_momask(CONFIG, ts, mean, np.zeros_like(std), SETTINGS)
     assert e.value.input == "mean"
-    two = replace(CONFIG, rvq=replace(CONFIG.rvq, num_quantizers=2), residual=replace(CONFIG.residual, num_quantizers=2))
+    two = replace(CONFIG, rvq=replace(CONFIG.rvq, num_quantizers=2),
+                  residual=replace(CONFIG.residual, num_quantizers=2))
     with pytest.raises(InputError) as e:
         train_momask(two, ts, mean, std, SETTINGS)
     assert e.value.input == "config"
