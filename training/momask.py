@@ -9,7 +9,9 @@ reads as it reads the released checkpoints/t2m. The text features are the databa
 encoder's (all-MiniLM-L6-v2 for the built-in databases, 384 values), zero-padded to CLIP's 512: the
 weights keep MoMask's shapes, and opt.txt records `text_encoder` and `text_feature_dim` so that the
 loader (MoMaskConfig.text_encoder) says which encoder to feed. Such a model must be prompted with that
-encoder, not with CLIP. Errors print one line and exit with status 2.
+encoder, not with CLIP. mean / std (meta/) are the training clips' statistics, std averaged per
+HumanML3D feature group as HumanML3D's Mean.npy / Std.npy are (models/t2m/normalization.py). Errors
+print one line and exit with status 2.
 """
 from __future__ import annotations
 

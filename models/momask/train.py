@@ -2,7 +2,7 @@
 reading MoMask's training code (EricGuo5513/momask-codes, MIT), not copied from it.
 
     from motionrag_suite.models.momask.train import TrainSettings, TrainingSet, train_momask
-    trained = train_momask(config, TrainingSet(features, caption_entry, text_embeddings), mean, std, settings)
+    trained = train_momask(config, TrainingSet(features, caption_entry, text_features), mean, std, settings)
     trained.states   {'rvq', 'masked', 'residual', 'length': state dict}   (checkpoint.py's keys)
     trained.losses   {'rvq': [...], 'masked': [...], ...}                   one value per step
 
