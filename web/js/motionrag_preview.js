@@ -1,4 +1,4 @@
-// MotionRAG Suite: interactive 3D skeleton preview inside nodes.
+// MotionRAG Suite: interactive 3D skeleton preview inside nodes (drawn on a 2D canvas).
 //
 // Nodes send compact joint data in their UI output (models/motion/preview.py):
 //   {"motionrag_motion": [payload]}                       Load Motion and other motion nodes
@@ -11,13 +11,9 @@
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 
-// The viewer module (and with it three.js, about 700 KB) is imported when the first motion is
-// shown, not with the page. ComfyUI's Vue frontend bundles its own three.js privately (it exposes
-// no THREE module or global, only three's window.__THREE__ revision marker), so a pack that draws
-// with three.js has to bring its own, and three.js then warns "Multiple instances of Three.js being
-// imported". The two copies never share objects (our scene, renderer and canvas are our own),
-// which is the case that warning is about; loading ours only when a preview is used keeps it (and
-// the download) off the pages of users who never open one.
+// The viewer module draws on a plain 2D canvas (no three.js, no WebGL) and is imported when the
+// first motion is shown, not with the page: ComfyUI loads every .js file of the pack as an extension,
+// so the viewer is an .mjs the extension imports itself.
 let viewerModule = null;
 const loadViewerModule = () => (viewerModule ??= import("./motionrag_viewer.mjs"));
 
@@ -199,10 +195,10 @@ function buildWidget(node, withRefs) {
         }
         info.textContent = parts.join(" \u2014 ");
         info.title = payload.caption || "";
-        viewer.load(motion);  // makes the WebGL renderer on the first motion
+        viewer.load(motion);  // makes the canvas on the first motion
         empty.style.display = viewer.available ? "none" : "";
         if (!viewer.available) {
-            empty.textContent = "WebGL is not available in this browser: the 3D preview needs it.";
+            empty.textContent = "This browser gives no 2D canvas: the 3D preview needs one.";
         }
         viewer.play();
     };
@@ -251,7 +247,7 @@ app.registerExtension({
         chainCallback(nodeType.prototype, "onExecuted", function (output) {
             showOutput(this, output);
         });
-        // Give the WebGL context back when the node goes (deleted, or the graph cleared/reloaded).
+        // Give the canvas back when the node goes (deleted, or the graph cleared/reloaded).
         chainCallback(nodeType.prototype, "onRemoved", function () {
             this.widgets?.find((w) => w.name === WIDGET_NAME)?.dispose();
         });
