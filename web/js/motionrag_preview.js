@@ -44,12 +44,25 @@ function chainCallback(object, property, callback) {
 // never reaches LiteGraph. What the widget does not use itself (anything outside the 3D view
 // with a motion in it, the buttons, the slider and the reference rows) is passed on as a copy
 // of the event, so the node can still be selected, dragged and right-clicked there.
-function forwardUnusedInput(root) {
+function forwardUnusedInput(root, getWidget) {
     const graphCanvas = () => app.canvas?.canvas;
     const usedByWidget = (e) => e.defaultPrevented || !!e.target.closest?.("button, input, .mr-ref");
     root.addEventListener("pointerdown", (e) => {
         e.stopPropagation();
-        if (!usedByWidget(e)) graphCanvas()?.dispatchEvent(new PointerEvent(e.type, e));
+        if (usedByWidget(e)) return;
+        // The Vue frontend's LiteGraph finds which widget is under a press itself and takes a press
+        // on ours for a widget press, which starts no node drag. Its hit test passes over disabled
+        // widgets (computedDisabled, which it sets afresh on every draw of the node), so ours is
+        // marked so only while the copy is handled (synchronously, inside dispatchEvent): the press
+        // then lands on the node's body, which selects and drags it. The 2024 UI reads no such flag.
+        const widget = getWidget();
+        const before = widget?.computedDisabled;
+        if (widget) widget.computedDisabled = true;
+        try {
+            graphCanvas()?.dispatchEvent(new PointerEvent(e.type, e));
+        } finally {
+            if (widget) widget.computedDisabled = before;
+        }
     });
     root.addEventListener("wheel", (e) => {
         e.stopPropagation();
@@ -158,10 +171,11 @@ function buildWidget(node, withRefs) {
 
     playBtn.addEventListener("click", () => viewer?.toggle());
     slider.addEventListener("input", () => viewer?.seek(Number(slider.value)));
-    forwardUnusedInput(root);
+    let widget = null;
+    forwardUnusedInput(root, () => widget);
 
     const minHeight = VIEWER_HEIGHT + (withRefs ? LIST_HEIGHT + 4 : 0) + 30;
-    const widget = node.addDOMWidget(WIDGET_NAME, "motionrag_preview", root, {
+    widget = node.addDOMWidget(WIDGET_NAME, "motionrag_preview", root, {
         serialize: false,
         hideOnZoom: false,
         getMinHeight: () => minHeight,
