@@ -242,6 +242,20 @@ def test_queued_workflow_shows_the_3d_preview_and_scrubbing_changes_it(comfy_pag
     turned = pixels(stage.screenshot())
     assert float((np.abs(turned - b).max(axis=-1) > 40).mean()) > 0.003, "dragging did not orbit the view"
     assert page.evaluate("(id) => [...app.graph.getNodeById(id).pos]", node_id) == node_pos
+    # Double-click resets the view: the same frame looks as it did before the orbit.
+    page.mouse.dblclick(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.wait_for_timeout(100)
+    reset = pixels(stage.screenshot())
+    assert float((np.abs(reset - b).max(axis=-1) > 40).mean()) < 0.001, "double-click did not reset the view"
+    # The wheel over a shown motion zooms the view, not the graph.
+    graph_scale = page.evaluate("() => app.canvas.ds.scale")
+    page.mouse.wheel(0, -300)
+    page.wait_for_timeout(100)
+    zoomed = pixels(stage.screenshot())
+    assert float((np.abs(zoomed - reset).max(axis=-1) > 40).mean()) > 0.003, "the wheel did not zoom the view"
+    assert _drawn_fraction(zoomed) > _drawn_fraction(reset), "zooming in did not make the figure larger"
+    assert page.evaluate("() => app.canvas.ds.scale") == graph_scale
+    assert counter.inner_text() == counters[1]
     assert comfy_page.our_errors() == []
 
 
