@@ -26,9 +26,9 @@ MIXAMO_NAMES = tuple(MIXAMO_PREFIX + n for n in (
 
 NAMINGS = {"smpl": skeleton.JOINT_NAMES, "mixamo": MIXAMO_NAMES}
 
-# Mixamo's prefix as files carry it: "mixamorig:", and "mixamorig1:" ... when several rigs share a scene
-# (Blender turns the colon into an underscore on some exports).
-_MIXAMO_PREFIX = re.compile(r"^mixamorig\d*[:_]", re.IGNORECASE)
+# Mixamo's prefix as files carry it: "mixamorig:", "mixamorig1:", "mixamorig2:" ... on some downloads,
+# or with an underscore for the colon, as some exporters write it.
+_PREFIX_PATTERN = re.compile(r"^mixamorig\d*[:_]", re.IGNORECASE)
 _MIXAMO_INDEX = {n[len(MIXAMO_PREFIX):].lower(): i for i, n in enumerate(MIXAMO_NAMES)}
 
 
@@ -36,7 +36,7 @@ def mixamo_joint(name: str) -> int | None:
     """Our joint index for a Mixamo-prefixed name (``mixamorig:LeftUpLeg`` -> 1); None for any other name.
     Only prefixed names are read this way: unprefixed "LeftShoulder" is our left_shoulder, while
     Mixamo's LeftShoulder is our left_collar."""
-    m = _MIXAMO_PREFIX.match(name.strip())
+    m = _PREFIX_PATTERN.match(name.strip())
     if m is None:
         return None
     return _MIXAMO_INDEX.get(name.strip()[m.end():].lower())
