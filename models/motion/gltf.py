@@ -44,7 +44,8 @@ def _t_pose_directions() -> np.ndarray:
     """Rest directions of a Mixamo rig: a T-pose, arms straight out to the sides (left is +X)."""
     d = skeleton.REST_DIRECTIONS.copy()
     for side, sign in (("left", 1.0), ("right", -1.0)):
-        for joint in ("elbow", "wrist"):     # the upper arm ends at the elbow, the forearm at the wrist
+        # the collar bone ends at the shoulder, the upper arm at the elbow, the forearm at the wrist
+        for joint in ("shoulder", "elbow", "wrist"):
             d[skeleton.JOINT_NAMES.index(f"{side}_{joint}")] = (sign, 0.0, 0.0)
     return d
 
