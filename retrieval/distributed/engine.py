@@ -316,7 +316,7 @@ def computed_entries(root, name: str, plan: WorkPlan, options: EngineOptions | N
         if progress is not None:
             progress(done[0], len(items))
 
-    if done[0] and pending:
+    if done[0]:
         print(f"[ray] resuming: {done[0]} of {len(items)} items already done in {work.folder}", file=sys.stderr)
     skipped = run_plan(plan, pending, work, options, tick)
     keys_done = [k for k in keys if k in work.done]
