@@ -246,3 +246,21 @@ def test_shards_hold_no_pickle_and_round_trip_entries(tmp_path):
     for a, b in zip(again, flat):
         np.testing.assert_array_equal(a.motion.joints, b.motion.joints)
         assert list(a.captions) == list(b.captions) and a.motion.provenance == json.loads(json.dumps(b.motion.provenance))
+
+
+def test_command_line_builds_on_the_cluster_and_names_an_unreachable_one(tmp_path, cluster, capsys):
+    from motionrag_suite.retrieval.cli import main
+
+    src = _motion_folder(tmp_path / "mocap", names=("jump", "roll", "walk"))
+    root = str(tmp_path / "models")
+    assert main(["--root", root, "build", "--from", "folder", "--source", str(src), "--name", "local"]) == 0
+    assert main(["--root", root, "build", "--from", "folder", "--source", str(src), "--name", "onray",
+                 "--engine", "ray", "--address", cluster.address, "--workers", "2", "--ray-batch-size", "1"]) == 0
+    assert_same_database(root, "local", "onray")
+    capsys.readouterr()
+    assert main(["--root", root, "build", "--from", "folder", "--source", str(src), "--name", "x",
+                 "--engine", "ray", "--address", "127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err.startswith("error: address: no Ray cluster answers at 127.0.0.1:9")
+    assert main(["--root", root, "build", "--from", "folder", "--source", str(src), "--name", "x",
+                 "--address", "127.0.0.1:9"]) == 2
+    assert "--address is an option of --engine ray" in capsys.readouterr().err
