@@ -72,9 +72,8 @@ def throughput(args) -> None:
         runs = [("local (one process)", {}), ("ray, 1 worker", {"engine": "ray", "engine_options": {"workers": 1}}),
                 ("ray, 2 workers", {"engine": "ray", "engine_options": {"workers": 2}})]
         for r in range(args.repeat):
-            for label, engine in runs:
-                name = f"db{r}_{label.split(',')[0].split()[0]}_{len(engine.get('engine_options', {}) and engine['engine_options']['workers'])}"
-                secs, n = _build(work, name, sources, args.clips, **engine)
+            for i, (label, engine) in enumerate(runs):
+                secs, n = _build(work, f"db{r}_{i}", sources, args.clips, **engine)
                 print(f"{label:22s} {n} entries in {secs:6.1f} s = {n / secs:5.2f} entries/s  ({load()})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
