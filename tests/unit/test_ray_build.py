@@ -319,3 +319,24 @@ def test_blazepose_videos_on_ray_are_the_local_database(tmp_path, cluster):
     build_from_videos(tmp_path, "onray", src, source_options=opts, engine="ray", engine_options=_opts(cluster))
     # BlazePose runs in other processes: the same video gives the same landmarks up to float rounding
     assert_same_database(tmp_path, "local", "onray", atol=1e-4)
+
+
+def test_videos_with_the_papers_encoders_on_ray_are_the_local_database(tmp_path, cluster):
+    import torch
+
+    from motionrag_suite.models.i2v.resampler import Resampler
+    from motionrag_suite.retrieval import video_token_builder as vtb
+
+    from .i2v_tiny_assets import tiny_encoders, write_videos
+    from .test_i2v_fixtures import TINY_MOTION_PROJ
+
+    write_videos(tmp_path / "videos")
+    videomae, dino = tiny_encoders()
+    torch.manual_seed(5)
+    enc = vtb.VideoEncoders(videomae, dino, {"SVD": Resampler(TINY_MOTION_PROJ).eval()}, "tiny-videomae", "tiny-dinov2")
+    vtb.build_from_videos(tmp_path, "local", tmp_path / "videos", enc, clips_per_video=2)
+    _, skipped = vtb.build_from_videos(tmp_path, "onray", tmp_path / "videos", enc, clips_per_video=2, engine="ray",
+                                       engine_options=_opts(cluster))
+    assert skipped == []
+    # the encoders travel to the workers; batches of other sizes change float rounding only
+    assert_same_database(tmp_path, "local", "onray", atol=2e-3)
