@@ -244,9 +244,14 @@ def _decode(blob: bytes, meta: str):
     return unpack_blob(load(blob) if blob else {}, meta)
 
 
-def _default_workers(ray, options: EngineOptions) -> int:
-    cpus = float(ray.cluster_resources().get("CPU", 1))
-    return max(1, min(8, int(cpus / options.cpus_per_worker)))
+MAX_BLOCKS = 1000                 # input blocks: enough to stream and to spread, few enough for Ray's bookkeeping
+
+
+def _default_workers(ray, options: EngineOptions, gpus: float) -> int:
+    resources = ray.cluster_resources()
+    if gpus:
+        return max(1, int(float(resources.get("GPU", 1)) / gpus))
+    return max(1, min(8, int(float(resources.get("CPU", 1)) / options.cpus_per_worker)))
 
 
 def run_plan(plan: WorkPlan, pending: list[tuple[int, WorkItem]], work: WorkFolder, options: EngineOptions,
@@ -264,9 +269,9 @@ def run_plan(plan: WorkPlan, pending: list[tuple[int, WorkItem]], work: WorkFold
         if gpus is None:
             gpus = 1 if plan.uses_models and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         batch = options.batch_size or (4 if plan.uses_models else 16)
-        workers = options.workers or _default_workers(ray, options)
+        workers = options.workers or _default_workers(ray, options, gpus)
         rows = [{"idx": i, "key": it.key, "label": it.label, "args": json.dumps(list(it.args))} for i, it in pending]
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows), -(-len(rows) // batch))))
+        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(MAX_BLOCKS, -(-len(rows) // batch))))
         with warnings.catch_warnings():
             # Bounded retries (Ray Data's default is forever, which a worker that always dies would
             # never leave) are only given as ray_remote_args in this Ray, which warns of their renaming.
@@ -276,24 +281,35 @@ def run_plan(plan: WorkPlan, pending: list[tuple[int, WorkItem]], work: WorkFold
                                 num_cpus=options.cpus_per_worker, num_gpus=gpus,
                                 max_restarts=options.max_retries, max_task_retries=options.max_retries)
         labels = {i: it.label for i, it in pending}
-        for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
-            good = []
-            for idx, blob, meta, err in zip(out["idx"], out["blob"], out["meta"], out["error"]):
-                if err:
-                    e = json.loads(err)
-                    if not e["skip"]:
-                        if good:
-                            work.write_shard(*pack_entries(good))
-                        raise RetrievalError(e["input"], f"{labels[int(idx)]}: {e['message']}"
-                                             if labels[int(idx)] not in e["message"] else e["message"])
-                    skipped.append((labels[int(idx)], e["text"]))
-                else:
-                    good.extend(_decode(bytes(blob), str(meta)))
-                if on_item is not None:
-                    on_item(1)
-            if good:
-                work.write_shard(*pack_entries(good))
+        try:
+            _collect(ds, labels, work, skipped, on_item)
+        except ray.exceptions.RayError as exc:
+            # a worker's own failure that is no bad input (a bug, a driver or node lost for good)
+            first = next((ln for ln in str(exc).splitlines() if ln.strip()), type(exc).__name__)
+            raise RetrievalError("engine", f"the Ray job failed ({first}); the items finished so far are kept in "
+                                 f"{work.folder} and a rerun with the same arguments resumes from them") from exc
     return skipped
+
+
+def _collect(ds, labels: dict, work: WorkFolder, skipped: list, on_item) -> None:
+    """Stream the stage's output into shards; an item that failed (and is not skipped) raises its error."""
+    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+        good = []
+        for idx, blob, meta, err in zip(out["idx"], out["blob"], out["meta"], out["error"]):
+            label = labels[int(idx)]
+            if err:
+                e = json.loads(err)
+                if not e["skip"]:
+                    if good:
+                        work.write_shard(*pack_entries(good))
+                    raise RetrievalError(e["input"], e["message"] if label in e["message"] else f"{label}: {e['message']}")
+                skipped.append((label, e["text"]))
+            else:
+                good.extend(_decode(bytes(blob), str(meta)))
+            if on_item is not None:
+                on_item(1)
+        if good:
+            work.write_shard(*pack_entries(good))
 
 
 @contextlib.contextmanager
