@@ -269,9 +269,10 @@ def run_plan(plan: WorkPlan, pending: list[tuple[int, WorkItem]], work: WorkFold
         if gpus is None:
             gpus = 1 if plan.uses_models and ray.cluster_resources().get("GPU", 0) >= 1 else 0
         batch = options.batch_size or (4 if plan.uses_models else 16)
-        workers = options.workers or _default_workers(ray, options, gpus)
         rows = [{"idx": i, "key": it.key, "label": it.label, "args": json.dumps(list(it.args))} for i, it in pending]
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(MAX_BLOCKS, -(-len(rows) // batch))))
+        blocks = max(1, min(MAX_BLOCKS, -(-len(rows) // batch)))
+        workers = min(options.workers or _default_workers(ray, options, gpus), blocks)   # no actor left idle
+        ds = ray.data.from_items(rows, override_num_blocks=blocks)
         with warnings.catch_warnings():
             # Bounded retries (Ray Data's default is forever, which a worker that always dies would
             # never leave) are only given as ray_remote_args in this Ray, which warns of their renaming.

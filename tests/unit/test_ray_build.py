@@ -257,6 +257,11 @@ def test_command_line_builds_on_the_cluster_and_names_an_unreachable_one(tmp_pat
     assert main(["--root", root, "build", "--from", "folder", "--source", str(src), "--name", "onray",
                  "--engine", "ray", "--address", cluster.address, "--workers", "2", "--ray-batch-size", "1"]) == 0
     assert_same_database(root, "local", "onray")
+    more = _motion_folder(tmp_path / "more", names=("spin",))
+    for name in ("local", "onray"):
+        engine = ["--engine", "ray", "--address", cluster.address] if name == "onray" else []
+        assert main(["--root", root, "add", "--from", "folder", "--source", str(more), "--name", name, *engine]) == 0
+    assert_same_database(root, "local", "onray")
     capsys.readouterr()
     assert main(["--root", root, "build", "--from", "folder", "--source", str(src), "--name", "x",
                  "--engine", "ray", "--address", "127.0.0.1:9"]) == 2
