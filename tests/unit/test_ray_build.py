@@ -345,3 +345,26 @@ def test_videos_with_the_papers_encoders_on_ray_are_the_local_database(tmp_path,
     assert skipped == []
     # the encoders travel to the workers; batches of other sizes change float rounding only
     assert_same_database(tmp_path, "local", "onray", atol=2e-3)
+
+
+def test_the_builtin_video_database_on_ray_is_the_local_one(tmp_path, cluster, capsys):
+    from motionrag_suite.retrieval.builtin_video_db import BUILTIN_VIDEOS, ensure_builtin_video_database, read_provenance
+    from motionrag_suite.retrieval.cli import main
+
+    local, onray = tmp_path / "local", tmp_path / "onray"
+    ensure_builtin_video_database(local, limit=1)
+    ensure_builtin_video_database(onray, limit=1, engine="ray", engine_options=_opts(cluster))
+    assert read_provenance(onray) == read_provenance(local)
+    with open_database(local, BUILTIN_VIDEOS) as x, open_database(onray, BUILTIN_VIDEOS) as y:
+        assert x.entry_names() == y.entry_names() and x.entry_count >= 2
+        for name in x.entry_names():
+            assert x.captions(name) == y.captions(name)
+            for kind in x.entry(name).payload_kinds:
+                np.testing.assert_allclose(x.load_payload(name, kind).astype(np.float32),
+                                           y.load_payload(name, kind).astype(np.float32), atol=2e-3, rtol=0)
+        assert [h.name for h in x.search(QUERIES[3], 3)] == [h.name for h in y.search(QUERIES[3], 3)]
+    # the command line takes the engine options too (an unreachable head is refused before any work)
+    capsys.readouterr()
+    assert main(["--root", str(tmp_path / "cli"), "build-builtin-videos", "--engine", "ray",
+                 "--address", "127.0.0.1:9"]) == 2
+    assert capsys.readouterr().err.startswith("error: address: no Ray cluster answers at 127.0.0.1:9")
