@@ -181,7 +181,13 @@ def connected(options: EngineOptions) -> Iterator[object]:
         ray.init(**kwargs)
     except (ConnectionError, RuntimeError, ValueError) as exc:
         where = options.address or "a local cluster"
-        raise InputError("address", f"could not start or join Ray at {where}: {exc}") from None
+        hint = ""
+        if options.address and os.environ.get("RAY_AUTH_MODE", "disabled") == "disabled":
+            # `ray start --head` (Ray 2.60) turns token authentication on, and a driver with the default
+            # RAY_AUTH_MODE sends no token: the join then fails with this message and no better one
+            hint = ("; a cluster started with `ray start` uses token authentication: set RAY_AUTH_MODE=token "
+                    "here (and on every node), with the head's token in ~/.ray/auth_token or RAY_AUTH_TOKEN")
+        raise InputError("address", f"could not start or join Ray at {where}: {exc}{hint}") from None
     try:
         yield ray
     finally:
