@@ -288,7 +288,7 @@ class TextToMotionRAG:
                                            f"database {db.name!r}")
         keep_start = _check_int(keep_start_frames, "keep_start_frames", 0, MAX_LENGTH)
         keep_end = _check_int(keep_end_frames, "keep_end_frames", 0, MAX_LENGTH)
-        pose = _start_pose(start_pose, keep_start)
+        pose = start_pose_of(start_pose, keep_start)
         folder = model_folder(model)
         if model != BUILTIN_MODEL and is_momask_folder(folder):
             motion, refs, summary = t2m_momask.generate(
@@ -345,7 +345,7 @@ class TextToMotionRAG:
                 "result": (to_motion_data(motion), refs)}
 
 
-def _start_pose(start_pose, keep_start: int):
+def start_pose_of(start_pose, keep_start: int = 0):
     """(22, 3) the pose a motion linked as start_pose ends in, or None."""
     if start_pose is None:
         return None
