@@ -128,6 +128,7 @@ class LoadMotion:
 SAVE_FORMATS = {
     "npz": "npz",
     "bvh": "bvh",
+    "bvh_mixamo": "bvh",
     "humanml3d_vecs_npy": "npy",
     "humanml3d_joints_npy": "npy",
     "glb": "glb",
@@ -139,8 +140,8 @@ class SaveMotion:
     DESCRIPTION = ("Saves a motion into ComfyUI's output folder: our compact .npz, BVH (imports into Blender), "
                    "HumanML3D .npy (263-d new_joint_vecs, or new_joints positions), or GLB (glTF 2.0: a skinned "
                    "body with the motion as its animation, for Blender, Unity, Unreal and ComfyUI's "
-                   "Preview 3D - Animation node, which takes the path output; glb_mixamo names the joints "
-                   "as Mixamo does, mixamorig:Hips ..., with a T-pose rest, for retargeting).")
+                   "Preview 3D - Animation node, which takes the path output). bvh_mixamo and glb_mixamo name "
+                   "the joints as Mixamo does, mixamorig:Hips ..., with a T-pose rest, for retargeting.")
     CATEGORY = comfy_env.CATEGORY
     FUNCTION = "save"
     OUTPUT_NODE = True
@@ -157,7 +158,10 @@ class SaveMotion:
                     "default": "MotionRAG/motion",
                     "tooltip": "File name prefix inside the output folder; may include subfolders.",
                 }),
-                "format": (list(SAVE_FORMATS), {"default": "npz", "tooltip": "File format."}),
+                "format": (list(SAVE_FORMATS), {"default": "npz", "tooltip": (
+                    "File format. bvh and glb name the joints as the pack does (pelvis, left_hip, ...); "
+                    "bvh_mixamo and glb_mixamo as Mixamo does (mixamorig:Hips, mixamorig:LeftUpLeg, ...), "
+                    "with a T-pose rest, for retargeting tools.")}),
             },
         }
 
@@ -168,8 +172,8 @@ class SaveMotion:
         path, subfolder = comfy_env.save_path(filename_prefix, SAVE_FORMATS[format])
         if format == "npz":
             files.save_npz(m, path)
-        elif format == "bvh":
-            bvh_write.save_bvh(m, path)
+        elif format in ("bvh", "bvh_mixamo"):
+            bvh_write.save_bvh(m, path, naming="mixamo" if format == "bvh_mixamo" else "smpl")
         elif format in ("glb", "glb_mixamo"):
             gltf.save_glb(m, path, naming="mixamo" if format == "glb_mixamo" else "smpl")
         elif format == "humanml3d_vecs_npy":

@@ -11,7 +11,7 @@ from ..common.errors import InputError
 from ..models.momask.config import is_momask_folder
 from . import comfy_env, t2m_momask
 from .model_owner import drop_group, load_to_device
-from .t2m_nodes import model_choices, model_folder
+from .t2m_nodes import model_choices, model_folder, start_pose_of
 
 FPS = 20.0                      # HumanML3D's rate, the rate of every released MoMask text-to-motion model
 MAX_SEGMENTS = 32
@@ -102,6 +102,12 @@ class TextToMotionChain:
                     "default": True,
                     "tooltip": "Keep the models in memory for the next run; off frees them afterwards.",
                 }),
+                "start_pose": ("MOTION_DATA", {
+                    "tooltip": "A pose the whole motion starts from (e.g. Pose from Image's; of a longer motion, its "
+                               "last frame). It is held for the first 4 frames (one token), kept exactly and eased "
+                               "into the first segment over the next 8; those 4 frames come before the first "
+                               "segment's duration, which then may be at most 9.6 s.",
+                }),
             },
         }
 
@@ -115,7 +121,7 @@ class TextToMotionChain:
         return True
 
     def generate(self, segments, model, seed, guidance_text, steps, overlap_frames, clip=t2m_momask.CLIP_DEFAULT,
-                 download=False, keep_loaded=True):
+                 download=False, keep_loaded=True, start_pose=None):
         from ..models.momask import chain                             # torch behind these
         from ..models.motion.humanml3d import features_to_motion
         from ..models.motion.motiondiff_compat import to_motion_data
@@ -123,6 +129,7 @@ class TextToMotionChain:
 
         parts = parse_segments(segments)             # every input checked before a model loads
         frames = [int(round(s * FPS)) for _, s in parts]
+        pose = start_pose_of(start_pose)
         folder = model_folder(model)
         if not is_momask_folder(folder):
             raise InputError("model", f"{folder} is not a MoMask model folder (network folders with opt.txt, as "
@@ -143,9 +150,11 @@ class TextToMotionChain:
                 raise InputError("model", f"{model!r} is a MoMask KIT-ML model; this node runs the HumanML3D models")
             load_to_device(held, text_held)
             embeddings = encoder.encode([t for t, _ in parts])
-            with comfy_env.inputs_named(durations="segments", segments="segments", guidance="guidance_text"):
+            prefix = None if pose is None else t2m_momask.pose_prefix(pose, net)
+            with comfy_env.inputs_named(durations="segments", segments="segments", guidance="guidance_text",
+                                        prefix="start_pose"):
                 out = chain(net, list(zip(embeddings, frames)), int(seed), overlap_frames=overlap_frames,
-                            guidance=float(guidance_text), steps=int(steps), progress=on_step)
+                            guidance=float(guidance_text), steps=int(steps), prefix=prefix, progress=on_step)
         finally:
             if not keep_loaded:
                 del net, encoder, held, text_held
@@ -153,6 +162,11 @@ class TextToMotionChain:
                 drop_group(t2m_momask.CLIP_GROUP)
         motion = features_to_motion(out.features, fps=out.fps, caption=" / ".join(t for t, _ in parts),
                                     name=f"chain_seed{seed}", provenance={"model": model, "segments": len(parts)})
+        if pose is not None:
+            from ..models.motion.image_pose import start_from_pose
+
+            # the kept token comes back re-decoded: the pose itself goes over it, eased into what follows
+            motion = start_from_pose(pose, motion, hold_frames=len(prefix), replace_start=True)
         summary = (f"{motion.num_frames} frames at {motion.fps:g} fps, seed {seed}, MoMask {model}, "
                    + ", ".join(f"{t!r} {f} frames" for (t, _), f in zip(parts, frames)))
         return {"ui": {"motionrag_motion": [preview_payload(motion)], "text": [summary]},

@@ -102,10 +102,11 @@ def kept_frames(keep_motion, keep_start_frames: int, keep_end_frames: int, fps: 
 def generate(node, *, query: str, db, model: str, folder: Path, length: int, seed: int, guidance_text: float,
              strength: float, references: int, steps: int, clip: str, download: bool, keep_loaded: bool,
              retrieve: Callable, check_length: Callable, keep_motion=None, keep_start_frames: int = 0,
-             keep_end_frames: int = 0):
+             keep_end_frames: int = 0, start_pose=None):
     """(Motion, MotionRefs, summary) for the Text-to-Motion RAG node with a MoMask folder.
     retrieve(db, query, references, length) -> MotionRefs and check_length(length, model) are the
-    node's own (the same search and checks as for the demo model)."""
+    node's own (the same search and checks as for the demo model). start_pose: a (22, 3) pose the
+    motion starts from (held for one token, kept as a prefix; the node refuses it with keep_start_frames)."""
     from ..models.motion.humanml3d import features_to_motion       # numpy behind these
     from ..retrieval.refs import MotionRefs
 
@@ -121,6 +122,8 @@ def generate(node, *, query: str, db, model: str, folder: Path, length: int, see
                                       f"runs the HumanML3D models (checkpoints/t2m of MoMask's download)")
         check_length(length, net)
         prefix, suffix, source_frames = kept_frames(keep_motion, keep_start_frames, keep_end_frames, net.fps)
+        if start_pose is not None:
+            prefix = pose_prefix(start_pose, net)
         refs = MotionRefs(query=query, database=db.name, refs=(), database_root=str(db.root))
         ref_features = None
         if strength > 0:
@@ -131,10 +134,14 @@ def generate(node, *, query: str, db, model: str, folder: Path, length: int, see
         if not length:
             # kept frames: the kept motion's length; references: theirs; else MoMask's length estimator
             seconds = sum(r.duration for r in refs) / len(refs) if len(refs) else 0
-            length = min(source_frames, net.max_frames) if prefix is not None or suffix is not None else \
-                min(max(round(seconds * net.fps), net.frames_per_token), net.max_frames) if len(refs) else 0
+            length = min(source_frames, net.max_frames) if keep_start_frames or keep_end_frames else \
+                min(max(round(seconds * net.fps), (1 if start_pose is None else 2) * net.frames_per_token),
+                    net.max_frames) if len(refs) else 0
         load_to_device(held, text_held)
         embedding = encoder.encode([query])[0]
+        if start_pose is not None:
+            with comfy_env.inputs_named(length_frames="length"):
+                length = _length_after_pose(net, embedding, length, seed)
         bar = []
 
         def on_step(i, total):
@@ -156,10 +163,39 @@ def generate(node, *, query: str, db, model: str, folder: Path, length: int, see
     motion = features_to_motion(out.features, fps=out.fps, caption=query)
     kept = "" if prefix is None and suffix is None else \
         f", kept {0 if prefix is None else len(prefix)} start / {0 if suffix is None else len(suffix)} end frames"
+    if start_pose is not None:
+        from ..models.motion.image_pose import BLEND_FRAMES, start_from_pose
+
+        # the kept token comes back re-decoded: the pose itself goes over it, eased into what follows
+        motion = start_from_pose(start_pose, motion, hold_frames=len(prefix), replace_start=True)
+        kept = f", from start_pose (held {len(prefix)} frames, blended into the next {BLEND_FRAMES})"
     how = f"references (strength {strength:g}):\n{refs.summary()}" if len(refs) else \
         "no retrieval (guidance_retrieval 0: plain MoMask)"
     summary = f"{motion.num_frames} frames at {motion.fps:g} fps, seed {seed}, MoMask {model}{kept}, {how}"
     return motion, refs, summary
+
+
+def pose_prefix(pose, net):
+    """HumanML3D features (one token's rows) of a pose held still: the prefix MoMask keeps."""
+    from ..models.motion.humanml3d import with_features              # numpy behind these
+    from ..models.motion.image_pose import held
+
+    return with_features(held(pose, net.frames_per_token + 1, net.fps)).features
+
+
+def _length_after_pose(net, embedding, length: int, seed: int) -> int:
+    """The total length (the pose's token included) of a motion started from a pose: at least one
+    token more than the pose; 0 = the pose plus the tokens MoMask's length estimator draws."""
+    fpt = net.frames_per_token
+    if length:
+        if length < 2 * fpt:
+            raise InputError("length", f"{length} frames leave nothing to generate after the start pose's {fpt}; "
+                                       f"give at least {2 * fpt}")
+        return length
+    import torch
+
+    drawn = net.estimate_tokens(net.condition(embedding), torch.Generator(device=net.device).manual_seed(int(seed)))
+    return min(drawn + 1, net.max_frames // fpt) * fpt
 
 
 def _resampled_features(motion, fps: float):
@@ -168,4 +204,4 @@ def _resampled_features(motion, fps: float):
     return with_features(motion.resampled(fps)).features
 
 
-__all__ = ["momask_model", "clip_model", "clip_choices", "kept_frames", "generate", "CLIP_DEFAULT", "CLIP_SUBFOLDER"]
+__all__ = ["momask_model", "clip_model", "clip_choices", "kept_frames", "pose_prefix", "generate", "CLIP_DEFAULT", "CLIP_SUBFOLDER"]

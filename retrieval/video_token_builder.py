@@ -32,6 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .distributed.plan import WorkItem, WorkPlan, digest, file_key
 from .entry_spec import EntrySpec
 from .errors import RetrievalError
 from .source_folders import entry_names
@@ -111,7 +112,17 @@ def video_entries(source: str | os.PathLike, encoders: VideoEncoders, *, clip_fr
     source = Path(source).expanduser()
     files = video_files(source, recursive=recursive)
     names = entry_names(source, files)
+    gen = clip_entries(source, files, names, encoders, clip_frames=clip_frames, sample_fps=sample_fps,
+                       clips_per_video=clips_per_video, fallback_fps=fallback_fps, batch_size=batch_size,
+                       skip_bad=skip_bad, skipped=skipped)
+    return gen, len(files)
 
+
+def clip_entries(source: Path, files: Sequence[Path], names: Sequence[str], encoders: VideoEncoders, *,
+                 clip_frames: int = CLIP_FRAMES, sample_fps: float = SAMPLE_FPS, clips_per_video: int = 1,
+                 fallback_fps: float | None = None, batch_size: int = 4, skip_bad: bool = False,
+                 skipped: list | None = None) -> Iterator[EntrySpec]:
+    """The entries of the clips of `files` (videos under `source`, entry name stems `names`)."""
     def gen() -> Iterator[EntrySpec]:
         pending: list[tuple[str, list[str], DecodedClip, int]] = []
 
@@ -146,20 +157,26 @@ def video_entries(source: str | os.PathLike, encoders: VideoEncoders, *, clip_fr
         if pending:
             yield from flush()
 
-    return gen(), len(files)
+    return gen()
 
 
 def build_from_videos(root: str | os.PathLike, name: str, source: str | os.PathLike, encoders: VideoEncoders, *,
                       mode: str = "create", clip_frames: int = CLIP_FRAMES, sample_fps: float = SAMPLE_FPS,
                       clips_per_video: int = 1, recursive: bool = False, fallback_fps: float | None = None,
                       skip_bad: bool = False, progress: Callable | None = None, cancel: Callable | None = None,
-                      batch_size: int = 4) -> tuple[Path | int, list]:
+                      batch_size: int = 4, engine: str = "local", engine_options=None) -> tuple[Path | int, list]:
     """Build (mode 'create' or 'overwrite') or extend (mode 'add') database `name` under `root` from a
-    folder of captioned videos. Returns (database folder or number of entries added, skipped videos)."""
+    folder of captioned videos. Returns (database folder or number of entries added, skipped videos).
+    engine="ray": decoding and encoding run on Ray workers (engine_options: EngineOptions or a dict)."""
     if not encoders.projectors:
         raise RetrievalError("encoders", "no motion projector given; pass at least one base's motion_proj")
     if mode not in ("create", "overwrite", "add"):
         raise RetrievalError("mode", f"expected 'create', 'overwrite' or 'add', got {mode!r}")
+    if engine != "local" or engine_options:
+        return _build_on_ray(root, name, source, encoders, mode=mode, clip_frames=clip_frames, sample_fps=sample_fps,
+                             clips_per_video=clips_per_video, recursive=recursive, fallback_fps=fallback_fps,
+                             skip_bad=skip_bad, progress=progress, cancel=cancel, engine=engine,
+                             engine_options=engine_options)
     skipped: list = []
     entries, n_videos = video_entries(source, encoders, clip_frames=clip_frames, sample_fps=sample_fps,
                                       clips_per_video=clips_per_video, recursive=recursive,
@@ -175,4 +192,77 @@ def build_from_videos(root: str | os.PathLike, name: str, source: str | os.PathL
                           overwrite=mode == "overwrite", batch_size=WRITE_BATCH), skipped
 
 
-__all__ = ["VideoEncoders", "encode_clips", "video_entries", "build_from_videos", "motion_kind", "APPEARANCE_KIND"]
+def encoders_fingerprint(encoders: VideoEncoders) -> str:
+    """A digest of the encoders' names and weights (names, shapes and sums of every tensor): a resumed
+    job must encode with the same models as the run it resumes."""
+    parts = [encoders.describe()]
+    for label, module in [("videomae", encoders.videomae), ("dino", encoders.dino),
+                          *sorted(encoders.projectors.items())]:
+        for key, t in module.state_dict().items():
+            parts.append([label, key, list(t.shape), float(t.double().sum()) if t.is_floating_point() else 0.0])
+    return digest(parts)
+
+
+class VideoTokenWork(WorkPlan):
+    """The videos of a folder as work items: decoded and encoded by VideoMAE, DINOv2 and the motion
+    projectors on the workers (the encoders travel to each worker once)."""
+    kind = "videos-motionrag"
+    uses_models = True
+
+    def __init__(self, source, encoders: VideoEncoders, *, clip_frames: int, sample_fps: float, clips_per_video: int,
+                 recursive: bool, fallback_fps: float | None, skip_bad: bool):
+        self.source = Path(source).expanduser()
+        files = video_files(self.source, recursive=recursive)
+        self.files = [(p.relative_to(self.source).as_posix(), n) for p, n in zip(files, entry_names(self.source, files))]
+        self.encoders = encoders
+        self.skip_bad = skip_bad
+        self.opts = {"source": str(self.source), "clip_frames": clip_frames, "sample_fps": sample_fps,
+                     "clips_per_video": clips_per_video, "recursive": recursive, "fallback_fps": fallback_fps,
+                     "encoders": encoders_fingerprint(encoders)}
+
+    def options(self) -> dict:
+        return self.opts
+
+    def items(self) -> list[WorkItem]:
+        return [WorkItem(file_key(self.source / rel, name, video_captions(self.source / rel)), rel, (rel, name))
+                for rel, name in self.files]
+
+    def load(self, device: str):
+        enc = self.encoders
+        if device != "cpu":
+            enc = VideoEncoders(enc.videomae.to(device), enc.dino.to(device),
+                                {k: v.to(device) for k, v in enc.projectors.items()},
+                                enc.video_encoder_name, enc.image_encoder_name)
+        return enc
+
+    def run(self, state, items) -> list[list[EntrySpec]]:
+        o = self.opts
+        entries = list(clip_entries(self.source, [self.source / it.args[0] for it in items], [it.args[1] for it in items],
+                                    state, clip_frames=o["clip_frames"], sample_fps=o["sample_fps"],
+                                    clips_per_video=o["clips_per_video"], fallback_fps=o["fallback_fps"],
+                                    batch_size=len(items) * o["clips_per_video"]))
+        return [[e for e in entries if e.source_clip == it.args[1]] for it in items]
+
+    def skippable(self, error: BaseException) -> bool:
+        return self.skip_bad and isinstance(error, VideoDecodeError)
+
+
+def _build_on_ray(root, name: str, source, encoders: VideoEncoders, *, mode: str, progress, cancel, engine: str,
+                  engine_options, skip_bad: bool, **clip_options) -> tuple[Path | int, list]:
+    from .distributed.engine import check_engine, check_target, computed_entries
+
+    options = check_engine(engine, engine_options)
+    check_target(root, name, mode, overwrite=mode == "overwrite")
+    work = VideoTokenWork(source, encoders, skip_bad=skip_bad, **clip_options)
+    desc = (f"video clips from {work.source} ({len(work.files)} videos; {clip_options['clip_frames']} frames at "
+            f"{clip_options['sample_fps']:g} fps; motion tokens for {', '.join(sorted(encoders.projectors))})")
+    with computed_entries(root, name, work, options, progress) as done:
+        skipped = [(str(work.source / label), why) for label, why in done.skipped]
+        if mode == "add":
+            return add_entries(root, name, done.entries, progress=progress, cancel=cancel, total=done.total,
+                               batch_size=WRITE_BATCH), skipped
+        return build_database(root, name, done.entries, progress=progress, cancel=cancel, total=done.total,
+                              description=desc, overwrite=mode == "overwrite", batch_size=WRITE_BATCH), skipped
+
+
+__all__ = ["VideoEncoders", "VideoTokenWork", "encoders_fingerprint", "encode_clips", "video_entries", "build_from_videos", "motion_kind", "APPEARANCE_KIND"]

@@ -143,14 +143,15 @@ def generate_between(model: MoMaskModel, text_embedding: Any, length_frames: int
 
 def chain(model: MoMaskModel, segments: Sequence[tuple[Any, int]], seed: int = 0, *, overlap_frames: int = 20,
           guidance: float = 4.0, residual_guidance: float = 5.0, steps: int = 18, temperature: float = 1.0,
-          topk_ratio: float = 0.9, gumbel: bool = False,
+          topk_ratio: float = 0.9, gumbel: bool = False, prefix: Any = None,
           progress: Callable[[int, int], None] | None = None) -> MoMaskResult:
     """One motion from several (text embedding, frames) segments, each continuing the previous one.
 
     Segment i > 0 is generated with seed + i, `overlap_frames` (a multiple of 4) of the previous
     segment kept as its prefix, and `frames` new frames; the result holds segment 0 and every
-    segment's new frames, `sum(frames)` in all (each floored to whole tokens). `tokens` of the
-    result are None (the segments' tokens overlap)."""
+    segment's new frames, `sum(frames)` in all (each floored to whole tokens). `prefix`
+    (de-normalised features, whole tokens) starts segment 0 as kept frames (a start pose), adding
+    its frames to the total. `tokens` of the result are None (the segments' tokens overlap)."""
     sampling = model.sampling(steps=steps, guidance=guidance, residual_guidance=residual_guidance,
                               temperature=temperature, topk_ratio=topk_ratio, gumbel=gumbel)
     fpt = model.frames_per_token
@@ -161,16 +162,24 @@ def chain(model: MoMaskModel, segments: Sequence[tuple[Any, int]], seed: int = 0
             or overlap_frames % fpt or not fpt <= overlap_frames <= model.max_frames - fpt:
         raise InputError("overlap_frames", f"{overlap_frames!r}: expected a multiple of {fpt} in "
                                            f"{fpt}..{model.max_frames - fpt}")
+    kept_start = 0
+    if prefix is not None:
+        prefix = _features(model, prefix, "prefix")
+        kept_start = len(prefix)
+        if kept_start % fpt or not fpt <= kept_start <= model.max_frames - fpt:
+            raise InputError("prefix", f"{kept_start} frames; expected a multiple of {fpt} in "
+                                       f"{fpt}..{model.max_frames - fpt}")
     for i, seg in enumerate(segments):
         try:
             _, frames = seg
         except (TypeError, ValueError):
             raise InputError("segments", f"segment {i}: expected a (text embedding, frames) pair") from None
-        limit = model.max_frames - (overlap_frames if i else 0)
+        limit = model.max_frames - (overlap_frames if i else kept_start)
         if isinstance(frames, bool) or not isinstance(frames, (int, np.integer)) or not fpt <= frames <= limit:
             raise InputError("durations", f"segment {i}: {frames!r} frames; expected {fpt}..{limit}"
                                           + (f" (at most {model.max_frames} frames per generation, "
-                                             f"{overlap_frames} of them the kept overlap)" if i else ""))
+                                             f"{overlap_frames} of them the kept overlap)" if i else
+                                             f" (the start pose takes {kept_start})" if kept_start else ""))
     conds = [model.condition(emb) for emb, _ in segments]     # every embedding checked before any work
     total_steps = sampling.steps * len(segments)
 
@@ -179,9 +188,13 @@ def chain(model: MoMaskModel, segments: Sequence[tuple[Any, int]], seed: int = 0
             return None
         return lambda step, _steps: progress(k * sampling.steps + step, total_steps)
 
-    first = model.generate(conds[0], segments[0][1], seed, guidance, residual_guidance=sampling.residual_guidance,
-                           steps=sampling.steps, temperature=temperature, topk_ratio=topk_ratio, gumbel=gumbel,
-                           progress=report(0))
+    if prefix is None:
+        first = model.generate(conds[0], segments[0][1], seed, guidance, residual_guidance=sampling.residual_guidance,
+                               steps=sampling.steps, temperature=temperature, topk_ratio=topk_ratio, gumbel=gumbel,
+                               progress=report(0))
+    else:
+        first = generate_between(model, conds[0], kept_start + int(segments[0][1]) // fpt * fpt, seed, sampling,
+                                 prefix=prefix, progress=report(0))
     so_far = first.features
     for i in range(1, len(segments)):
         frames = int(segments[i][1]) // fpt * fpt

@@ -1,6 +1,6 @@
 """BVH import onto the 22-joint skeleton: a general parser (any channel order, position channels on
 any joint, End Sites, CRLF and tabs), forward kinematics to world positions, joints matched by name
-(ours or SMPL-style such as Pelvis / L_Hip; bvh_format.JOINT_ALIASES), and unit detection
+(ours, SMPL-style such as Pelvis / L_Hip, or Mixamo's mixamorig:Hips ...; bvh_format.joint_index), and unit detection
 (centimetres when the figure is taller than 10 units). Conventions: bvh_format.py.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from . import skeleton
-from .bvh_format import CHANNEL_NAMES, JOINT_ALIASES, norm_name
+from .bvh_format import CHANNEL_NAMES, joint_index
 from .motion import Motion, MotionError, validate_fps
 
 CM_THRESHOLD = 10.0     # a figure taller than this many units is taken to be in centimetres
@@ -268,7 +268,7 @@ def bvh_text_to_motion(text: str, *, fps: float | None = None, scale: float | No
 
     index: dict[int, int] = {}
     for k, joint in enumerate(parser.joints):
-        ours = JOINT_ALIASES.get(norm_name(joint.name))
+        ours = joint_index(joint.name)
         if ours is None:
             continue
         if ours in index:
@@ -279,7 +279,8 @@ def bvh_text_to_motion(text: str, *, fps: float | None = None, scale: float | No
     if missing:
         found = ", ".join(j.name for j in parser.joints)
         raise MotionError(where, f"the 22-joint skeleton needs joints the file lacks: {', '.join(missing)} "
-                          f"(names like 'left_hip' or SMPL's 'L_Hip' are recognised; the file has: {found})")
+                          f"(names like 'left_hip', SMPL's 'L_Hip' or Mixamo's 'mixamorig:LeftUpLeg' are recognised; "
+                          f"the file has: {found})")
 
     if scale is None:
         extent = float(np.ptp(rest, axis=0).max())

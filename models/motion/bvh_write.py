@@ -8,6 +8,11 @@ have three children each, get a least-squares (Kabsch) fit of their rest child o
 actual ones. Their rest child offsets (hip and collar placement) are measured from the motion
 itself, in a body frame, so that a rigid figure is reproduced exactly and the rest pose keeps the
 person's real hip and shoulder geometry. Conventions: bvh_format.py.
+
+Joint names: "smpl" (ours, ``pelvis``, ``left_hip``, ...) or "mixamo" (``mixamorig:Hips``,
+``mixamorig:LeftUpLeg``, ...; the table is rig_names.py, shared with the GLB writer). Mixamo's
+hierarchy for these joints is ours and its rigs stand in a T-pose, which is this writer's rest pose
+for both namings, so only the names change.
 """
 from __future__ import annotations
 
@@ -22,6 +27,7 @@ from . import rotations as R
 from . import skeleton
 from .bvh_format import EULER_ORDER, JOINT_CHANNELS, ROOT_CHANNELS
 from .motion import Motion, MotionError
+from .rig_names import naming_names
 
 _X, _Y, _Z = np.eye(3)
 # Anatomical rest direction of the bone ending at each joint (T-pose, facing +Z, left = +X).
@@ -113,8 +119,10 @@ def _fmt(values: np.ndarray) -> str:
     return " ".join(f"{v:.6f}" for v in np.round(values, 6) + 0.0)   # + 0.0 turns -0.0 into 0.0
 
 
-def motion_to_bvh_text(motion: Motion, *, scale: float = 1.0) -> str:
-    """BVH text of a motion. Units are metres times `scale` (scale=100 writes centimetres)."""
+def motion_to_bvh_text(motion: Motion, *, scale: float = 1.0, naming: str = "smpl") -> str:
+    """BVH text of a motion. Units are metres times `scale` (scale=100 writes centimetres);
+    joints named as `naming` names them ("smpl" or "mixamo", see rig_names.py)."""
+    names = naming_names(naming)
     scale = float(scale)
     if not np.isfinite(scale) or scale <= 0:
         raise MotionError("scale", f"expected a positive number, got {scale!r}")
@@ -130,7 +138,7 @@ def motion_to_bvh_text(motion: Motion, *, scale: float = 1.0) -> str:
     def write_joint(joint: int, depth: int) -> None:
         tab = "\t" * depth
         keyword = "ROOT" if joint == 0 else "JOINT"
-        out.write(f"{tab}{keyword} {skeleton.JOINT_NAMES[joint]}\n{tab}{{\n")
+        out.write(f"{tab}{keyword} {names[joint]}\n{tab}{{\n")
         offset = np.zeros(3) if joint == 0 else offsets[joint] * scale
         channels = ROOT_CHANNELS if joint == 0 else JOINT_CHANNELS
         out.write(f"{tab}\tOFFSET {_fmt(offset)}\n")
@@ -162,9 +170,9 @@ def motion_to_bvh_text(motion: Motion, *, scale: float = 1.0) -> str:
     return out.getvalue()
 
 
-def save_bvh(motion: Motion, path: str | os.PathLike, *, scale: float = 1.0) -> Path:
+def save_bvh(motion: Motion, path: str | os.PathLike, *, scale: float = 1.0, naming: str = "smpl") -> Path:
     """Write `motion` as a BVH file, atomically (a failed write leaves the old file as it was)."""
-    text = motion_to_bvh_text(motion, scale=scale)
+    text = motion_to_bvh_text(motion, scale=scale, naming=naming)
     path = Path(path)
     with atomic_write(path, "w") as f:
         f.write(text)

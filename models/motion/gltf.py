@@ -32,30 +32,20 @@ import numpy as np
 
 from . import rotations as R
 from . import skeleton
-from .motion import Motion, MotionError
+from .motion import Motion
+from .rig_names import MIXAMO_NAMES, NAMINGS, naming_names  # noqa: F401 (the first two: re-exported)
 
 CHILDREN = tuple(tuple(c for c, p in enumerate(skeleton.PARENTS) if p == j) for j in range(skeleton.NUM_JOINTS))
 
-# Mixamo's names for the same 22 joints, in the pack's joint order. Mixamo's hierarchy for them is the
-# pack's (Hips > Spine > Spine1 > Spine2 > Neck > Head, Spine2 > Shoulder > Arm > ForeArm > Hand,
-# Hips > UpLeg > Leg > Foot > ToeBase), so only names and the rest pose change. Retargeting tools
-# (Blender add-ons, Unity's Humanoid, Unreal's IK Retargeter) recognise these names.
-MIXAMO_NAMES = tuple("mixamorig:" + n for n in (
-    "Hips", "LeftUpLeg", "RightUpLeg", "Spine", "LeftLeg", "RightLeg",
-    "Spine1", "LeftFoot", "RightFoot", "Spine2", "LeftToeBase", "RightToeBase",
-    "Neck", "LeftShoulder", "RightShoulder", "Head", "LeftArm",
-    "RightArm", "LeftForeArm", "RightForeArm", "LeftHand", "RightHand",
-))
-
-# Joint names a rig can carry: "smpl" (the pack's own) or "mixamo".
-NAMINGS = {"smpl": skeleton.JOINT_NAMES, "mixamo": MIXAMO_NAMES}
+# The joint names of each naming ("smpl", "mixamo") live in rig_names.py, shared with the BVH writer.
 
 
 def _t_pose_directions() -> np.ndarray:
     """Rest directions of a Mixamo rig: a T-pose, arms straight out to the sides (left is +X)."""
     d = skeleton.REST_DIRECTIONS.copy()
     for side, sign in (("left", 1.0), ("right", -1.0)):
-        for joint in ("elbow", "wrist"):     # the upper arm ends at the elbow, the forearm at the wrist
+        # the collar bone ends at the shoulder, the upper arm at the elbow, the forearm at the wrist
+        for joint in ("shoulder", "elbow", "wrist"):
             d[skeleton.JOINT_NAMES.index(f"{side}_{joint}")] = (sign, 0.0, 0.0)
     return d
 
@@ -211,9 +201,7 @@ def motion_to_glb_bytes(motion: Motion, *, naming: str = "smpl") -> bytes:
     """The motion as a GLB file's bytes (see the module docstring for what it holds)."""
     import pygltflib as g
 
-    if naming not in NAMINGS:
-        raise MotionError("naming", f"{naming!r} is not one of {', '.join(NAMINGS)}")
-    names = NAMINGS[naming]
+    names = naming_names(naming)
     joints = np.asarray(motion.joints, dtype=np.float64)
     T, J = joints.shape[0], skeleton.NUM_JOINTS
     offsets = rest_offsets(joints, naming)

@@ -3,7 +3,7 @@
 Run: .venv/bin/python tests/benchmarks/bench_preview.py [rounds]   (from the pack folder; default 3)
 
 Starts the real ComfyUI with the pack, opens it in Debian's headless Chromium
-(Playwright, WebGL on SwiftShader: software rendering on the CPU), loads the
+(Playwright; the viewer draws on a 2D canvas), loads the
 shipped render workflow with Load Motion resampled to 196 frames, queues it
 from the page and measures on the Load Motion node's widget:
   - the preview payload (JSON bytes as /history holds it and the websocket carries it);
@@ -14,9 +14,10 @@ from the page and measures on the Load Motion node's widget:
     event, which draws at once), waiting for each frame to finish (a one-pixel
     read), i.e. the viewer's own cost per frame.
 The pack puts no hooks on the page: this script observes from outside, through an
-init script (below, not shipped) that counts the WebGL context's clear() calls
-(three.js clears once per drawn frame) and keeps the context for the pixel read,
-and through the widget's DOM (play button, slider, frame counter, canvas).
+init script (below, not shipped) that counts fillRect() calls on the viewer's 2D
+canvas (the viewer fills its background once per drawn frame) and keeps that
+context for the pixel read, and through the widget's DOM (play button, slider,
+frame counter, canvas).
 """
 from __future__ import annotations
 
@@ -41,18 +42,16 @@ from motionrag_suite.models.motion import library  # noqa: E402
 FRAMES = 196
 # Benchmark instrumentation, injected before the page's scripts run.
 COUNT_FRAMES = """(() => {
-  const bench = { frames: 0, gl: null };
+  const bench = { frames: 0, ctx: null };
   window.__mrBench = bench;
-  const getContext = HTMLCanvasElement.prototype.getContext;
-  HTMLCanvasElement.prototype.getContext = function (type, ...rest) {
-    const ctx = getContext.call(this, type, ...rest);
-    if (ctx && /^webgl2?$/.test(type) && !ctx.__mrCounted) {
-      ctx.__mrCounted = true;
-      bench.gl = ctx;
-      const clear = ctx.clear;
-      ctx.clear = function (...args) { bench.frames++; return clear.apply(this, args); };
+  const fillRect = CanvasRenderingContext2D.prototype.fillRect;
+  CanvasRenderingContext2D.prototype.fillRect = function (...args) {
+    // only the viewer's canvas (inside the widget's stage), not the graph canvas
+    if (this.canvas.parentElement?.classList.contains("mr-stage")) {
+      bench.frames++;
+      bench.ctx = this;
     }
-    return ctx;
+    return fillRect.apply(this, args);
   };
 })();"""
 # Frames drawn per second over `ms` of playback.
@@ -64,13 +63,13 @@ PLAYBACK_FPS = """async (ms) => {
 # Scrub through `count` frames with the slider as fast as possible, one-pixel read after each.
 RENDER_CEILING = """([id, count]) => {
   const slider = __mr.element(id).querySelector(".mr-scrub");
-  const gl = __mrBench.gl, px = new Uint8Array(4);
+  const ctx = __mrBench.ctx;
   const frames = Number(slider.max) + 1;
   const t0 = performance.now();
   for (let i = 0; i < count; i++) {
     slider.value = String(i % frames);
     slider.dispatchEvent(new Event("input"));
-    gl.readPixels(0, 0, 1, 1, gl.RGBA, gl.UNSIGNED_BYTE, px);
+    ctx.getImageData(0, 0, 1, 1);
   }
   return count / ((performance.now() - t0) / 1000);
 }"""
@@ -156,7 +155,7 @@ def main(rounds: int) -> None:
           f"{data_bytes} bytes int16 (float32 would be {raw_float32}); node UI output {ui_bytes} bytes")
     print(f"queue -> Load Motion widget showing the motion: {shown:.2f} s (Load Motion runs first in the graph)")
     print(f"decode in the page: {decode_ms:.2f} ms")
-    print(f"viewer canvas: {size[0]}x{size[1]} px, WebGL on SwiftShader (CPU)")
+    print(f"viewer canvas: {size[0]}x{size[1]} px, 2D canvas (headless Chromium, --disable-gpu)")
     print(f"playback fps (rAF, {rounds} x 3 s): median {statistics.median(playback):.1f}, "
           f"all {[round(v, 1) for v in playback]}")
     print(f"render ceiling fps ({2 * FRAMES} frames back to back): median {statistics.median(ceiling):.0f}, "

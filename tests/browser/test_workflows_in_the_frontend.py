@@ -1,7 +1,7 @@
 """What a user sees of the shipped workflows, in whichever frontend the ComfyUI under test serves
 (the legacy 2024 web UI, or v0.3.64's Vue frontend): no node covers another after a load and a run,
 the 3D preview shows its last result after a page reload and when the prompt was wholly cached,
-and three.js (ours) is loaded only when a preview is shown. Screenshots of every shipped workflow
+and showing a preview brings no second three.js (the viewer draws on a 2D canvas) and plays. Screenshots of every shipped workflow
 after its run go to output/browser-tests/<ComfyUI version>/.
 """
 from __future__ import annotations
@@ -9,12 +9,15 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
+
 import pytest
 
 from harness.comfy_server import comfyui_version, has_vue_frontend
 
 from .conftest import APP_READY, FIND_API, PACK_ROOT, PAGE_HELPERS, SOCKET_READY, WORKFLOWS
-from .test_preview_widget import THREE_URL, _wait_for_motion, skip_without_declared_comfy_nodes
+from .test_preview_widget import (BACKGROUND, VIEWER_URL, keep_screenshot, pixels, skip_without_declared_comfy_nodes,
+                                  wait_for_motion)
 
 # Workflows whose models the test server has (built in, shipped, or the demo's tiny random ones).
 RUNNABLE = {"motionrag_render_builtin_clip.json", "motionrag_text_to_motion.json",
@@ -85,7 +88,7 @@ def test_no_node_covers_another_after_loading_and_running(comfy_page, path):
         for node in workflow["nodes"]:   # the previews got their motions (and so their final size)
             out = entry["outputs"].get(str(node["id"]), {})
             if out.get("motionrag_motion"):
-                _wait_for_motion(page, node["id"], out["motionrag_motion"][0]["frames"])
+                wait_for_motion(page, node["id"], out["motionrag_motion"][0]["frames"])
         page.wait_for_timeout(500)  # images from the run arrive in the image nodes
         problems["after running"] = overlaps(page.evaluate(NODE_BOXES))
     page.evaluate(FIT_VIEW)
@@ -116,7 +119,7 @@ def test_preview_shows_the_last_result_after_a_reload_and_when_the_prompt_is_cac
     comfy_page.load_workflow(workflow)
     entry = comfy_page.queue_and_wait()
     frames = entry["outputs"][str(node_id)]["motionrag_motion"][0]["frames"]
-    _wait_for_motion(page, node_id, frames)
+    wait_for_motion(page, node_id, frames)
 
     # 1. A page reload: the workflow comes back with its preview showing the same motion.
     if not has_vue_frontend():
@@ -124,7 +127,7 @@ def test_preview_shows_the_last_result_after_a_reload_and_when_the_prompt_is_cac
         page.evaluate("() => localStorage.setItem('workflow', JSON.stringify(app.graph.serialize()))")
     _reopen(comfy_page)
     assert page.evaluate("(id) => !!app.graph.getNodeById(id)", node_id), "the workflow did not come back"
-    _wait_for_motion(page, node_id, frames)
+    wait_for_motion(page, node_id, frames)
 
     # 2. The same workflow loaded fresh (nothing remembered in the node) and queued again: every
     # node comes from the server's cache, so no "executed" message reaches the preview.
@@ -135,26 +138,48 @@ def test_preview_shows_the_last_result_after_a_reload_and_when_the_prompt_is_cac
     status = entry.get("status") or {}
     cached = [m for m in status.get("messages", []) if m[0] == "execution_cached"]
     assert cached and str(node_id) in cached[0][1]["nodes"], "the second run was not served from the cache"
-    _wait_for_motion(page, node_id, frames)
+    wait_for_motion(page, node_id, frames)
     assert time.monotonic() - before < 60
     assert comfy_page.our_errors() == []
 
 
-def test_three_js_is_loaded_only_when_a_preview_is_shown(comfy_page):
+def test_a_shown_preview_brings_no_second_three_js_and_its_picture_changes_while_playing(comfy_page):
+    """The Vue frontend bundles its own three.js; a second copy made three.js warn "Multiple instances
+    of Three.js being imported" on every preview. The viewer now draws on a 2D canvas: after a
+    preview has shown (and played) a motion the console has no such warning, the page fetched no
+    three.js of ours, and the frontend's own copy is the only one (its revision marker unchanged)."""
     page = comfy_page.page
-    ours = lambda: [u for u in comfy_page.requests if u.endswith(THREE_URL)]  # noqa: E731
-    assert ours() == [], "three.js was fetched with the page, before any preview"
     warnings = lambda: [t for kind, t, _ in comfy_page.console if "Multiple instances of Three.js" in t]  # noqa: E731
-    assert warnings() == [], "a page that shows no preview warns about two three.js copies"
+    viewer = lambda: [u for u in comfy_page.requests if u.endswith(VIEWER_URL)]  # noqa: E731
+    marker = page.evaluate("() => window.__THREE__ ?? null")
+    assert viewer() == [], "the viewer module was fetched with the page, before any preview"
     workflow = json.loads(RENDER_WORKFLOW.read_text())
     (node_id,) = [n["id"] for n in workflow["nodes"] if n["type"] == "MotionRAGLoadMotion"]
     comfy_page.load_workflow(workflow)
     entry = comfy_page.queue_and_wait()
-    _wait_for_motion(page, node_id, entry["outputs"][str(node_id)]["motionrag_motion"][0]["frames"])
-    assert len(ours()) == 1
-    # The Vue frontend bundles its own three.js and exposes no module of it: when our copy loads,
-    # three.js warns once (see web/js/motionrag_preview.js); the legacy UI has none of its own.
-    assert len(warnings()) == (1 if has_vue_frontend() else 0), warnings()
+    frames = entry["outputs"][str(node_id)]["motionrag_motion"][0]["frames"]
+    wait_for_motion(page, node_id, frames)
+    assert len(viewer()) == 1
+
+    # While it plays, the picture changes (a screenshot of the stage now and a moment later).
+    root = page.evaluate_handle("(id) => __mr.element(id)", node_id).as_element()
+    stage = root.query_selector(".mr-stage")
+    assert root.query_selector(".mr-play").get_attribute("aria-pressed") == "true"
+    shots = []
+    for _ in range(2):
+        shots.append(stage.screenshot())
+        page.wait_for_timeout(400)
+    keep_screenshot("motionrag_preview_playing.png", shots[0])
+    a, b = pixels(shots[0]), pixels(shots[1])
+    assert float((np.abs(a - BACKGROUND).max(axis=-1) > 40).mean()) > 0.02, "the preview is (nearly) blank"
+    changed = float((np.abs(a - b).max(axis=-1) > 40).mean())
+    assert changed > 0.003, f"the picture did not change while playing ({changed:.4%} pixels changed)"
+    assert root.query_selector(".mr-play").get_attribute("aria-pressed") == "true"
+
+    page.wait_for_timeout(500)   # a warning would come as the module loads; leave it time to arrive
+    assert warnings() == [], warnings()
+    assert not [u for u in comfy_page.requests if "/MotionRAG-Suite/" in u and "three" in u.lower()]
+    assert page.evaluate("() => window.__THREE__ ?? null") == marker == ("170" if has_vue_frontend() else None)
     assert comfy_page.our_errors() == []
 
 
@@ -201,7 +226,7 @@ def test_native_preview_3d_animation_plays_the_saved_glb(comfy_page):
     /view, draws the body, and the picture changes while the animation plays (screenshots kept)."""
     import numpy as np
 
-    from .test_preview_widget import _pixels
+    from .test_preview_widget import pixels
 
     page = comfy_page.page
     workflow = json.loads(GLB_WORKFLOW.read_text())
@@ -221,7 +246,7 @@ def test_native_preview_3d_animation_plays_the_saved_glb(comfy_page):
     page.evaluate(FIT_VIEW)       # the whole node on the page
     canvas = page.locator(".comfy-load-3d canvas").first
     page.wait_for_timeout(1500)   # the model is parsed and framed
-    still = _pixels(canvas.screenshot())
+    still = pixels(canvas.screenshot())
     # the body is drawn: a clear share of the view differs from its flat background colour
     background = np.median(still.reshape(-1, 3), axis=0)
     assert float((np.abs(still - background).max(axis=-1) > 40).mean()) > 0.02, "the 3D view is (nearly) blank"
@@ -242,7 +267,7 @@ def test_native_preview_3d_animation_plays_the_saved_glb(comfy_page):
             (out / f"preview_3d_animation_glb_{i}.png").write_bytes(png)
     page.screenshot(path=str(out / "preview_3d_animation_glb_page.png"))
     changed = lambda a, b: float((np.abs(a - b).max(axis=-1) > 40).mean())  # noqa: E731
-    pictures = [_pixels(s) for s in shots]
+    pictures = [pixels(s) for s in shots]
     # The cartwheel travels sideways and may leave the viewer's fixed camera for a moment, so the
     # playing pictures are compared with the still one and with each other, not pair by pair.
     assert changed(pictures[0], still) > 0.003, "playing did not change the still picture"

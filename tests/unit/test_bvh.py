@@ -7,8 +7,10 @@ import subprocess
 import numpy as np
 import pytest
 
+from motionrag_suite.models.motion import bvh_format as BF
 from motionrag_suite.models.motion import bvh_read as BR
 from motionrag_suite.models.motion import bvh_write as BW
+from motionrag_suite.models.motion import rig_names
 from motionrag_suite.models.motion import skeleton as S
 from motionrag_suite.models.motion.motion import Motion, MotionError
 
@@ -115,6 +117,96 @@ def test_round_trip_of_every_builtin_clip():
         back = BR.bvh_text_to_motion(BW.motion_to_bvh_text(clip, scale=100.0))
         assert back.num_frames == clip.num_frames and back.fps == pytest.approx(clip.fps)
         assert max_error(back.joints, clip.joints) < MM, name
+
+
+def parse_hierarchy(text):
+    """[(joint name, parent name or None)] of a BVH text, in file order."""
+    stack, pairs, pending = [], [], None
+    for line in text.split("MOTION")[0].splitlines():
+        words = line.split()
+        if words and words[0] in ("ROOT", "JOINT"):
+            pending = words[1]
+            pairs.append((pending, stack[-1] if stack else None))
+        elif words[:2] == ["End", "Site"]:
+            pending = "<end>"
+        elif words == ["{"]:
+            stack.append(pending)
+        elif words == ["}"]:
+            stack.pop()
+    return pairs
+
+
+def test_mixamo_naming_names_hierarchy_and_t_pose(rigid_motion):
+    """Mixamo's names, on our hierarchy (Hips > Spine > Spine1 > Spine2 > Neck > Head, Spine2 >
+    Shoulder > Arm > ForeArm > Hand, Hips > UpLeg > Leg > Foot > ToeBase), resting in a T-pose;
+    nothing but the names differs from the pack's own naming."""
+    smpl = BW.motion_to_bvh_text(rigid_motion)
+    mixamo = BW.motion_to_bvh_text(rigid_motion, naming="mixamo")
+    pairs = dict(parse_hierarchy(mixamo))
+    assert list(pairs)[0] == "mixamorig:Hips" and pairs["mixamorig:Hips"] is None
+    assert len(pairs) == S.NUM_JOINTS and all(n.startswith("mixamorig:") for n in pairs)
+    for child, parent in [("Spine", "Hips"), ("Spine1", "Spine"), ("Spine2", "Spine1"), ("Neck", "Spine2"),
+                          ("Head", "Neck"), ("LeftShoulder", "Spine2"), ("LeftArm", "LeftShoulder"),
+                          ("LeftForeArm", "LeftArm"), ("LeftHand", "LeftForeArm"), ("RightShoulder", "Spine2"),
+                          ("RightArm", "RightShoulder"), ("RightForeArm", "RightArm"), ("RightHand", "RightForeArm"),
+                          ("LeftUpLeg", "Hips"), ("LeftLeg", "LeftUpLeg"), ("LeftFoot", "LeftLeg"),
+                          ("LeftToeBase", "LeftFoot"), ("RightUpLeg", "Hips"), ("RightLeg", "RightUpLeg"),
+                          ("RightFoot", "RightLeg"), ("RightToeBase", "RightFoot")]:
+        assert pairs["mixamorig:" + child] == "mixamorig:" + parent, child
+    # the same skeleton as the pack's naming, joint for joint
+    ours = dict(parse_hierarchy(smpl))
+    rename = dict(zip(S.JOINT_NAMES, rig_names.MIXAMO_NAMES))
+    assert {rename[c]: rename.get(p) for c, p in ours.items()} == pairs
+    renamed = smpl
+    for a, b in rename.items():
+        renamed = renamed.replace(f"ROOT {a}\n", f"ROOT {b}\n").replace(f"JOINT {a}\n", f"JOINT {b}\n")
+    assert renamed == mixamo
+    # T-pose: arms straight out to their side, legs down, spine up, feet forward
+    rest = parse_rest(mixamo)
+    for side, sign in (("Left", 1.0), ("Right", -1.0)):
+        for name in ("Arm", "ForeArm", "Hand"):
+            offset = rest[f"mixamorig:{side}{name}"]
+            assert sign * offset[0] > 0.99 * np.linalg.norm(offset) > 0.05, (side, name, offset)
+        for name in ("Leg", "Foot"):
+            offset = rest[f"mixamorig:{side}{name}"]
+            assert -offset[1] > 0.99 * np.linalg.norm(offset) > 0.2, (side, name, offset)
+        assert rest[f"mixamorig:{side}ToeBase"][2] > 0.99 * np.linalg.norm(rest[f"mixamorig:{side}ToeBase"])
+    for name in ("Spine1", "Spine2", "Head"):
+        assert rest["mixamorig:" + name][1] > 0.99 * np.linalg.norm(rest["mixamorig:" + name])
+
+
+@pytest.mark.parametrize("naming", ["smpl", "mixamo"])
+def test_mixamo_round_trip_gives_the_joints_back(rigid_motion, tmp_path, naming):
+    path = BW.save_bvh(rigid_motion, tmp_path / "clip.bvh", scale=100.0, naming=naming)
+    back = BR.load_bvh(path)
+    assert back.num_frames == rigid_motion.num_frames and back.provenance["unit_scale"] == 0.01
+    assert max_error(back.joints, rigid_motion.joints) < MM
+    # a motion with varying bone lengths reads back the same whichever naming wrote it
+    loose = Motion(joints=walk_joints(40, 5))
+    a = BR.bvh_text_to_motion(BW.motion_to_bvh_text(loose, naming=naming)).joints
+    b = BR.bvh_text_to_motion(BW.motion_to_bvh_text(loose)).joints
+    assert np.array_equal(a, b)
+
+
+def test_unknown_naming_is_refused(rigid_motion, tmp_path):
+    with pytest.raises(MotionError, match="^naming: 'unreal'"):
+        BW.save_bvh(rigid_motion, tmp_path / "x.bvh", naming="unreal")
+    assert not (tmp_path / "x.bvh").exists()
+
+
+def test_mixamo_prefix_variants_and_unprefixed_names():
+    """Files from Mixamo carry "mixamorig:", or "mixamorig1:" ... when rigs share a scene, or "_" for ":"
+    (some exporters). Mixamo's LeftShoulder is our left_collar, but an unprefixed LeftShoulder keeps
+    meaning our left_shoulder, as it did before Mixamo names were read."""
+    text = BW.motion_to_bvh_text(Motion(joints=rigid_walk_joints(8, 6)), naming="mixamo")
+    expected = BR.bvh_text_to_motion(text).joints
+    for prefix in ("mixamorig1:", "mixamorig_", "MIXAMORIG:"):
+        back = BR.bvh_text_to_motion(text.replace("mixamorig:", prefix)).joints
+        assert np.array_equal(back, expected), prefix
+    assert BF.joint_index("mixamorig:LeftShoulder") == S.JOINT_NAMES.index("left_collar")
+    assert BF.joint_index("mixamorig:LeftArm") == S.JOINT_NAMES.index("left_shoulder")
+    assert BF.joint_index("LeftShoulder") == S.JOINT_NAMES.index("left_shoulder")
+    assert BF.joint_index("mixamorig:LeftHandIndex1") is None
 
 
 # ----------------------------------------------------------------------------- import
@@ -334,13 +426,15 @@ json.dump(result, open(out, "w"))
 """
 
 
-def test_blender_imports_our_bvh(tmp_path, rigid_motion):
+@pytest.mark.parametrize("naming", ["smpl", "mixamo"])
+def test_blender_imports_our_bvh(tmp_path, rigid_motion, naming):
     """Blender's own BVH importer (rotation mode NATIVE, so our ZXY order is honoured) puts
-    every bone head where our joints are. Blender is Z up: BVH (x, y, z) = Blender (x, z, -y)."""
+    every bone head where our joints are, under either naming's bone names, and the rest pose
+    is a T-pose. Blender is Z up: BVH (x, y, z) = Blender (x, z, -y)."""
     blender = shutil.which("blender")
     if blender is None:
         pytest.skip("the blender executable is absent (apt-get install --no-install-recommends blender)")
-    path = BW.save_bvh(rigid_motion, tmp_path / "clip.bvh", scale=100.0)
+    path = BW.save_bvh(rigid_motion, tmp_path / "clip.bvh", scale=100.0, naming=naming)
     out = tmp_path / "heads.json"
     frames = [0, 37, 149]
     run = subprocess.run([blender, "-b", "--factory-startup", "--python-expr", BLENDER_SCRIPT, "--",
@@ -348,10 +442,15 @@ def test_blender_imports_our_bvh(tmp_path, rigid_motion):
                          capture_output=True, text=True, timeout=300)
     assert out.exists(), run.stdout[-2000:] + run.stderr[-2000:]
     heads = json.loads(out.read_text())
+    names = rig_names.NAMINGS[naming]
+    assert sorted(heads["rest"]) == sorted(names)
     for f in frames:
-        blender_xyz = np.array([heads[str(f)][name] for name in S.JOINT_NAMES])
+        blender_xyz = np.array([heads[str(f)][name] for name in names])
         ours = blender_xyz[:, [0, 2, 1]] * np.array([1.0, 1.0, -1.0]) / 100.0
         assert max_error(ours, rigid_motion.joints[f]) < MM, f
-    rest = np.array([heads["rest"][name] for name in S.JOINT_NAMES])[:, [0, 2, 1]] * [1, 1, -1]
+    rest = np.array([heads["rest"][name] for name in names])[:, [0, 2, 1]] * [1, 1, -1]
     assert rest[S.JOINT_NAMES.index("head"), 1] > rest[0, 1] > rest[S.JOINT_NAMES.index("left_ankle"), 1]
     assert rest[S.JOINT_NAMES.index("left_wrist"), 0] > 50 > -50 > rest[S.JOINT_NAMES.index("right_wrist"), 0]
+    for side in ("left", "right"):   # the arm level with the shoulder
+        arm = rest[[S.JOINT_NAMES.index(f"{side}_{j}") for j in ("shoulder", "elbow", "wrist")]]
+        assert np.ptp(arm[:, 1]) < 0.01 and np.ptp(arm[:, 2]) < 0.01, (side, arm)

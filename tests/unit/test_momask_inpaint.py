@@ -75,6 +75,25 @@ def test_chain_lengths_and_continuation(cond, model):
     assert np.isfinite(out.joints).all()
 
 
+def test_chain_from_a_start_prefix(cond, model):
+    rng = np.random.default_rng(1)
+    prefix = model.denormalise(rng.standard_normal((4, 263)))
+    out = chain(model, [(cond[0], 40), (cond[1], 24)], seed=2, overlap_frames=16, steps=3, prefix=prefix)
+    assert out.features.shape == (4 + 40 + 24, 263)
+    # segment 0 is the inpainting of 44 frames with the prefix kept; the next continues from its end
+    first = model.generate(cond[0], length_frames=44, seed=2, steps=3, residual_guidance=5.0, prefix=prefix)
+    np.testing.assert_array_equal(out.features[:44], first.features)
+    plain = chain(model, [(cond[0], 40), (cond[1], 24)], seed=2, overlap_frames=16, steps=3)
+    assert plain.features.shape == (64, 263) and np.abs(plain.features[:40] - out.features[4:44]).max() > 1e-3
+    for bad in (model.denormalise(rng.standard_normal((6, 263))), np.zeros((4, 5))):
+        with pytest.raises(InputError) as e:
+            chain(model, [(cond[0], 40)], steps=2, prefix=bad)
+        assert e.value.input == "prefix"
+    with pytest.raises(InputError) as e:            # the prefix's frames count against segment 0's limit
+        chain(model, [(cond[0], 196)], steps=2, prefix=prefix)
+    assert e.value.input == "durations" and "start pose" in str(e.value)
+
+
 def test_chain_with_short_first_segment(cond, model):
     out = chain(model, [(cond[0], 8), (cond[1], 40)], seed=0, overlap_frames=16, steps=3)
     assert out.features.shape == (48, 263)

@@ -34,7 +34,7 @@ def test_motiondiff_style_inputs_are_accepted():
 
 def test_save_then_load_each_format(tmp_path):
     data, _, frames = LoadMotion().load("cartwheel")
-    for fmt in ("npz", "bvh", "humanml3d_vecs_npy", "humanml3d_joints_npy"):
+    for fmt in ("npz", "bvh", "bvh_mixamo", "humanml3d_vecs_npy", "humanml3d_joints_npy"):
         out = SaveMotion().save(data, "MotionRAG/test", fmt)
         path = out["result"][0]
         again, _, n = LoadMotion().load("cartwheel", path=path)

@@ -186,6 +186,20 @@ def test_chain_lists_momask_folders_only_and_joins_the_segments(models_root):
     assert "'a person jumps' 20 frames" in out["ui"]["text"][0]
 
 
+def test_chain_starts_from_a_start_pose(models_root):
+    from motionrag_suite.models.motion import image_pose as ip
+    from motionrag_suite.models.motion import library
+
+    pose = library.load_clip("dance_a").joints[30]
+    out = chain_run(start_pose=to_motion_data(ip.held(pose, 2)))
+    motion = from_motion_data(out["result"][0])
+    assert motion.num_frames == 4 + 24 + 20 + 1          # the held pose's token comes before the segments
+    np.testing.assert_array_equal(motion.joints[:4], np.repeat(pose[None].astype(np.float32), 4, axis=0))
+    with pytest.raises(InputError) as e:
+        chain_run(start_pose={"neither": 1})
+    assert e.value.input == "start_pose"
+
+
 @pytest.mark.parametrize("segments,needle", [
     ("", "empty"),
     ("a person walks", "text | seconds"),

@@ -1,4 +1,4 @@
-// MotionRAG Suite: interactive 3D skeleton preview inside nodes.
+// MotionRAG Suite: interactive 3D skeleton preview inside nodes (drawn on a 2D canvas).
 //
 // Nodes send compact joint data in their UI output (models/motion/preview.py):
 //   {"motionrag_motion": [payload]}                       Load Motion and other motion nodes
@@ -11,13 +11,9 @@
 import { app } from "../../../scripts/app.js";
 import { api } from "../../../scripts/api.js";
 
-// The viewer module (and with it three.js, about 700 KB) is imported when the first motion is
-// shown, not with the page. ComfyUI's Vue frontend bundles its own three.js privately (it exposes
-// no THREE module or global, only three's window.__THREE__ revision marker), so a pack that draws
-// with three.js has to bring its own, and three.js then warns "Multiple instances of Three.js being
-// imported". The two copies never share objects (our scene, renderer and canvas are our own),
-// which is the case that warning is about; loading ours only when a preview is used keeps it (and
-// the download) off the pages of users who never open one.
+// The viewer module draws on a plain 2D canvas (no three.js, no WebGL) and is imported when the
+// first motion is shown, not with the page: ComfyUI loads every .js file of the pack as an extension,
+// so the viewer is an .mjs the extension imports itself.
 let viewerModule = null;
 const loadViewerModule = () => (viewerModule ??= import("./motionrag_viewer.mjs"));
 
@@ -48,12 +44,25 @@ function chainCallback(object, property, callback) {
 // never reaches LiteGraph. What the widget does not use itself (anything outside the 3D view
 // with a motion in it, the buttons, the slider and the reference rows) is passed on as a copy
 // of the event, so the node can still be selected, dragged and right-clicked there.
-function forwardUnusedInput(root) {
+function forwardUnusedInput(root, getWidget) {
     const graphCanvas = () => app.canvas?.canvas;
     const usedByWidget = (e) => e.defaultPrevented || !!e.target.closest?.("button, input, .mr-ref");
     root.addEventListener("pointerdown", (e) => {
         e.stopPropagation();
-        if (!usedByWidget(e)) graphCanvas()?.dispatchEvent(new PointerEvent(e.type, e));
+        if (usedByWidget(e)) return;
+        // The Vue frontend's LiteGraph finds which widget is under a press itself and takes a press
+        // on ours for a widget press, which starts no node drag. Its hit test passes over disabled
+        // widgets (computedDisabled, which it sets afresh on every draw of the node), so ours is
+        // marked so only while the copy is handled (synchronously, inside dispatchEvent): the press
+        // then lands on the node's body, which selects and drags it. The 2024 UI reads no such flag.
+        const widget = getWidget();
+        const before = widget?.computedDisabled;
+        if (widget) widget.computedDisabled = true;
+        try {
+            graphCanvas()?.dispatchEvent(new PointerEvent(e.type, e));
+        } finally {
+            if (widget) widget.computedDisabled = before;
+        }
     });
     root.addEventListener("wheel", (e) => {
         e.stopPropagation();
@@ -162,10 +171,11 @@ function buildWidget(node, withRefs) {
 
     playBtn.addEventListener("click", () => viewer?.toggle());
     slider.addEventListener("input", () => viewer?.seek(Number(slider.value)));
-    forwardUnusedInput(root);
+    let widget = null;
+    forwardUnusedInput(root, () => widget);
 
     const minHeight = VIEWER_HEIGHT + (withRefs ? LIST_HEIGHT + 4 : 0) + 30;
-    const widget = node.addDOMWidget(WIDGET_NAME, "motionrag_preview", root, {
+    widget = node.addDOMWidget(WIDGET_NAME, "motionrag_preview", root, {
         serialize: false,
         hideOnZoom: false,
         getMinHeight: () => minHeight,
@@ -199,10 +209,10 @@ function buildWidget(node, withRefs) {
         }
         info.textContent = parts.join(" \u2014 ");
         info.title = payload.caption || "";
-        viewer.load(motion);  // makes the WebGL renderer on the first motion
+        viewer.load(motion);  // makes the canvas on the first motion
         empty.style.display = viewer.available ? "none" : "";
         if (!viewer.available) {
-            empty.textContent = "WebGL is not available in this browser: the 3D preview needs it.";
+            empty.textContent = "This browser gives no 2D canvas: the 3D preview needs one.";
         }
         viewer.play();
     };
@@ -251,7 +261,7 @@ app.registerExtension({
         chainCallback(nodeType.prototype, "onExecuted", function (output) {
             showOutput(this, output);
         });
-        // Give the WebGL context back when the node goes (deleted, or the graph cleared/reloaded).
+        // Give the canvas back when the node goes (deleted, or the graph cleared/reloaded).
         chainCallback(nodeType.prototype, "onRemoved", function () {
             this.widgets?.find((w) => w.name === WIDGET_NAME)?.dispose();
         });

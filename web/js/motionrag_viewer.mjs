@@ -1,19 +1,25 @@
-// The 3D skeleton viewer behind the MotionRAG preview widget: three.js (vendored,
-// web/vendor/three), one WebGL renderer per widget once it has a motion to show,
-// bones as instanced cylinders, joints as instanced spheres, a floor grid and the
-// pelvis path. No ComfyUI imports here, so the viewer works on any page.
+// The 3D skeleton viewer behind the MotionRAG preview widget, drawn on a plain 2D canvas: the
+// joints go through a perspective camera that orbits the motion, the bones are drawn as thick
+// lines from the farthest to the nearest (so nearer limbs cover farther ones), with the floor grid
+// and the pelvis path under them. No three.js and no WebGL: ComfyUI's Vue frontend bundles a
+// three.js of its own, and a second copy made it warn on every preview; a 2D canvas also has no
+// per-page limit like WebGL's ~16 contexts. No ComfyUI imports here, so the viewer works on any page.
 //
-// This module and three.js keep the .mjs extension on purpose: ComfyUI loads every *.js file
-// under the pack's WEB_DIRECTORY as a front-end extension with the page, and these are libraries
-// that motionrag_preview.js imports only when a preview first shows a motion.
-import * as THREE from "../vendor/three/three.module.min.mjs";
+// The module keeps the .mjs extension on purpose: ComfyUI loads every *.js file under the pack's
+// WEB_DIRECTORY as a front-end extension with the page, and this is a library that
+// motionrag_preview.js imports only when a preview first shows a motion.
 
 const FORMAT = "motionrag-preview/1";
-const SIDE_COLOURS = { l: 0x4f8ff7, r: 0xef5350, c: 0xd8dce3 };
-const BONE_RADIUS = 0.025;
+const BACKGROUND = "#202226";
+const SIDE_COLOURS = { l: "#4f8ff7", r: "#ef5350", c: "#d8dce3" };
+const GRID_COLOUR = "#393c44";
+const GRID_AXIS_COLOUR = "#555a66";
+const PATH_COLOUR = "#c9a227";
+const BONE_RADIUS = 0.025;   // metres, drawn at the bone's depth
 const JOINT_RADIUS = 0.035;
 const HEAD_SCALE = 2.6;
-const UP = new THREE.Vector3(0, 1, 0);
+const FOV_Y = 40 * Math.PI / 180;
+const NEAR = 0.05;           // points nearer the camera than this (metres) are not drawn
 
 // base64 int16 joints -> {frames, joints, fps, parents, sides, positions (Float32Array, metres)}.
 export function decodePayload(payload) {
@@ -45,6 +51,52 @@ export function decodePayload(payload) {
     };
 }
 
+// A perspective camera looking from `eye` at `target`, Y up: world points to camera space
+// (x right, y up, z the distance in front) and camera space to canvas pixels.
+class Camera {
+    constructor(orbit, width, height) {
+        const { azimuth, elevation, distance, target } = orbit;
+        const ce = Math.cos(elevation);
+        this.eye = [target[0] + distance * ce * Math.sin(azimuth),
+                    target[1] + distance * Math.sin(elevation),
+                    target[2] + distance * ce * Math.cos(azimuth)];
+        // forward = from the eye to the target; right = forward x up; up' = right x forward
+        const f = normalize([target[0] - this.eye[0], target[1] - this.eye[1], target[2] - this.eye[2]]);
+        const r = normalize([-f[2], 0, f[0]]);   // f x (0, 1, 0); elevation stays within +-83 degrees
+        this.forward = f;
+        this.right = r;
+        this.up = [r[1] * f[2] - r[2] * f[1], r[2] * f[0] - r[0] * f[2], r[0] * f[1] - r[1] * f[0]];
+        this.cx = width / 2;
+        this.cy = height / 2;
+        this.focal = height / 2 / Math.tan(FOV_Y / 2);
+    }
+
+    toCamera(x, y, z) {
+        const dx = x - this.eye[0], dy = y - this.eye[1], dz = z - this.eye[2];
+        const { right: r, up: u, forward: f } = this;
+        return [dx * r[0] + dy * r[1] + dz * r[2], dx * u[0] + dy * u[1] + dz * u[2],
+                dx * f[0] + dy * f[1] + dz * f[2]];
+    }
+
+    toScreen([x, y, z]) {
+        return [this.cx + this.focal * x / z, this.cy - this.focal * y / z];
+    }
+
+    // The part of segment a-b (camera space) in front of the near plane, or null.
+    clip(a, b) {
+        if (a[2] < NEAR && b[2] < NEAR) return null;
+        if (a[2] >= NEAR && b[2] >= NEAR) return [a, b];
+        const t = (NEAR - a[2]) / (b[2] - a[2]);
+        const cut = [a[0] + t * (b[0] - a[0]), a[1] + t * (b[1] - a[1]), NEAR];
+        return a[2] < NEAR ? [cut, b] : [a, cut];
+    }
+}
+
+function normalize(v) {
+    const n = Math.hypot(v[0], v[1], v[2]) || 1;
+    return [v[0] / n, v[1] / n, v[2] / n];
+}
+
 export class MotionViewer {
     constructor(container, { onFrame } = {}) {
         this.container = container;
@@ -52,37 +104,28 @@ export class MotionViewer {
         this.motion = null;
         this.frame = 0;
         this.playing = false;
-        // Orbit state: azimuth from +Z (the motion's facing), elevation, distance.
-        this.orbit = { azimuth: 0.6, elevation: 0.25, distance: 4, target: new THREE.Vector3(0, 0.9, 0) };
-        // False once creating a WebGL renderer has failed; until then we assume it will work.
+        // Orbit state: azimuth from +Z (the motion's facing), elevation, distance, the point looked at.
+        this.orbit = { azimuth: 0.6, elevation: 0.25, distance: 4, target: [0, 0.9, 0] };
+        // False once getting a 2D context has failed; until then we assume it will work.
         this.available = true;
-        this.renderer = null;
+        this.canvas = null;
         this._clock = 0;
         this._raf = 0;
     }
 
-    // The renderer (and its WebGL context) is made on the first motion, not with the widget:
-    // browsers keep only about 16 contexts per page, and a workflow may hold many motion nodes
-    // that never run. dispose() gives the context back.
-    _ensureRenderer() {
-        if (this.renderer || !this.available) return this.available;
-        try {
-            this.renderer = new THREE.WebGLRenderer({ antialias: true });
-        } catch {  // no WebGL here: the widget says so instead of drawing
+    // The canvas is made on the first motion, not with the widget: a workflow may hold many motion
+    // nodes that never run, and each canvas holds a backing store. dispose() gives it back.
+    _ensureCanvas() {
+        if (this.canvas || !this.available) return this.available;
+        const canvas = document.createElement("canvas");
+        const ctx = canvas.getContext("2d", { alpha: false });
+        if (!ctx) {  // never expected of a browser; the widget says so instead of drawing
             this.available = false;
             return false;
         }
-        this.renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
-        this.canvas = this.renderer.domElement;
-        this.container.prepend(this.canvas);
-
-        this.scene = new THREE.Scene();
-        this.scene.background = new THREE.Color(0x202226);
-        this.camera = new THREE.PerspectiveCamera(40, 1, 0.05, 500);
-        this.scene.add(new THREE.HemisphereLight(0xffffff, 0x404048, 2.2));
-        const sun = new THREE.DirectionalLight(0xffffff, 1.6);
-        sun.position.set(3, 6, 4);
-        this.scene.add(sun);
+        this.canvas = canvas;
+        this.ctx = ctx;
+        this.container.prepend(canvas);
         // One signal removes every listener the viewer adds (see dispose()).
         this._listeners = new AbortController();
         this._bindOrbit(this._listeners.signal);
@@ -132,23 +175,10 @@ export class MotionViewer {
         }, { signal });
     }
 
-    _clearScene() {
-        for (const obj of [this.bones, this.jointMesh, this.grid, this.trail]) {
-            if (!obj) continue;
-            this.scene.remove(obj);
-            obj.geometry?.dispose();
-            obj.material?.dispose();
-        }
-        this.bones = this.jointMesh = this.grid = this.trail = null;
-    }
-
     clear() {
         this.pause();
         this.motion = null;
-        if (this.renderer) {
-            this._clearScene();
-            this.render();
-        }
+        this.render();
         this.onFrame(0, 0, false);
     }
 
@@ -158,41 +188,31 @@ export class MotionViewer {
         this.frame = 0;
         this.boneList = [];
         motion.parents.forEach((p, c) => { if (p >= 0) this.boneList.push([p, c]); });
-        if (this._ensureRenderer()) this._buildScene();
+        this._ensureCanvas();
+        this._buildScene();
         this._frameView();
         this.seek(0);
     }
 
+    // What does not change from frame to frame: the floor grid's lines and the pelvis path.
     _buildScene() {
-        this._clearScene();
         const m = this.motion;
-        const mat = new THREE.MeshLambertMaterial();
-        this.bones = new THREE.InstancedMesh(new THREE.CylinderGeometry(BONE_RADIUS, BONE_RADIUS, 1, 10),
-                                             mat, this.boneList.length);
-        this.jointMesh = new THREE.InstancedMesh(new THREE.SphereGeometry(JOINT_RADIUS, 12, 8),
-                                                 mat.clone(), m.joints);
-        const colour = new THREE.Color();
-        this.boneList.forEach(([, c], i) => this.bones.setColorAt(i, colour.setHex(SIDE_COLOURS[m.sides[c]] ?? SIDE_COLOURS.c)));
-        for (let j = 0; j < m.joints; j++) {
-            this.jointMesh.setColorAt(j, colour.setHex(SIDE_COLOURS[m.sides[j]] ?? SIDE_COLOURS.c));
-        }
-        this.bones.frustumCulled = this.jointMesh.frustumCulled = false;
-        this.scene.add(this.bones, this.jointMesh);
-
-        // Floor grid under the whole motion, and the pelvis path on it.
         const [lo, hi] = this._bounds();
+        // lines every half metre over a square a little larger than the motion's footprint
         const size = Math.max(2, Math.ceil(Math.max(hi[0] - lo[0], hi[2] - lo[2]) + 1.5));
-        this.grid = new THREE.GridHelper(size, size * 2, 0x555a66, 0x393c44);
-        this.grid.position.set((lo[0] + hi[0]) / 2, 0, (lo[2] + hi[2]) / 2);
-        const path = new Float32Array(m.frames * 3);
+        const cx = (lo[0] + hi[0]) / 2, cz = (lo[2] + hi[2]) / 2, half = size / 2;
+        this.gridLines = [];
+        for (let k = 0; k <= size * 2; k++) {
+            const t = -half + k / 2;
+            const axis = k === size;   // the two lines through the middle are drawn lighter
+            this.gridLines.push({ a: [cx + t, 0, cz - half], b: [cx + t, 0, cz + half], axis });
+            this.gridLines.push({ a: [cx - half, 0, cz + t], b: [cx + half, 0, cz + t], axis });
+        }
+        this.path = new Float32Array(m.frames * 3);
         for (let f = 0; f < m.frames; f++) {
             const k = f * m.joints * 3;
-            path.set([m.positions[k], 0.002, m.positions[k + 2]], f * 3);
+            this.path.set([m.positions[k], 0.002, m.positions[k + 2]], f * 3);
         }
-        const trailGeo = new THREE.BufferGeometry();
-        trailGeo.setAttribute("position", new THREE.BufferAttribute(path, 3));
-        this.trail = new THREE.Line(trailGeo, new THREE.LineBasicMaterial({ color: 0xc9a227 }));
-        this.scene.add(this.grid, this.trail);
     }
 
     _bounds() {
@@ -210,56 +230,105 @@ export class MotionViewer {
         if (!this.motion) return;
         const [lo, hi] = this._bounds();
         const extent = Math.max(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2], 1.6);
-        this.orbit.target.set((lo[0] + hi[0]) / 2, Math.max(0.5, (lo[1] + hi[1]) / 2), (lo[2] + hi[2]) / 2);
+        this.orbit.target = [(lo[0] + hi[0]) / 2, Math.max(0.5, (lo[1] + hi[1]) / 2), (lo[2] + hi[2]) / 2];
         this.orbit.distance = extent * 1.3;
         this.orbit.azimuth = 0.6;
         this.orbit.elevation = 0.25;
     }
 
-    _pose(frame) {
-        const m = this.motion;
-        const base = frame * m.joints * 3;
-        const p = m.positions;
-        const a = new THREE.Vector3(), b = new THREE.Vector3(), dir = new THREE.Vector3();
-        const q = new THREE.Quaternion(), s = new THREE.Vector3(), mat = new THREE.Matrix4();
-        this.boneList.forEach(([pj, cj], i) => {
-            a.fromArray(p, base + pj * 3);
-            b.fromArray(p, base + cj * 3);
-            dir.subVectors(b, a);
-            const len = dir.length();
-            q.setFromUnitVectors(UP, len > 1e-9 ? dir.multiplyScalar(1 / len) : UP);
-            s.set(1, Math.max(len, 1e-6), 1);
-            this.bones.setMatrixAt(i, mat.compose(a.add(b).multiplyScalar(0.5), q, s));
-        });
-        q.identity();
-        s.set(1, 1, 1);
-        for (let j = 0; j < m.joints; j++) {
-            a.fromArray(p, base + j * 3);
-            s.setScalar(j === m.head ? HEAD_SCALE : 1);
-            this.jointMesh.setMatrixAt(j, mat.compose(a, q, s));
+    // Sizes the canvas's backing store to the stage (in device pixels) and returns the size in
+    // CSS pixels, or null while the stage has no room.
+    _fit() {
+        const w = this.container.clientWidth, h = this.container.clientHeight;
+        if (w < 2 || h < 2) return null;
+        const ratio = Math.min(window.devicePixelRatio || 1, 2);
+        const bw = Math.round(w * ratio), bh = Math.round(h * ratio);
+        if (this.canvas.width !== bw || this.canvas.height !== bh) {
+            this.canvas.width = bw;
+            this.canvas.height = bh;
         }
-        this.bones.instanceMatrix.needsUpdate = true;
-        this.jointMesh.instanceMatrix.needsUpdate = true;
+        this.ctx.setTransform(bw / w, 0, 0, bh / h, 0, 0);
+        return [w, h];
+    }
+
+    // Draws segments given in camera space (pairs [a, b]) as one path, each clipped at the near plane.
+    _stroke(cam, segments, colour, width) {
+        const ctx = this.ctx;
+        ctx.strokeStyle = colour;
+        ctx.lineWidth = width;
+        ctx.beginPath();
+        for (const [a, b] of segments) {
+            const seg = cam.clip(a, b);
+            if (!seg) continue;
+            const [p, q] = seg.map((v) => cam.toScreen(v));
+            ctx.moveTo(p[0], p[1]);
+            ctx.lineTo(q[0], q[1]);
+        }
+        ctx.stroke();
+    }
+
+    _drawFloor(cam) {
+        this.ctx.lineCap = "butt";
+        for (const axis of [false, true]) {
+            const lines = this.gridLines.filter((l) => l.axis === axis);
+            this._stroke(cam, lines.map((l) => [cam.toCamera(...l.a), cam.toCamera(...l.b)]),
+                         axis ? GRID_AXIS_COLOUR : GRID_COLOUR, 1);
+        }
+        const p = this.path, segments = [];
+        let prev = cam.toCamera(p[0], p[1], p[2]);
+        for (let f = 1; f < this.motion.frames; f++) {
+            const next = cam.toCamera(p[3 * f], p[3 * f + 1], p[3 * f + 2]);
+            segments.push([prev, next]);
+            prev = next;
+        }
+        this._stroke(cam, segments, PATH_COLOUR, 1.5);
+    }
+
+    // The skeleton at one frame: bones and joints sorted by depth, drawn far to near.
+    _drawPose(cam, frame) {
+        const m = this.motion, ctx = this.ctx, p = m.positions;
+        const base = frame * m.joints * 3;
+        const at = [];
+        for (let j = 0; j < m.joints; j++) {
+            at.push(cam.toCamera(p[base + 3 * j], p[base + 3 * j + 1], p[base + 3 * j + 2]));
+        }
+        const items = [];
+        for (const [pj, cj] of this.boneList) {
+            items.push({ depth: (at[pj][2] + at[cj][2]) / 2, bone: [pj, cj] });
+        }
+        for (let j = 0; j < m.joints; j++) items.push({ depth: at[j][2], joint: j });
+        items.sort((x, y) => y.depth - x.depth);
+        ctx.lineCap = "round";
+        for (const item of items) {
+            if (item.bone) {
+                const [pj, cj] = item.bone;
+                const depth = Math.max(item.depth, NEAR);
+                const colour = SIDE_COLOURS[m.sides[cj]] ?? SIDE_COLOURS.c;
+                this._stroke(cam, [[at[pj], at[cj]]], colour, Math.max(1, 2 * BONE_RADIUS * cam.focal / depth));
+            } else {
+                const j = item.joint;
+                if (at[j][2] < NEAR) continue;
+                const [x, y] = cam.toScreen(at[j]);
+                const radius = JOINT_RADIUS * (j === m.head ? HEAD_SCALE : 1) * cam.focal / at[j][2];
+                ctx.fillStyle = SIDE_COLOURS[m.sides[j]] ?? SIDE_COLOURS.c;
+                ctx.beginPath();
+                ctx.arc(x, y, Math.max(1, radius), 0, 2 * Math.PI);
+                ctx.fill();
+            }
+        }
     }
 
     render() {
-        if (!this.renderer || !this.isShown()) return;
-        const w = this.container.clientWidth, h = this.container.clientHeight;
-        if (w < 2 || h < 2) return;
-        const size = this.renderer.getSize(new THREE.Vector2());
-        if (size.x !== w || size.y !== h) {
-            this.renderer.setSize(w, h, false);
-            this.camera.aspect = w / h;
-        }
-        const o = this.orbit;
-        this.camera.position.set(
-            o.target.x + o.distance * Math.cos(o.elevation) * Math.sin(o.azimuth),
-            o.target.y + o.distance * Math.sin(o.elevation),
-            o.target.z + o.distance * Math.cos(o.elevation) * Math.cos(o.azimuth));
-        this.camera.lookAt(o.target);
-        this.camera.updateProjectionMatrix();
-        if (this.motion) this._pose(this.frame);
-        this.renderer.render(this.scene, this.camera);
+        if (!this.canvas || !this.isShown()) return;
+        const size = this._fit();
+        if (!size) return;
+        const ctx = this.ctx;
+        ctx.fillStyle = BACKGROUND;
+        ctx.fillRect(0, 0, size[0], size[1]);
+        if (!this.motion) return;
+        const cam = new Camera(this.orbit, size[0], size[1]);
+        this._drawFloor(cam);
+        this._drawPose(cam, this.frame);
     }
 
     seek(frame) {
@@ -305,20 +374,19 @@ export class MotionViewer {
         return this.container.isConnected && this.container.offsetParent !== null;
     }
 
-    // Gives the WebGL context back at once (not whenever the garbage collector runs) and
-    // stops the animation loop and every listener; a later load() makes a new renderer.
+    // Stops the animation loop and every listener and gives the canvas's backing store back at
+    // once (a zero-sized canvas holds none), not whenever the garbage collector runs; a later
+    // load() makes a new canvas.
     dispose() {
         this.pause();
         this.motion = null;
         this._resizeObserver?.disconnect();
         this._listeners?.abort();
-        if (this.renderer) {
-            this._clearScene();
-            this.renderer.dispose();
-            this.renderer.forceContextLoss();
+        if (this.canvas) {
+            this.canvas.width = this.canvas.height = 0;
             this.canvas.remove();
         }
-        this.renderer = this.canvas = this.scene = this.camera = null;
+        this.canvas = this.ctx = null;
         this._resizeObserver = this._listeners = null;
     }
 }
