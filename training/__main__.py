@@ -1,8 +1,8 @@
-"""`python -m training <command> ...` from the pack folder; commands: t2m, i2v, t2m-benchmark, momask."""
+"""`python -m training <command> ...` from the pack folder; commands: t2m, i2v, t2m-benchmark, momask, momask-adapter."""
 import sys
 
 COMMANDS = {"t2m": "training.t2m", "i2v": "training.i2v", "t2m-benchmark": "training.t2m_benchmark",
-            "momask": "training.momask"}
+            "momask": "training.momask", "momask-adapter": "training.momask_adapter"}
 
 if __name__ == "__main__":
     if len(sys.argv) < 2 or sys.argv[1] not in COMMANDS:

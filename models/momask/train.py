@@ -310,7 +310,7 @@ def tokenise(rvq: RVQVAE, feats: list) -> _Tokens:
 
 def _token_batch(tokens: _Tokens, captions_of: dict, text: torch.Tensor, rng: np.random.Generator, batch: int):
     """Random crops (at least half of each sequence, at most MAX_TOKENS) with a caption of their clip:
-    (ids (B, N, Q) padded with -1, lengths (B,), text features (B, clip_dim))."""
+    (ids (B, N, Q) padded with -1, caption indices (B,), text features (B, clip_dim))."""
     picks, lens, conds = [], [], []
     for _ in range(batch):
         s = int(rng.integers(len(tokens.ids)))
@@ -326,7 +326,7 @@ def _token_batch(tokens: _Tokens, captions_of: dict, text: torch.Tensor, rng: np
     ids = torch.full((batch, width, picks[0].shape[1]), -1, dtype=torch.long)
     for b, p in enumerate(picks):
         ids[b, : len(p)] = p
-    return ids, torch.tensor(lens), text[torch.tensor(conds)]
+    return ids, conds, text[torch.tensor(conds)]
 
 
 def _drop_condition(cond: torch.Tensor, p: float, generator: torch.Generator) -> torch.Tensor:
@@ -464,5 +464,58 @@ def train_momask(config: MoMaskConfig, data: TrainingSet, mean: np.ndarray, std:
     return Trained(states=states, losses=losses)
 
 
-__all__ = ["TrainSettings", "TrainingSet", "Trained", "train_momask", "pad_text_features", "build_modules",
+def train_adapter(model, adapter, data: TrainingSet, neighbours: list, *, steps: int = 500, batch_size: int = 32,
+                  lr: float = 1e-3, seed: int = 0, log: Callable[[str], None] = print) -> list[float]:
+    """Fine-tune a RetrievalAdapter (adapter.py) on a frozen MoMaskModel: the masked-transformer loss of
+    train_masked, each crop's references being its caption's `neighbours` (clip indices, the clip
+    itself and its mirrored copy excluded by the caller), embedded from their base-layer tokens."""
+    from .adapter import attach, detach
+
+    for name, value in (("steps", steps), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise InputError(name, f"{value!r}: expected a whole number >= 1")
+    if len(neighbours) != len(data.caption_entry):
+        raise InputError("neighbours", f"{len(neighbours)} lists for {len(data.caption_entry)} captions")
+    torch.manual_seed(seed)
+    rng = np.random.default_rng(seed)
+    generator = torch.Generator().manual_seed(seed + 1)
+    feats = [model.normalise(np.asarray(f, dtype=np.float64)).astype(np.float32) for f in data.features]
+    tokens = tokenise(model.rvq, feats)
+    whole = {i: model.rvq.encode(torch.from_numpy(f[: len(f) // model.frames_per_token * model.frames_per_token])[None])
+             [0, :, 0] for i, f in enumerate(feats) if len(f) >= model.frames_per_token}
+    captions_of: dict = {}
+    for c, e in enumerate(np.asarray(data.caption_entry).tolist()):
+        captions_of.setdefault(int(e), []).append(c)
+    text = torch.from_numpy(np.asarray(data.text_features, dtype=np.float32))
+    net = model.masked
+    net.requires_grad_(False).eval()
+    head = attach(model, adapter)
+    adapter.requires_grad_(True).train()
+    opt = torch.optim.AdamW(adapter.parameters(), lr=lr, betas=(0.9, 0.99), weight_decay=1e-5)
+    losses = []
+    settings = TrainSettings()
+    try:
+        for step in range(steps):
+            for g in opt.param_groups:
+                g["lr"] = _lr(step, steps, lr, min(settings.warmup, steps))
+            ids, caps, cond = _token_batch(tokens, captions_of, text, rng, batch_size)
+            pad = ids[..., 0] < 0
+            inputs, masked = _masked_inputs(ids[..., 0], pad, net, generator)
+            head.memory = adapter.memory(net, [[whole[n] for n in neighbours[c] if n in whole] for c in caps])
+            logits = net(inputs, _drop_condition(cond, settings.cond_drop_masked, generator), pad)
+            loss = F.cross_entropy(logits[masked], ids[..., 0][masked], label_smoothing=settings.label_smoothing)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+            _report(log, "adapter", step, steps, losses)
+    finally:
+        head.memory = None
+        detach(model)
+        adapter.eval()
+    return losses
+
+
+__all__ = ["train_adapter", "TrainSettings", "TrainingSet", "Trained", "train_momask", "pad_text_features",
+           "build_modules",
            "tokenise", "train_rvq", "train_masked", "train_residual", "train_length"]

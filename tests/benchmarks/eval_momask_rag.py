@@ -100,9 +100,12 @@ def round_trip(model, clip):
     return model.joints(out.astype(np.float32))
 
 
-def run_eval(root, model_dir, seeds: int, strength: float) -> dict:
-    """eval_t2m.run_eval's rows for a MoMask-layout model (same keys, so eval_t2m.tables prints them)."""
+def run_eval(root, model_dir, seeds: int, strength: float, adapter_dir=None) -> dict:
+    """eval_t2m.run_eval's rows for a MoMask-layout model (same keys, so eval_t2m.tables prints them).
+    With `adapter_dir`, RAG on is the retrieval adapter (prior strength `strength`, 0 = adapter only)."""
     import torch
+
+    from motionrag_suite.models.momask.adapter import attach, load_adapter
 
     from motionrag_suite.models.motion import library
     from motionrag_suite.models.t2m import metrics as M
@@ -110,6 +113,7 @@ def run_eval(root, model_dir, seeds: int, strength: float) -> dict:
     torch.set_num_threads(1)
     db = base.build_eval_db(root, "heldout")
     model, encoder = load(model_dir, root)
+    head = attach(model, load_adapter(adapter_dir, model)) if adapter_dir else None
     fps = model.fps
     rows, diversity, retrieved = [], [], []
     t0 = time.perf_counter()
@@ -126,8 +130,12 @@ def run_eval(root, model_dir, seeds: int, strength: float) -> dict:
                                   top1_ok=hits[0].source_clip == action))
             outs = {c: [] for c in base.CONDITIONS}
             for seed in range(seeds):
+                if head is not None:
+                    head.memory = head.adapter.memory(model.masked, model.reference_tokens(ref_feats))
                 on = model.generate(cond, length_frames=length, seed=seed, reference_features=ref_feats,
                                     retrieval_strength=strength, **GENERATION).joints
+                if head is not None:
+                    head.memory = None                  # RAG off: the base model, exactly
                 off = model.generate(cond, length_frames=length, seed=seed, **GENERATION).joints
                 for name, j in (("rag_on", on), ("rag_off", off), ("retrieval_only", refs[0].joints)):
                     outs[name].append(j)
@@ -150,7 +158,8 @@ def run_eval(root, model_dir, seeds: int, strength: float) -> dict:
                                    skating=M.foot_skating(j, fps), jerk=M.jerk(j, fps),
                                    bone_var=M.bone_length_variance(j) * MM * MM))
     return dict(rows=rows, diversity=diversity, retrieved=retrieved, truth=truth_rows, seeds=seeds,
-                model=str(model_dir), db=db.name, mode="heldout", guidance_retrieval=strength,
+                model=str(model_dir) + (f" + adapter {adapter_dir}" if adapter_dir else ""), db=db.name,
+                mode="heldout", guidance_retrieval=strength,
                 seconds=time.perf_counter() - t0)
 
 
@@ -236,6 +245,9 @@ def main(argv=None) -> int:
     e.add_argument("--strength", type=float, required=True, help="the prior's strength for RAG on")
     e.add_argument("--seeds", type=int, default=5)
     e.add_argument("--json", default=None, help="also write every measured row here")
+    e.add_argument("--adapters", nargs="*", default=None,
+                   help="one retrieval-adapter folder per model (python -m training momask-adapter): RAG on = "
+                        "adapter + prior at --strength (0: the adapter alone)")
     m = sub.add_parser("summary", help="the over-models table from --json files of separate eval runs")
     m.add_argument("json_files", nargs="+")
     args = p.parse_args(argv)
@@ -255,8 +267,11 @@ def main(argv=None) -> int:
     if args.seeds < 2:
         p.error(f"--seeds: expected at least 2, got {args.seeds}")
     results = []
-    for model_dir in args.models:
-        res = run_eval(args.root, model_dir, args.seeds, args.strength)
+    if args.adapters is not None and len(args.adapters) != len(args.models):
+        p.error(f"--adapters: expected one per model ({len(args.models)}), got {len(args.adapters)}")
+    for i, model_dir in enumerate(args.models):
+        res = run_eval(args.root, model_dir, args.seeds, args.strength,
+                       args.adapters[i] if args.adapters is not None else None)
         results.append(res)
         print(base.tables(res, f"{model_dir}: MoMask layout, held-out actions (retrieval prior strength "
                                f"{args.strength:g} where the header says guidance_retrieval)"))
