@@ -135,8 +135,8 @@ class TextToMotionChain:
             raise InputError("model", f"{folder} is not a MoMask model folder (network folders with opt.txt, as "
                                       f"MoMask's checkpoints/t2m unzips); see the README's MoMask models")
         held = t2m_momask.momask_model(model, folder)
-        text_held = t2m_momask.clip_model(clip, bool(download))
-        net, encoder = held.get(), text_held.get()
+        net = held.get()
+        text_held, encode = t2m_momask.text_encoding(net, clip, bool(download), comfy_env.models_roots()[0])
         self._held = (held, text_held) if keep_loaded else None
         bar = []
 
@@ -148,8 +148,8 @@ class TextToMotionChain:
         try:
             if net.config.dataset != "t2m":
                 raise InputError("model", f"{model!r} is a MoMask KIT-ML model; this node runs the HumanML3D models")
-            load_to_device(held, text_held)
-            embeddings = encoder.encode([t for t, _ in parts])
+            load_to_device(*(h for h in (held, text_held) if h is not None))
+            embeddings = [encode(t) for t, _ in parts]
             prefix = None if pose is None else t2m_momask.pose_prefix(pose, net)
             with comfy_env.inputs_named(durations="segments", segments="segments", guidance="guidance_text",
                                         prefix="start_pose"):
@@ -157,7 +157,7 @@ class TextToMotionChain:
                             guidance=float(guidance_text), steps=int(steps), prefix=prefix, progress=on_step)
         finally:
             if not keep_loaded:
-                del net, encoder, held, text_held
+                del net, encode, held, text_held
                 drop_group(t2m_momask.GROUP)
                 drop_group(t2m_momask.CLIP_GROUP)
         motion = features_to_motion(out.features, fps=out.fps, caption=" / ".join(t for t, _ in parts),

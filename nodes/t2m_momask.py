@@ -75,6 +75,25 @@ def clip_model(name: str, download: bool) -> Held:
                 kind="MotionRAGCLIPText")
 
 
+def text_encoding(net, clip: str, download: bool, root) -> tuple[Held | None, Callable]:
+    """(the held CLIP or None, encode(text) -> the text feature the model was trained on): CLIP for a
+    released MoMask; for a model the pack's trainer wrote with another encoder (opt.txt `text_encoder`,
+    e.g. all-MiniLM-L6-v2), that encoder's embedding zero-padded to CLIP's width, as in training (root:
+    the motionrag folder whose text_encoders/ may hold it)."""
+    from ..models.momask.config import CLIP_TEXT_ENCODER
+
+    if net.config.text_encoder == CLIP_TEXT_ENCODER:
+        text_held = clip_model(clip, download)
+        encoder = text_held.get()
+        return text_held, lambda text: encoder.encode([text])[0]
+    from ..models.momask.train import pad_text_features          # torch behind these
+    from ..retrieval.text_encoder import get_text_encoder
+
+    with comfy_env.inputs_named(name="model", encoder="model"):
+        encoder = get_text_encoder(net.config.text_encoder, root)
+    return None, lambda text: pad_text_features(encoder.encode([text]), net.config.masked.clip_dim)[0]
+
+
 def kept_frames(keep_motion, keep_start_frames: int, keep_end_frames: int, fps: float):
     """(prefix, suffix, source frames) features to keep from `keep_motion`, None where none is kept."""
     if not keep_start_frames and not keep_end_frames:
@@ -111,9 +130,8 @@ def generate(node, *, query: str, db, model: str, folder: Path, length: int, see
     from ..retrieval.refs import MotionRefs
 
     held = momask_model(model, folder)
-    text_held = clip_model(clip, download)
     net = held.get()
-    encoder = text_held.get()
+    text_held, encode = text_encoding(net, clip, download, db.root)
     node._held = (held, text_held) if keep_loaded else None        # the node object owns both between runs
     try:
         if net.config.dataset != "t2m":
@@ -137,8 +155,8 @@ def generate(node, *, query: str, db, model: str, folder: Path, length: int, see
             length = min(source_frames, net.max_frames) if keep_start_frames or keep_end_frames else \
                 min(max(round(seconds * net.fps), (1 if start_pose is None else 2) * net.frames_per_token),
                     net.max_frames) if len(refs) else 0
-        load_to_device(held, text_held)
-        embedding = encoder.encode([query])[0]
+        load_to_device(*(h for h in (held, text_held) if h is not None))
+        embedding = encode(query)
         if start_pose is not None:
             with comfy_env.inputs_named(length_frames="length"):
                 length = _length_after_pose(net, embedding, length, seed)
@@ -157,7 +175,7 @@ def generate(node, *, query: str, db, model: str, folder: Path, length: int, see
                                retrieval_strength=strength, progress=on_step)
     finally:
         if not keep_loaded:
-            del net, encoder, held, text_held
+            del net, encode, held, text_held
             drop_group(GROUP)
             drop_group(CLIP_GROUP)
     motion = features_to_motion(out.features, fps=out.fps, caption=query)
@@ -204,4 +222,4 @@ def _resampled_features(motion, fps: float):
     return with_features(motion.resampled(fps)).features
 
 
-__all__ = ["momask_model", "clip_model", "clip_choices", "kept_frames", "pose_prefix", "generate", "CLIP_DEFAULT", "CLIP_SUBFOLDER"]
+__all__ = ["momask_model", "clip_model", "clip_choices", "text_encoding", "kept_frames", "pose_prefix", "generate", "CLIP_DEFAULT", "CLIP_SUBFOLDER"]

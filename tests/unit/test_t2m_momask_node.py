@@ -249,3 +249,50 @@ def test_progress_reports_every_decoding_pass_and_cancel_stops(db, monkeypatch):
     monkeypatch.setattr(comfy_env, "progress", cancelling)
     with pytest.raises(Cancelled):
         run(db, steps=4)
+
+
+# ------------------------------------------- a MoMask-layout model of the pack's own trainer (MiniLM)
+@pytest.fixture(scope="module")
+def ours(models_root):
+    """A tiny model trained by models/momask/train.py on MiniLM features (opt.txt text_encoder), briefly."""
+    from motionrag_suite.models.momask.export import write_momask_folder
+    from motionrag_suite.models.momask.train import TrainingSet, TrainSettings, pad_text_features, train_momask
+    from motionrag_suite.models.motion import humanml3d as h3d
+    from motionrag_suite.models.motion import library
+    from motionrag_suite.retrieval import get_text_encoder
+    from motionrag_suite.training.momask import PRESETS
+
+    config, _ = PRESETS["tiny"]
+    clips = ("walk", "jump")
+    feats = [h3d.joints_to_features(library.load_clip(n).joints) for n in clips]
+    text = pad_text_features(get_text_encoder("all-MiniLM-L6-v2", models_root).encode(
+        ["a person walks", "a person jumps"]), 512)
+    mean, std = np.concatenate(feats).mean(0), np.maximum(np.concatenate(feats).std(0), 1e-2)
+    settings = TrainSettings(seed=1, rvq_steps=4, masked_steps=4, residual_steps=4, length_steps=4, batch_size=2,
+                             warmup=1)
+    states = train_momask(config, TrainingSet(feats, np.arange(2), text), mean, std, settings, log=lambda s: None).states
+    write_momask_folder(models_root / "t2m" / "ours", config, states, mean, std,
+                        steps={"rvq": 4, "masked": 4, "residual": 4, "length": 4},
+                        record={"text_encoder": "all-MiniLM-L6-v2", "text_feature_dim": 384, "seed": 1})
+    return models_root / "t2m" / "ours"
+
+
+def test_a_model_of_our_trainer_is_prompted_with_its_own_encoder_not_clip(db, models_root, ours):
+    from motionrag_suite.models.momask import load_momask
+    from motionrag_suite.models.momask.train import pad_text_features
+    from motionrag_suite.retrieval import get_text_encoder
+
+    # no CLIP folder of that name exists: the model's own encoder (MiniLM) is used, CLIP is not asked for
+    out = run(db, model="ours", guidance_retrieval=0.0, seed=2, clip="no-such-clip")
+    motion = from_motion_data(out["result"][0])
+    model = load_momask(ours)
+    emb = pad_text_features(get_text_encoder("all-MiniLM-L6-v2", models_root).encode(["a person does a cartwheel"]),
+                            512)[0]
+    raw = model.generate(emb, length_frames=40, seed=2, guidance=4.0, steps=3)
+    np.testing.assert_allclose(motion.features, raw.features, atol=1e-5)
+    chained = from_motion_data(chain_run(model="ours", clip="no-such-clip")["result"][0])
+    assert chained.num_frames == 24 + 20 + 1
+    # a released folder (CLIP) still needs its CLIP folder
+    with pytest.raises(InputError) as e:
+        run(db, clip="no-such-clip")
+    assert e.value.input == "clip"
