@@ -31,6 +31,7 @@ from ..models.momask.train import TrainingSet, TrainSettings, pad_text_features,
 from ..models.t2m.data import load_training_data
 from ..models.t2m.normalization import feature_stats
 from ..retrieval import open_database
+from .options import step_counts
 
 FPS = 20.0      # HumanML3D's rate, the released t2m layout's
 
@@ -94,17 +95,6 @@ def train(db_root, db_name: str, out, *, preset: str = "small", seed: int = 0, s
     return {"out": str(out), "losses": trained.losses, "config": config, "settings": settings}
 
 
-def _steps(text: str) -> tuple:
-    try:
-        parts = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers RVQ,MASKED,RESIDUAL[,LENGTH], got {text!r}") from None
-    if len(parts) not in (3, 4) or min(parts) < 0:
-        raise argparse.ArgumentTypeError(f"expected three or four integers >= 0 RVQ,MASKED,RESIDUAL[,LENGTH], "
-                                         f"got {text!r}")
-    return parts
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training momask", description=__doc__.split("\n\n")[0])
     p.add_argument("--db-root", required=True, help="motionrag models folder holding databases/<name>")
@@ -112,7 +102,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder: the MoMask model folder to write")
     p.add_argument("--preset", default="small", choices=sorted(PRESETS), help="model sizes and step counts")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=_steps, default=None, help="RVQ,MASKED,RESIDUAL[,LENGTH] step counts")
+    p.add_argument("--steps", type=step_counts("RVQ,MASKED,RESIDUAL[,LENGTH]"), default=None,
+                   help="RVQ,MASKED,RESIDUAL[,LENGTH] step counts")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--threads", type=int, default=None, help="torch CPU threads (1 for bit-reproducible files)")
     p.add_argument("--overwrite", action="store_true", help="replace an existing --out folder")

@@ -23,6 +23,7 @@ from ..models.t2m.data import TrainingDataError, load_training_data
 from ..models.t2m.trainer import TrainingError, fit, prepare_run
 from ..retrieval import open_database
 from ..retrieval.errors import RetrievalError
+from .options import step_counts
 
 
 def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, steps: tuple | None = None,
@@ -45,17 +46,6 @@ def train(db_root, db_name: str, out, *, config: str = "small", seed: int = 0, s
     return fit(run, data, stop_at=stop_at, progress=progress, log=log)
 
 
-def _steps(text: str) -> tuple:
-    try:
-        parts = tuple(int(p) for p in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected integers TOK,MASKED,RESIDUAL[,REFINER], got {text!r}") from None
-    if len(parts) not in (3, 4) or min(parts) < 0:
-        raise argparse.ArgumentTypeError(f"expected three or four integers >= 0 TOK,MASKED,RESIDUAL[,REFINER], "
-                                         f"got {text!r}")
-    return parts
-
-
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m training t2m", description=__doc__.split("\n\n")[0])
     p.add_argument("--db-root", required=True, help="motionrag models folder holding databases/<name>")
@@ -63,7 +53,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="output folder for the checkpoint")
     p.add_argument("--config", default="small", choices=["tiny", "small", "paper"], help="model and training preset")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--steps", type=_steps, default=None,
+    p.add_argument("--steps", type=step_counts("TOK,MASKED,RESIDUAL[,REFINER]"), default=None,
                    help="TOK,MASKED,RESIDUAL[,REFINER] step counts (default: preset's)")
     p.add_argument("--batch-size", type=int, default=None)
     p.add_argument("--save-every", type=int, default=None, help="checkpoint every N steps within a stage")

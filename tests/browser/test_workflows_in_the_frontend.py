@@ -16,8 +16,8 @@ import pytest
 from harness.comfy_server import comfyui_version, has_vue_frontend
 
 from .conftest import APP_READY, FIND_API, PACK_ROOT, PAGE_HELPERS, SOCKET_READY, WORKFLOWS
-from .test_preview_widget import (BACKGROUND, VIEWER_URL, keep_screenshot, pixels, skip_without_declared_comfy_nodes,
-                                  wait_for_motion)
+from .test_preview_widget import (BACKGROUND, FIT_GRAPH, VIEWER_URL, keep_screenshot, pixels,
+                                  skip_without_declared_comfy_nodes, wait_for_motion)
 
 # Workflows whose models the test server has (built in, shipped, or the demo's tiny random ones).
 RUNNABLE = {"motionrag_render_builtin_clip.json", "motionrag_text_to_motion.json",
@@ -45,20 +45,6 @@ NODE_BOXES = """async () => {
         return { id: n.id, type: n.type, title: n.title, x: n.pos[0], y: n.pos[1] - title, w, h: h + title,
                  min: [min[0], min[1]], collapsed: !!n.flags?.collapsed };
     });
-}"""
-
-# Zoom and pan so that the whole graph fits the page, for the screenshots.
-FIT_VIEW = """() => {
-    const nodes = __mr.nodes();
-    const title = __mr.liteGraph().NODE_TITLE_HEIGHT ?? 30;
-    const x0 = Math.min(...nodes.map((n) => n.pos[0])), y0 = Math.min(...nodes.map((n) => n.pos[1] - title));
-    const x1 = Math.max(...nodes.map((n) => n.pos[0] + n.size[0])), y1 = Math.max(...nodes.map((n) => n.pos[1] + n.size[1]));
-    const el = app.canvas.canvas, margin = 30;
-    const scale = Math.min((el.clientWidth - 2 * margin) / (x1 - x0), (el.clientHeight - 2 * margin) / (y1 - y0), 1);
-    app.canvas.ds.scale = scale;
-    app.canvas.ds.offset[0] = margin / scale - x0;
-    app.canvas.ds.offset[1] = margin / scale - y0;
-    app.graph.setDirtyCanvas(true, true);
 }"""
 
 
@@ -91,7 +77,7 @@ def test_no_node_covers_another_after_loading_and_running(comfy_page, path):
                 wait_for_motion(page, node["id"], out["motionrag_motion"][0]["frames"])
         page.wait_for_timeout(500)  # images from the run arrive in the image nodes
         problems["after running"] = overlaps(page.evaluate(NODE_BOXES))
-    page.evaluate(FIT_VIEW)
+    page.evaluate(FIT_GRAPH)
     page.wait_for_timeout(300)
     out = screenshot_dir()
     out.mkdir(parents=True, exist_ok=True)
@@ -243,7 +229,7 @@ def test_native_preview_3d_animation_plays_the_saved_glb(comfy_page):
     while not glb_responses and time.monotonic() < deadline:
         page.wait_for_timeout(200)
     assert glb_responses == [200], f"the viewer's /view request for the .glb: {glb_responses}"
-    page.evaluate(FIT_VIEW)       # the whole node on the page
+    page.evaluate(FIT_GRAPH)       # the whole node on the page
     canvas = page.locator(".comfy-load-3d canvas").first
     page.wait_for_timeout(1500)   # the model is parsed and framed
     still = pixels(canvas.screenshot())
