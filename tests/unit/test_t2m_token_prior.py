@@ -1,0 +1,123 @@
+"""The retrieval token prior of the demo model (decoding.token_prior, T2MModel.generate's token_prior):
+strength 0 decodes exactly as before it existed, a strong prior copies the reference's codes, a
+moderate one pulls the draws toward them, and bad weights are refused."""
+import copy
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from motionrag_suite.common.errors import InputError
+from motionrag_suite.models.t2m import model as t2m_model
+from motionrag_suite.models.t2m.decoding import PRIOR_FLOOR, iterative_decode, token_prior
+
+from .test_t2m_fixtures import clip_features, one_thread, tiny_model  # noqa: F401
+
+EMB = np.random.default_rng(1).normal(size=384).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def model():
+    return tiny_model()
+
+
+def test_prior_is_none_without_strength_or_references():
+    codes = torch.zeros(2, 5, 3, dtype=torch.long)
+    assert token_prior(codes, 16, 0.0) is None
+    assert token_prior(codes[:0], 16, 2.0) is None
+
+
+def test_prior_follows_its_definition():
+    K = 16
+    codes = torch.tensor([[[1, 2], [3, 4], [5, 6]],          # reference 0: 3 slots, 2 layers
+                          [[1, 7], [8, 4], [9, 6]]])         # reference 1
+    bias = token_prior(codes, K, 2.0)
+    assert bias.shape == (2, 3, K)
+
+    def expected(share):
+        return 2.0 * math.log((1 - PRIOR_FLOOR) * share + PRIOR_FLOOR / K)
+
+    assert bias[0, 0, 1].item() == pytest.approx(expected(1.0))      # both references agree
+    assert bias[0, 1, 3].item() == pytest.approx(expected(0.5))      # one of two
+    assert bias[0, 1, 0].item() == pytest.approx(expected(0.0))      # none
+    assert bias[1, 1, 4].item() == pytest.approx(expected(1.0))      # layers are separate
+    weighted = token_prior(codes, K, 2.0, torch.tensor([3.0, 1.0]))
+    assert weighted[0, 1, 3].item() == pytest.approx(expected(0.75))
+    assert weighted[0, 1, 8].item() == pytest.approx(expected(0.25))
+    only_first = token_prior(codes, K, 2.0, torch.tensor([1.0, 0.0]))
+    assert only_first[0, 1, 8].item() == pytest.approx(expected(0.0))
+
+
+@pytest.mark.parametrize("weights", [[1.0], [1.0, -1.0], [0.0, 0.0], [1.0, float("nan")]])
+def test_prior_refuses_bad_weights(weights):
+    with pytest.raises(InputError, match="weights"):
+        token_prior(torch.zeros(2, 3, 1, dtype=torch.long), 8, 1.0, torch.tensor(weights))
+
+
+def test_prior_pulls_draws_toward_the_reference():
+    K, N = 32, 40
+    target = torch.randint(0, K, (N,), generator=torch.Generator().manual_seed(0))
+    logits = torch.randn(1, N, K, generator=torch.Generator().manual_seed(1)) * 2
+
+    def agreement(strength):
+        prior = token_prior(target[None, :, None], K, strength)
+        fn = (lambda ids: logits) if prior is None else (lambda ids: logits + prior[0])
+        shares = []
+        for seed in range(5):
+            ids = iterative_decode(fn, N, K, 4, torch.Generator().manual_seed(seed))
+            shares.append((ids[0] == target).float().mean().item())
+        return float(np.mean(shares))
+
+    none, some, strong = agreement(0.0), agreement(1.0), agreement(20.0)
+    assert none < 0.3
+    assert some > none + 0.2
+    assert strong == 1.0
+
+
+def test_strength_zero_decodes_as_without_the_prior(model, monkeypatch):
+    refs = [clip_features("kick"), clip_features("walk")]
+    on = model.generate(EMB, refs, length_frames=41, seed=3, steps=4, token_prior=0.0)
+    also_off = model.generate(EMB, refs, length_frames=41, seed=3, steps=4, token_prior=1.0, guidance_retrieval=0.0)
+    with_prior = model.generate(EMB, refs, length_frames=41, seed=3, steps=4, token_prior=1.0)
+    # The code path from before the prior existed: no prior function at all.
+    monkeypatch.setattr(t2m_model, "token_prior", lambda *a, **k: None)
+    before = model.generate(EMB, refs, length_frames=41, seed=3, steps=4)
+    plain_off = model.generate(EMB, refs, length_frames=41, seed=3, steps=4, guidance_retrieval=0.0)
+    np.testing.assert_array_equal(on.features, before.features)
+    np.testing.assert_array_equal(also_off.features, plain_off.features)
+    assert not np.allclose(with_prior.features, before.features)
+    assert on.provenance["token_prior"] == 0.0 and with_prior.provenance["token_prior"] == 1.0
+
+
+def test_a_strong_prior_reproduces_the_references_codes(model):
+    """Every layer follows the top reference: the decoded motion is its tokenizer round trip."""
+    net = copy.deepcopy(model)
+    net.refiner = None            # the refiner would blend the references in again
+    ref = clip_features("kick")
+    rows = 36
+    gen = net.generate(EMB, [ref], length_frames=rows + 1, seed=0, steps=4, token_prior=200.0)
+    tok = net.tokenizer
+    with torch.no_grad():
+        codes = net.reference_codes([ref], rows)
+        expected = tok.denormalize(tok.decode(codes))[0, :rows].numpy()
+    np.testing.assert_allclose(gen.features, expected, atol=1e-4)
+
+
+def test_the_top_reference_weighs_most(model):
+    net = copy.deepcopy(model)
+    net.refiner = None
+    a, b = clip_features("kick"), clip_features("spin")
+    rows = 36
+    tok = net.tokenizer
+    with torch.no_grad():
+        first = tok.denormalize(tok.decode(net.reference_codes([a], rows)))[0, :rows].numpy()
+        second = tok.denormalize(tok.decode(net.reference_codes([b], rows)))[0, :rows].numpy()
+    out = net.generate(EMB, [a, b], length_frames=rows + 1, seed=0, steps=4, token_prior=200.0).features
+    assert np.abs(out - first).mean() < np.abs(out - second).mean()
+
+
+def test_bad_token_prior_is_refused(model):
+    with pytest.raises(InputError, match="token_prior"):
+        model.generate(EMB, [], length_frames=20, token_prior=float("inf"))
+
