@@ -380,6 +380,33 @@ def library_table(result: dict) -> str:
     return "\n".join(lines)
 
 
+def prior_cost(model_dir, rounds: int = 20, frames: int = 196) -> None:
+    """generate() time with and without the token prior, interleaved (same text, references, seed), 1 thread."""
+    import statistics
+
+    import numpy as np
+    import torch
+
+    from motionrag_suite.models.motion import library
+    from motionrag_suite.models.t2m.checkpoint import load_model
+    from motionrag_suite.models.t2m.model import DEFAULT_TOKEN_PRIOR
+
+    torch.set_num_threads(1)
+    model = load_model(model_dir)
+    emb = np.random.default_rng(0).normal(size=model.config.transformer.text_dim).astype("float32")
+    refs = [library.load_clip("cartwheel"), library.load_clip("spin")]
+    times: dict = {0.0: [], DEFAULT_TOKEN_PRIOR: []}
+    for r in range(rounds + 1):
+        for strength in times:
+            t = time.perf_counter()
+            model.generate(emb, refs, frames, 0, token_prior=strength, **GENERATION)
+            if r:                                   # round 0 warms up
+                times[strength].append((time.perf_counter() - t) * 1000)
+    for strength, v in times.items():
+        print(f"token_prior {strength:g}: {frames} frames, median {statistics.median(v):.1f} ms, best {min(v):.1f} ms "
+              f"({rounds} rounds, 1 thread)")
+
+
 def compare_weights(a, b) -> None:
     import hashlib
 
@@ -431,6 +458,9 @@ def main(argv=None) -> int:
     lib.add_argument("--token-prior", type=float, default=None,
                      help="the retrieval token prior's strength per unit of guidance_retrieval (default: the model's)")
     lib.add_argument("--json", default=None, help="also write every measured row here")
+    pc = sub.add_parser("prior-cost", help="generate() time with and without the token prior")
+    pc.add_argument("model")
+    pc.add_argument("--rounds", type=int, default=20)
     c = sub.add_parser("compare-weights")
     c.add_argument("a")
     c.add_argument("b")
@@ -439,6 +469,8 @@ def main(argv=None) -> int:
         build_train_db(args.root)
     elif args.cmd == "compare-weights":
         compare_weights(args.a, args.b)
+    elif args.cmd == "prior-cost":
+        prior_cost(args.model, args.rounds)
     elif args.cmd == "library":
         options = {} if args.token_prior is None else {"token_prior": args.token_prior}
         result = run_library(args.root, args.model, args.seeds, args.guidance_retrieval, options)

@@ -118,13 +118,19 @@ def test_a_strong_prior_copies_the_top_references_base_codes(model, monkeypatch)
     assert not torch.equal(free, first)
 
 
-def test_seeds_still_differ_under_the_default_prior(model):
-    """The residual layers are left to the residual transformer: even where the prior decides every
-    base code (a barely trained model), the seed still changes the motion."""
-    refs = [clip_features("kick"), clip_features("walk")]
-    a = model.generate(EMB, refs, length_frames=41, seed=1, steps=3)
-    b = model.generate(EMB, refs, length_frames=41, seed=2, steps=3)
-    assert not np.allclose(a.features, b.features)
+def test_the_shipped_models_seeds_still_differ_under_the_default_prior():
+    """The prior pulls toward the reference but does not freeze the shipped model's draws."""
+    from pathlib import Path
+
+    from motionrag_suite.models.t2m.checkpoint import load_model
+
+    shipped = load_model(Path(t2m_model.__file__).parent / "weights" / "motionrag-t2m-small")
+    refs = [clip_features("cartwheel"), clip_features("spin")]
+    emb = np.random.default_rng(2).normal(size=384).astype(np.float32)
+    runs = [shipped.generate(emb, refs, length_frames=41, seed=s).features for s in range(3)]
+    again = shipped.generate(emb, refs, length_frames=41, seed=0).features
+    np.testing.assert_array_equal(runs[0], again)
+    assert not np.allclose(runs[0], runs[1]) and not np.allclose(runs[0], runs[2])
 
 
 def test_bad_token_prior_is_refused(model):
