@@ -155,15 +155,19 @@ class T2MModel(nn.Module):
         total = steps + n_res
         text = torch.as_tensor(emb, device=dev)[None]
 
+        # Each reference's features once: the fusion memory, the prior and the refiner all start from them.
+        feats = [motion_features(m, self.config.fps, f"retrieved_motions[{i}]") for i, m in enumerate(retrieved)]
         mem = pad = None
         if retrieved:
-            mem, pad, _ = self.masked.encode_retrieval([self.retrieval_latents(retrieved)])
+            mem, pad, _ = self.masked.encode_retrieval([self.retrieval_latents(feats)])
+        aligned = self.aligned_references(feats, rows) if retrieved and g_retr != 0 else None
 
         prior = None
-        if retrieved and prior_scale * g_retr != 0:
+        if aligned is not None and prior_scale != 0:
             weights = PRIOR_RANK_DECAY ** torch.arange(len(retrieved), dtype=torch.float32)
-            prior = token_prior(self.reference_codes(retrieved, rows)[:, :n_tok], self.config.tokenizer.num_codes,
-                                prior_scale * g_retr, weights)
+            used = weights > 0                          # references of weight 0 need no encoding
+            codes = self.tokenizer.encode(aligned[0][used.to(dev)])[:, :n_tok]
+            prior = token_prior(codes, self.config.tokenizer.num_codes, prior_scale * g_retr, weights[used])
 
         def logits_fn(ids):
             logits = self.masked.guided_logits(ids, text, mem, pad, bool(retrieved), g_text, g_retr)
@@ -187,12 +191,10 @@ class T2MModel(nn.Module):
             on_step(steps + q - 1)
         decoded = self.tokenizer.decode(indices)[:, :rows]
         if self.refiner is not None:
-            refs = self.aligned_references(retrieved, rows) if retrieved and g_retr != 0 else None
-            decoded = self.refiner(decoded, refs)[0]
-        feats = self.tokenizer.denormalize(decoded)[0]
-        feats = feats.cpu().numpy().astype(np.float64)
+            decoded = self.refiner(decoded, aligned)[0]
+        out = self.tokenizer.denormalize(decoded)[0].cpu().numpy().astype(np.float64)
         prov = {"generator": "motionrag-t2m", "seed": seed, "guidance_text": g_text, "guidance_retrieval": g_retr,
                 "steps": steps, "refiner": self.refiner is not None,
                 "token_prior": prior_scale if prior is not None else 0.0,
                 "retrieved": [getattr(m, "name", "") or f"array[{i}]" for i, m in enumerate(retrieved)]}
-        return h3d.features_to_motion(feats, fps=self.config.fps, caption=caption, provenance=prov)
+        return h3d.features_to_motion(out, fps=self.config.fps, caption=caption, provenance=prov)
