@@ -29,7 +29,8 @@ training neighbour already taught it.
 Conditions (same model, same prompts, same generation seeds):
 - RAG on: the text's top-2 retrievals from the updated database (held-out clips included),
   one per source clip, re-ranked for the target length (as the node retrieves),
-  guidance_retrieval=1 (the node's default; --guidance-retrieval changes it), guidance_text=4, 10 steps.
+  guidance_retrieval=1 (the node's default; --guidance-retrieval changes it), guidance_text=4, 10 steps,
+  the model's default retrieval token prior (--token-prior changes it; 0 = the decoding from before it).
 - RAG off: no references at all (retrieved_motions=[]) and guidance_retrieval=0: the model
   sees only the text embedding; its retrieval refiner (models/t2m/refiner.py), when it has one,
   sees no reference either and only corrects the decoded motion.
