@@ -25,7 +25,8 @@ Parts (sizes from config.py: presets tiny / small / paper):
   real retrieved neighbours, and whose decoded motion is sometimes another clip's; it sees no
   references when retrieval is off.
 - decoding.py: confidence-based iterative decoding on a cosine schedule (lowest-confidence
-  predictions re-masked), top-k filtered sampling.
+  predictions re-masked), top-k filtered sampling, and the retrieval token prior (the top retrieved
+  motion's own codes as a logit bias on every layer, generate()'s token_prior x guidance_retrieval).
 - trainer.py: the stage table (tokenizer, masked, residual and refiner stages) and the training loop
   over data the caller loads (`python -m training t2m --db-root R --db NAME --out DIR` from the pack
   folder reads it from a motion database); retrieval excludes the sample and its mirrored twin;

@@ -1,4 +1,5 @@
-"""Sampling helpers and MoMask's confidence-based iterative decoding of masked tokens."""
+"""Sampling helpers, MoMask's confidence-based iterative decoding of masked tokens, and the retrieval
+token prior (the references' own codes as a bias on the logits)."""
 from __future__ import annotations
 
 import math
@@ -60,3 +61,34 @@ def iterative_decode(logits_fn: Callable[[torch.Tensor], torch.Tensor], length: 
         if on_step is not None:
             on_step(step)
     return ids
+
+
+PRIOR_FLOOR = 0.5   # share of the prior's mass spread evenly over all codes: no code is ever ruled out
+
+
+def token_prior(reference_codes: torch.Tensor, num_codes: int, strength: float,
+                weights: torch.Tensor | None = None) -> torch.Tensor | None:
+    """A logit bias toward the codes the references use, slot by slot.
+
+    reference_codes: (R, N, Q) code indices of R references, each already time-aligned to the N
+    token slots being generated (Q quantiser layers). Returns (Q, N, num_codes):
+
+        strength * log((1 - PRIOR_FLOOR) * share + PRIOR_FLOOR / num_codes)
+
+    share = the (weighted) fraction of references using each code at that slot and layer; weights
+    (R,) >= 0, default equal (they are normalised to sum 1). A code every
+    reference agrees on gains strength * log(1 + (1 - f) / f * num_codes) over one none uses
+    (f = PRIOR_FLOOR; about 4.9 logits per unit of strength with 128 codes). None when strength is 0 or
+    there are no references: decoding is then exactly the plain one."""
+    if strength == 0 or reference_codes is None or reference_codes.shape[0] == 0:
+        return None
+    if reference_codes.dim() != 3:
+        raise InputError("reference_codes", f"expected (references, slots, layers), got {tuple(reference_codes.shape)}")
+    R, N, Q = reference_codes.shape
+    dev = reference_codes.device
+    w = torch.ones(R, device=dev) if weights is None else torch.as_tensor(weights, dtype=torch.float32, device=dev)
+    if w.shape != (R,) or not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or float(w.sum()) <= 0:
+        raise InputError("weights", f"expected {R} finite weights >= 0, not all 0, got {w.tolist()}")
+    share = torch.zeros(Q, N, num_codes, device=dev)
+    share.scatter_add_(2, reference_codes.permute(2, 1, 0), (w / w.sum()).expand(Q, N, R).contiguous())
+    return strength * torch.log((1.0 - PRIOR_FLOOR) * share + PRIOR_FLOOR / num_codes)

@@ -11,6 +11,10 @@ Run (from the pack folder):
         added afterwards by database update (add_entries) and evaluates the held-out actions;
         --db full: the whole built-in library ("builtin_full"), for a model that trained on
         every clip (the shipped one: a sanity row on IN-training actions, not zero-shot).
+    .venv/bin/python tests/benchmarks/eval_t2m.py library ROOT MODEL_DIR [--seeds 3] [--token-prior S] [--json FILE]
+        every distinct caption of the built-in library prompted to a model trained on the whole
+        library (the shipped one), retrieving from the whole library: median and mean DTW-MPJPE to the
+        caption's own clip, RAG on and off (issue 15 item 5: does the demo model reproduce its library?).
     .venv/bin/python tests/benchmarks/eval_t2m.py compare-weights DIR_A DIR_B
         max abs difference of every tensor in two model.safetensors, and their SHA-256.
 
@@ -25,7 +29,8 @@ training neighbour already taught it.
 Conditions (same model, same prompts, same generation seeds):
 - RAG on: the text's top-2 retrievals from the updated database (held-out clips included),
   one per source clip, re-ranked for the target length (as the node retrieves),
-  guidance_retrieval=1 (the node's default; --guidance-retrieval changes it), guidance_text=4, 10 steps.
+  guidance_retrieval=1 (the node's default; --guidance-retrieval changes it), guidance_text=4, 10 steps,
+  the model's default retrieval token prior (--token-prior changes it; 0 = the decoding from before it).
 - RAG off: no references at all (retrieved_motions=[]) and guidance_retrieval=0: the model
   sees only the text embedding; its retrieval refiner (models/t2m/refiner.py), when it has one,
   sees no reference either and only corrects the decoded motion.
@@ -141,7 +146,7 @@ def _mean_std(values):
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
 
 
-def run_eval(root, model_dir, mode: str, seeds: int, g_retr: float = 1.0) -> dict:
+def run_eval(root, model_dir, mode: str, seeds: int, g_retr: float = 1.0, generate_options: dict | None = None) -> dict:
     import numpy as np
     import torch
 
@@ -156,6 +161,7 @@ def run_eval(root, model_dir, mode: str, seeds: int, g_retr: float = 1.0) -> dic
     model = load_model(model_dir)
     encoder = get_text_encoder(model.config.text_encoder, root)
     fps = model.config.fps
+    options = dict(generate_options or {})
     rows = []            # one per (action, prompt, seed, condition)
     diversity = []       # one per (action, prompt, condition)
     retrieved = []       # one per (action, prompt)
@@ -172,10 +178,10 @@ def run_eval(root, model_dir, mode: str, seeds: int, g_retr: float = 1.0) -> dic
             retrieved.append(dict(action=action, prompt=prompt, kind=kind, hits=[h.name for h in hits], top1_ok=top1_ok))
             outs = {c: [] for c in CONDITIONS}
             for seed in range(seeds):
-                on = model.generate(emb, refs, length, seed, guidance_retrieval=g_retr, **GENERATION).joints
+                on = model.generate(emb, refs, length, seed, guidance_retrieval=g_retr, **GENERATION, **options).joints
                 # RAG off: no references reach the model (the text+retrieval pass is not run);
                 # guidance_retrieval=0 is passed too, though without references it has no term to scale.
-                off = model.generate(emb, [], length, seed, guidance_retrieval=0.0, **GENERATION).joints
+                off = model.generate(emb, [], length, seed, guidance_retrieval=0.0, **GENERATION, **options).joints
                 only = refs[0].joints
                 for cond, j in (("rag_on", on), ("rag_off", off), ("retrieval_only", only)):
                     outs[cond].append(j)
@@ -198,7 +204,8 @@ def run_eval(root, model_dir, mode: str, seeds: int, g_retr: float = 1.0) -> dic
                                    skating=M.foot_skating(j, fps), jerk=M.jerk(j, fps),
                                    bone_var=M.bone_length_variance(j) * MM * MM))
     return dict(rows=rows, diversity=diversity, retrieved=retrieved, truth=truth_rows, seeds=seeds,
-                model=str(model_dir), db=db.name, mode=mode, guidance_retrieval=g_retr, seconds=time.perf_counter() - t0)
+                model=str(model_dir), db=db.name, mode=mode, guidance_retrieval=g_retr, options=options,
+                seconds=time.perf_counter() - t0)
 
 
 def _tokenizer_round_trip(model, clip):
@@ -237,7 +244,8 @@ def tables(result: dict, label: str) -> str:
     n_prompts = len(result["retrieved"])
     lines = [f"### {label}", "",
              f"model `{result['model']}`, database `{result['db']}`, RAG on with guidance_retrieval "
-             f"{result['guidance_retrieval']:g} (text 4, 10 steps, {REFERENCES} references), {n_prompts} prompts "
+             f"{result['guidance_retrieval']:g} (text 4, 10 steps, {REFERENCES} references"
+             + "".join(f", {k} {v:g}" for k, v in result.get("options", {}).items()) + f"), {n_prompts} prompts "
              f"({len(HELD_OUT)} actions x captions + paraphrases), {result['seeds']} seeds each; "
              f"mean ± std over seeds (each seed's value averaged over prompts). Diversity: mean ± std over prompts.",
              "", "| action | condition | DTW-MPJPE (mm) | to own ref (mm) | diversity (mm) | foot skating (m/s) "
@@ -285,6 +293,121 @@ def tables(result: dict, label: str) -> str:
     return "\n".join(lines)
 
 
+def library_prompts() -> list:
+    """(caption, [clips carrying it]) for every distinct caption of the built-in library, in library
+    order. A symmetric motion and its mirrored copy share their captions (walk, M_walk): either clip
+    answers such a caption, so its error is taken to the nearer of them."""
+    from motionrag_suite.models.motion import library
+
+    owners: dict = {}
+    for name in library.list_clips():
+        for caption in library.clip_captions(name):
+            owners.setdefault(caption, []).append(name)
+    return list(owners.items())
+
+
+def run_library(root, model_dir, seeds: int, g_retr: float = 1.0, generate_options: dict | None = None) -> dict:
+    """Every built-in clip's captions prompted to a model trained on the whole library, retrieving from
+    the whole library as the node does (top-2, one per source clip, re-ranked for the clip's length).
+    One row per (caption, seed): DTW-MPJPE (mm) to the caption's clip, RAG on and RAG off."""
+    import torch
+
+    from motionrag_suite.models.motion import library
+    from motionrag_suite.models.t2m import metrics as M
+    from motionrag_suite.models.t2m.checkpoint import load_model
+    from motionrag_suite.retrieval import get_text_encoder
+    from motionrag_suite.retrieval.refs import MotionRefs
+
+    torch.set_num_threads(1)
+    db = build_eval_db(root, "full")
+    model = load_model(model_dir)
+    encoder = get_text_encoder(model.config.text_encoder, root)
+    options = dict(generate_options or {})
+    clips = {name: library.load_clip(name).joints for name in library.list_clips()}
+    prompts = library_prompts()
+    rows = []
+    t0 = time.perf_counter()
+    for i, (caption, owners) in enumerate(prompts):
+        length = len(clips[owners[0]])
+        emb = encoder.encode([caption])[0]
+        hits = db.search_vector(emb, REFERENCES, target_length=length, one_per_source=True)
+        refs = MotionRefs.from_hits(caption, hits, database=db, target_length=length).motions()
+        for seed in range(seeds):
+            on = model.generate(emb, refs, length, seed, guidance_retrieval=g_retr, **GENERATION, **options).joints
+            off = model.generate(emb, [], length, seed, guidance_retrieval=0.0, **GENERATION, **options).joints
+            for cond, j in (("rag_on", on), ("rag_off", off)):
+                each = [M.dtw_mpjpe(j, clips[o]) * MM for o in owners]
+                rows.append(dict(caption=caption, clips=owners, seed=seed, cond=cond, top1=hits[0].name,
+                                 dtw_mpjpe=min(each), each_clip=each))
+        if (i + 1) % 40 == 0:
+            print(f"  {i + 1}/{len(prompts)} captions at {time.perf_counter() - t0:.0f} s", flush=True)
+    return dict(rows=rows, seeds=seeds, model=str(model_dir), db=db.name, guidance_retrieval=g_retr,
+                options=options, captions=len(prompts), seconds=time.perf_counter() - t0)
+
+
+def library_table(result: dict) -> str:
+    import numpy as np
+
+    rows = result["rows"]
+    opts = ", ".join(f"{k} {v}" for k, v in result["options"].items()) or "defaults"
+    lines = [f"model `{result['model']}`, database `{result['db']}`, {result['captions']} distinct captions of the "
+             f"built-in clips, {result['seeds']} seeds each, RAG on with guidance_retrieval "
+             f"{result['guidance_retrieval']:g} (text 4, 10 steps, {REFERENCES} references; {opts}); "
+             f"DTW-MPJPE (mm) to the caption's clip (the nearer of a clip and its mirrored copy when both carry "
+             f"the caption)", "",
+             "| condition | median | mean | 25% | 75% | per-seed medians |", "|---|---|---|---|---|---|"]
+    for cond in ("rag_on", "rag_off"):
+        v = np.array([r["dtw_mpjpe"] for r in rows if r["cond"] == cond])
+        per = [np.median([r["dtw_mpjpe"] for r in rows if r["cond"] == cond and r["seed"] == s])
+               for s in range(result["seeds"])]
+        lines.append(f"| {cond} | {np.median(v):.1f} | {v.mean():.1f} | {np.percentile(v, 25):.1f} | "
+                     f"{np.percentile(v, 75):.1f} | {', '.join(f'{x:.1f}' for x in per)} |")
+    for cond in ("rag_on", "rag_off"):
+        # Stricter: a caption two clips share is scored against each of them (302 caption-clip pairs).
+        v = np.array([d for r in rows if r["cond"] == cond for d in r["each_clip"]])
+        lines.append(f"| {cond}, every (caption, clip) pair | {np.median(v):.1f} | {v.mean():.1f} | "
+                     f"{np.percentile(v, 25):.1f} | {np.percentile(v, 75):.1f} | |")
+    lines += ["", "Per clip (RAG on / RAG off, median over its captions and seeds):", ""]
+    by_clip: dict = {}
+    for r in rows:
+        by_clip.setdefault(r["clips"][0].removeprefix("M_"), {}).setdefault(r["cond"], []).append(r["dtw_mpjpe"])
+    lines.append("; ".join(f"{c} {np.median(d['rag_on']):.0f} / {np.median(d['rag_off']):.0f}"
+                           for c, d in by_clip.items()))
+    wrong = sorted({(r["caption"], r["top1"]) for r in rows
+                    if r["top1"].removeprefix("M_") != r["clips"][0].removeprefix("M_")})
+    lines += ["", f"Top-1 retrieval of another action for {len(wrong)} of {result['captions']} captions"
+              + (": " + "; ".join(f"\"{c}\" -> {t}" for c, t in wrong) if wrong else ""),
+              f"\n(took {result['seconds']:.0f} s)"]
+    return "\n".join(lines)
+
+
+def prior_cost(model_dir, rounds: int = 20, frames: int = 196) -> None:
+    """generate() time with and without the token prior, interleaved (same text, references, seed), 1 thread."""
+    import statistics
+
+    import numpy as np
+    import torch
+
+    from motionrag_suite.models.motion import library
+    from motionrag_suite.models.t2m.checkpoint import load_model
+    from motionrag_suite.models.t2m.model import DEFAULT_TOKEN_PRIOR
+
+    torch.set_num_threads(1)
+    model = load_model(model_dir)
+    emb = np.random.default_rng(0).normal(size=model.config.transformer.text_dim).astype("float32")
+    refs = [library.load_clip("cartwheel"), library.load_clip("spin")]
+    times: dict = {0.0: [], DEFAULT_TOKEN_PRIOR: []}
+    for r in range(rounds + 1):
+        for strength in times:
+            t = time.perf_counter()
+            model.generate(emb, refs, frames, 0, token_prior=strength, **GENERATION)
+            if r:                                   # round 0 warms up
+                times[strength].append((time.perf_counter() - t) * 1000)
+    for strength, v in times.items():
+        print(f"token_prior {strength:g}: {frames} frames, median {statistics.median(v):.1f} ms, best {min(v):.1f} ms "
+              f"({rounds} rounds, 1 thread)")
+
+
 def compare_weights(a, b) -> None:
     import hashlib
 
@@ -326,6 +449,19 @@ def main(argv=None) -> int:
     e.add_argument("--label", default=None)
     e.add_argument("--guidance-retrieval", type=float, default=1.0, help="RAG on's retrieval guidance (node default 1)")
     e.add_argument("--json", default=None, help="also write every measured row here")
+    e.add_argument("--token-prior", type=float, default=None,
+                   help="the retrieval token prior's strength per unit of guidance_retrieval (default: the model's)")
+    lib = sub.add_parser("library", help="every built-in clip's captions, model trained on the whole library")
+    lib.add_argument("root")
+    lib.add_argument("model")
+    lib.add_argument("--seeds", type=int, default=3)
+    lib.add_argument("--guidance-retrieval", type=float, default=1.0, help="RAG on's retrieval guidance (node default 1)")
+    lib.add_argument("--token-prior", type=float, default=None,
+                     help="the retrieval token prior's strength per unit of guidance_retrieval (default: the model's)")
+    lib.add_argument("--json", default=None, help="also write every measured row here")
+    pc = sub.add_parser("prior-cost", help="generate() time with and without the token prior")
+    pc.add_argument("model")
+    pc.add_argument("--rounds", type=int, default=20)
     c = sub.add_parser("compare-weights")
     c.add_argument("a")
     c.add_argument("b")
@@ -334,10 +470,19 @@ def main(argv=None) -> int:
         build_train_db(args.root)
     elif args.cmd == "compare-weights":
         compare_weights(args.a, args.b)
+    elif args.cmd == "prior-cost":
+        prior_cost(args.model, args.rounds)
+    elif args.cmd == "library":
+        options = {} if args.token_prior is None else {"token_prior": args.token_prior}
+        result = run_library(args.root, args.model, args.seeds, args.guidance_retrieval, options)
+        print(library_table(result))
+        if args.json:
+            Path(args.json).write_text(json.dumps(result, indent=1))
     else:
         if args.seeds < 2:
             p.error(f"--seeds: expected at least 2 (diversity compares seeds), got {args.seeds}")
-        result = run_eval(args.root, args.model, args.db, args.seeds, args.guidance_retrieval)
+        options = {} if args.token_prior is None else {"token_prior": args.token_prior}
+        result = run_eval(args.root, args.model, args.db, args.seeds, args.guidance_retrieval, options)
         label = args.label or f"{args.model} on {'held-out actions (zero-shot by database update)' if args.db == 'heldout' else 'the same actions, IN training (full database)'}"
         print(tables(result, label))
         if args.json:
