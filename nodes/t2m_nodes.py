@@ -190,7 +190,8 @@ class TextToMotionRAG:
                 "guidance_retrieval": ("FLOAT", {
                     "default": 1.0, "min": 0.0, "max": 20.0, "step": 0.1,
                     "tooltip": "Guidance scale of the retrieved motions: 1 = as trained, higher follows them "
-                               "more closely, 0 ignores them. With a MoMask model (not trained with retrieval): "
+                               "more closely, 0 ignores them. The demo model also lifts the top reference's own "
+                               "tokens by this much times its token prior (at 1, about 10 logits). With a MoMask model (not trained with retrieval): "
                                "the strength of the references' tokens as a prior on its decoding (1 = lifts "
                                "a token all references agree on by about 6 logits), 0 = plain MoMask with no "
                                "retrieval.",
