@@ -33,16 +33,7 @@ HEAD, NECK, PELVIS = 15, 12, 0
 
 @pytest.fixture(scope="module")
 def info(comfy):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        root = comfy.models_dir / "motionrag"
-        tiny.write_folder(root / "t2m" / MOMASK)
-        tiny.write_clip(root / "clip" / CLIP)
-    finally:
-        torch.set_num_threads(before)
+    tiny.write_stand_ins(comfy.models_dir / "motionrag", MOMASK, CLIP)
     Image.fromarray(assets.person_picture()).save(comfy.input_dir / PICTURE)
     Image.new("RGB", (320, 240), (128, 128, 128)).save(comfy.input_dir / BLANK)
     return comfy.object_info()           # after the folders and pictures exist, so the dropdowns list them

@@ -31,17 +31,7 @@ MODEL, CLIP = "tiny-momask", "tiny-clip"                            # the stand-
 
 @pytest.fixture(scope="module")
 def stand_ins(comfy):
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        root = comfy.models_dir / "motionrag"
-        tiny.write_folder(root / "t2m" / MODEL)
-        tiny.write_clip(root / "clip" / CLIP)
-    finally:
-        torch.set_num_threads(before)
-    return root
+    return tiny.write_stand_ins(comfy.models_dir / "motionrag", MODEL, CLIP)
 
 
 @pytest.fixture(scope="module")

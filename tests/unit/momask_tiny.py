@@ -177,3 +177,16 @@ def write_clip(folder: Path) -> Path:
     CLIPModel(config).eval().save_pretrained(folder)
     tok.save_pretrained(folder)
     return folder
+
+
+def write_stand_ins(motionrag_root: Path, model: str, clip: str) -> Path:
+    """A tiny MoMask folder (t2m/<model>) and a tiny CLIP (clip/<clip>) under a motionrag models folder,
+    written on one torch thread (inside a test server's process, where other work may be running)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        write_folder(Path(motionrag_root) / "t2m" / model)
+        write_clip(Path(motionrag_root) / "clip" / clip)
+    finally:
+        torch.set_num_threads(before)
+    return Path(motionrag_root)
