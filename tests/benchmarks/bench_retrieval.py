@@ -7,7 +7,7 @@ figures; asserts nothing.
         [--index auto|ivf|flat|hnsw] [--targets 0.95 0.97 0.99] [--eq-rounds 3]
     .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only \\
         [--quality-encoder NAME --encoder-root MODELS_FOLDER] [--ablation [--structure-weights W ...]
-        [--structure-bonuses B ...]] [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3]
+        [--structure-bonuses B ...]] [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3] [--with-test4]
 
 Per size N (entries, one caption each):
   * vectors: captions come from templates (bench_captions.py: 1,058,400 distinct sentences);
@@ -39,7 +39,8 @@ Then retrieval quality on the built-in library with the paraphrase sets in this 
 (retrieval_queries_dev.txt; the held-out retrieval_queries_test.txt, retrieval_queries_test2.txt and
 retrieval_queries_test3.txt, and the held-out sets together): top-1, top-3 and side-correct top-1 for db.search and for the
 scoring variants that were tried (--quality-variants). test3 (written for issue 18, to be run once when
-every choice is made) is scored only with --with-test3.
+every choice is made) is scored only with --with-test3; test4 (retrieval_queries_test4.txt, for the next
+retrieval change, run once at its end) only with --with-test4.
 --ablation: the motion-word structure and the spelling step part by part (a table);
 --compare-encoders: text encoders side by side on quality, load time, memory and query latency (a table).
 At the largest size, one query including encoding is also timed with and without the structure and
@@ -663,21 +664,22 @@ def quality_variants(db, enc, qsets: dict) -> dict:
     return out
 
 
-def quality_sets(with_test3: bool) -> dict:
+def quality_sets(with_test3: bool, with_test4: bool = False) -> dict:
     """The paraphrase sets to score, by name, and the held-out ones together. test3 is the held-out
-    set written for issue 18 and run once, at the end: it is left out unless with_test3."""
-    names = [n for n in SETS if with_test3 or n != "test3"]
+    set written for issue 18 and run once, at the end: it is left out unless with_test3; test4 (the
+    fourth, for the next retrieval change, run once at its end) likewise unless with_test4."""
+    names = [n for n in SETS if (with_test3 or n != "test3") and (with_test4 or n != "test4")]
     held = [n for n in HELD_OUT if n in names]
     qsets = {name: load_queries(query_set_path(name)) for name in names}
     qsets["+".join(held)] = [q for name in held for q in qsets[name]]
     return qsets
 
 
-def bench_quality(workdir: Path, variants: bool, encoder=None, with_test3: bool = False) -> dict:
+def bench_quality(workdir: Path, variants: bool, encoder=None, with_test3: bool = False, with_test4: bool = False) -> dict:
     """encoder: None for the default, or a loaded TextEncoder the database is built and queried with."""
     build_from_library(workdir / "quality", "builtin", **({"encoder": encoder} if encoder else {}))
     db = open_database(workdir / "quality", "builtin")
-    qsets = quality_sets(with_test3)
+    qsets = quality_sets(with_test3, with_test4)
     source_of = {name: db.entry(name).source_clip for name in db.entry_names()}
     out = {}
     for set_name, qset in qsets.items():
@@ -699,14 +701,14 @@ ENCODERS_OUT = {
 }
 
 
-def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: bool, rounds: int = 3) -> dict:
+def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: bool, rounds: int = 3, with_test4: bool = False) -> dict:
     """Each named encoder through the pack's loader (get_text_encoder: transformers, safetensors):
     load time and RSS growth, parameters and weight bytes, quality on the paraphrase sets with
     db.search on the semantic score alone (no motion words, no spelling: the encoders themselves),
     and single-query latency (encoding alone, and db.search on the built-in library
     including encoding), the encoders timed interleaved query by query so that load changes hit
     them alike. Prints a table; returns the figures."""
-    qsets = quality_sets(with_test3)
+    qsets = quality_sets(with_test3, with_test4)
     rows, encs, dbs = {}, {}, {}
     for name in names:
         rss0, t = rss_mb(), time.perf_counter()
@@ -770,7 +772,7 @@ ABLATION = (("semantic only", (), False), ("+side", ("side",), False), ("+facing
             ("+spelling only", (), True), ("all (default)", True, True))
 
 
-def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None) -> dict:
+def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None, with_test4: bool = False) -> dict:
     """Motion words as structure, part by part (retrieval/motion_words.py), and the spelling step
     (retrieval/spelling.py): top-1 / top-3 / side-correct top-1 of db.search on every set with
     neither, each part alone, the four together, spelling alone and everything (the default);
@@ -778,7 +780,7 @@ def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None) -> dic
     and of `bonuses`."""
     build_from_library(workdir / "ablation", "builtin")
     db = open_database(workdir / "ablation", "builtin")
-    qsets = quality_sets(with_test3)
+    qsets = quality_sets(with_test3, with_test4)
     source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
 
     def run(qset, parts, weight=None, spelling=True):
@@ -852,6 +854,8 @@ def main(argv=None) -> int:
                    help="with --ablation: also all parts at each of these agreement bonuses, on the development set only")
     p.add_argument("--with-test3", action="store_true",
                    help="also score the third held-out set (written for issue 18; run it once, at the end)")
+    p.add_argument("--with-test4", action="store_true",
+                   help="also score the fourth held-out set (for the next retrieval change; run it once, at its end)")
     args = p.parse_args(argv)
 
     workdir = Path(args.workdir or tempfile.mkdtemp(prefix="bench_retrieval_"))
@@ -870,12 +874,12 @@ def main(argv=None) -> int:
                 if args.json:
                     Path(args.json).write_text(json.dumps(out, indent=1))
         if args.ablation:
-            out["ablation"] = ablation(workdir, args.with_test3, args.structure_weights, args.structure_bonuses)
+            out["ablation"] = ablation(workdir, args.with_test3, args.structure_weights, args.structure_bonuses, with_test4=args.with_test4)
         if args.compare_encoders:
-            out["encoders"] = compare_encoders(workdir, args.compare_encoders, args.encoder_root, args.with_test3)
+            out["encoders"] = compare_encoders(workdir, args.compare_encoders, args.encoder_root, args.with_test3, with_test4=args.with_test4)
         elif not args.skip_quality and not args.ablation:
             qenc = get_text_encoder(args.quality_encoder, args.encoder_root) if args.quality_encoder else None
-            out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc, args.with_test3)
+            out["quality_builtin"] = bench_quality(workdir, args.quality_variants, qenc, args.with_test3, args.with_test4)
             print(json.dumps(out["quality_builtin"], indent=1))
     finally:
         if args.workdir is None:

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-SETS = ("dev", "test", "test2", "test3")   # dev may be tuned on; test, test2 and test3 are held out
-HELD_OUT = ("test", "test2", "test3")
+SETS = ("dev", "test", "test2", "test3", "test4")   # dev may be tuned on; the test sets are held out
+HELD_OUT = ("test", "test2", "test3", "test4")
 
 
 def query_set_path(name: str) -> Path:
