@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from ...common.stamps import file_stamp
 from ..entry_spec import EntrySpec
 
 
@@ -28,15 +29,9 @@ class WorkItem:
 
 
 def file_key(path: str | os.PathLike, *extra: Any) -> str:
-    """A resume key for an item read from one file: its path, size and modification time (a file
+    """A resume key for an item read from one file: its path and stamp (common/stamps.py: a file
     replaced since the last run is done again), plus anything else the item's result depends on."""
-    p = Path(path)
-    try:
-        st = p.stat()
-        stamp = [st.st_size, st.st_mtime_ns]
-    except OSError:
-        stamp = ["missing"]
-    return digest([str(p), *stamp, *extra])
+    return digest([str(Path(path)), *file_stamp(path), *extra])
 
 
 def digest(value: Any) -> str:
