@@ -23,7 +23,7 @@ from typing import Any, Iterable
 
 import numpy as np
 
-from . import motion_words
+from . import motion_actions, motion_words
 from .errors import RetrievalError
 
 KINEMATIC_COEF = 0.1        # ReMoDiffuse's kinematic_coef (configs/remodiffuse/*.py)
@@ -117,7 +117,8 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
                   exclude: Iterable[int | str] | int | str | None = None, one_per_source: bool = True,
                   nprobe: int | None = None, ef_search: int | None = None, query_text: str | None = None,
                   structure=True, structure_weight: float = motion_words.DEFAULT_WEIGHT,
-                  structure_bonus: float = motion_words.DEFAULT_BONUS) -> list[SearchHit]:
+                  structure_bonus: float = motion_words.DEFAULT_BONUS,
+                  action_bonus: float = motion_actions.DEFAULT_BONUS) -> list[SearchHit]:
     """The top_k entries for a unit query vector, best first.
 
     target_length: frames at target_fps (20 = HumanML3D); when given, scores are re-ranked
@@ -127,7 +128,8 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
     back when exclusions or de-duplication leave fewer. nprobe / ef_search tune IVF / HNSW.
     query_text: the query's words; when given, each entry loses structure_weight per fact of
     side, facing, direction or count it contradicts and gains structure_bonus per fact it
-    agrees on (motion_words.py); structure names the parts used (True: all, False: none).
+    agrees on (motion_words.py), and gains up to action_bonus when its captions name the moves
+    the query names (motion_actions.py); structure names the parts used (True: all, False: none).
     """
     n_entries = db.entry_count
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
@@ -143,6 +145,9 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
     parts = motion_words.normalise_parts(structure)
     asked = motion_words.parse(query_text) if query_text and parts and (structure_weight or structure_bonus) else None
     gain = motion_words.max_gain(asked, parts, structure_bonus) if asked else 0.0
+    actions = motion_actions.parse(query_text) if query_text and "action" in parts and action_bonus else frozenset()
+    if actions:
+        gain += action_bonus
     # Per-query work stays proportional to the candidate pool, not to the database: no
     # arrays of one value per entry are built here (at a million entries that alone cost ms).
     banned = set(excluded_entries(db, exclude).tolist())
@@ -159,6 +164,8 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
         final = scores * length_factor(db.entry_duration[entries], target, kinematic_coef) if target else scores
         if asked:       # the bound on captions outside the pool below allows for the largest gain
             final = final + motion_words.adjustments(db, asked, entries, parts, structure_weight, structure_bonus)
+        if actions:
+            final = final + motion_actions.adjustments(db, actions, entries, action_bonus)
         # Best first; on equal scores an original before its mirrored copy, then by entry id.
         order = np.lexsort((entries, db.entry_mirrored[entries], -final))
         chosen: list[int] = []

@@ -18,6 +18,8 @@ import threading
 import weakref
 from collections import Counter
 
+from . import motion_actions
+
 MAX_CAPTIONS = 200_000          # captions read for the vocabulary of a very large database
 MIN_LENGTH = 4
 _WORD_RE = re.compile(r"[A-Za-z]+")
@@ -67,20 +69,23 @@ def _stems(word: str):
 class Speller:
     """Corrections against one vocabulary (word -> frequency) plus words known to be right."""
 
-    def __init__(self, counts: Counter, known=()):
+    def __init__(self, counts: Counter, known=(), extra=()):
         self.counts = counts
-        self.known = set(known) | set(counts)
+        self.known = set(known) | set(counts) | set(extra)
         self._table: dict[str, set[str]] = {}
-        for w in counts:
+        for w in set(counts) | set(extra):
             if len(w) >= MIN_LENGTH - 1:
                 for key in _deletes(w, 2) | {w}:
                     self._table.setdefault(key, set()).add(w)
 
     def correct_word(self, word: str) -> str:
         low = word.lower()
-        if len(low) < MIN_LENGTH or not low.isalpha() or low in self.known or any(
+        if len(low) < MIN_LENGTH - 1 or not low.isalpha() or low in self.known or any(
                 st in self.known for st in _stems(low)):
             return word
+        if len(low) < MIN_LENGTH:       # three letters that are no word: only a dropped letter is put back
+            cands = {c for c in self._table.get(low, ()) if len(c) == len(low) + 1}
+            return min(cands, key=lambda c: (-self.counts[c], c)) if cands else word
         limit = allowed_edits(low)
         cands = set()
         for key in _deletes(low, limit) | {low}:
@@ -119,7 +124,9 @@ def speller_for(db, encoder=None) -> Speller:
         counts: Counter = Counter()
         for (text,) in db.sql.execute("SELECT text FROM captions LIMIT ?", (MAX_CAPTIONS,)):
             counts.update(w.lower() for w in _WORD_RE.findall(text))
-        sp = Speller(counts, _encoder_words(encoder) if encoder is not None else ())
+        # The names of moves of motion_actions count as caption words that no caption used yet
+        # (count 0: a caption word at the same distance wins), so "crwaling" finds "crawling".
+        sp = Speller(counts, _encoder_words(encoder) if encoder is not None else (), motion_actions.vocabulary())
         with _lock:
             _cache[db] = sp
     return sp

@@ -5,6 +5,7 @@ import pytest
 
 from motionrag_suite.common.errors import InputError
 from motionrag_suite.models.motion.library import mirror_caption
+from motionrag_suite.retrieval import motion_actions
 from motionrag_suite.retrieval import motion_words as mw
 from motionrag_suite.retrieval.database import open_database
 from motionrag_suite.retrieval.writer import EntrySpec, build_database
@@ -167,14 +168,16 @@ def test_each_part_acts_only_on_its_facts(db):
 
 def test_scores_are_cosine_plus_adjustments_for_every_entry(db):
     """Brute force over every caption: the ranking and scores db.search returns."""
-    for query in ["a person kicks with the left leg", "lying face down, gets up", "walks backwards twice"]:
-        for weight, bonus in [(0.1, 0.0), (0.3, 0.05)]:
+    for query in ["a person kicks with the left leg", "lying face down, gets up", "walks backwards twice",
+                  "a dancer spins"]:
+        for weight, bonus, action_bonus in [(0.1, 0.0, 0.0), (0.3, 0.05, 0.0), (0.1, 0.05, 0.2), (0.0, 0.0, 0.5)]:
             hits = db.search(query, len(SPECS), structure_weight=weight, structure_bonus=bonus,
-                             one_per_source=False)
+                             action_bonus=action_bonus, one_per_source=False)
             qv = db.encode_query(query)
             cos = db.index.reconstruct_n(0, db.caption_count) @ qv
             entries = db.caption_entry
             adj = mw.adjustments(db, mw.parse(query), entries, mw.PARTS, weight, bonus)
+            adj = adj + motion_actions.adjustments(db, motion_actions.parse(query), entries, action_bonus)
             want = sorted(((float(c + a), int(e)) for c, a, e in zip(cos, adj, entries)), key=lambda x: -x[0])
             assert [h.entry_id for h in hits] == [e for _, e in want]
             np.testing.assert_allclose([h.score for h in hits], [s for s, _ in want], atol=1e-5)

@@ -26,6 +26,7 @@ SP = spelling.Speller(Counter({"cartwheel": 3, "right": 9, "left": 9, "kicks": 4
     ("someone does a backflp", "someone does a backflip"),
     ("a persn kiks", "a person kicks"),
     ("Rigth", "right"),
+    ("a lft kick", "a left kick"),          # three letters that are no word: a dropped letter put back
 ])
 def test_misspelt_words_are_put_right(text, want):
     assert SP.correct(text) == want
@@ -34,7 +35,8 @@ def test_misspelt_words_are_put_right(text, want):
 @pytest.mark.parametrize("text", [
     "sprinting ahead",      # an inflection of a known word, two edits from "spinning"
     "boogies",              # a known word, inflected
-    "a lft kick",           # shorter than 4 letters; a known word
+    "a kik",                # three letters: only a caption word one letter longer ("kick" is known, no caption word)
+    "go rn",                # two letters
 ])
 def test_real_words_and_short_ones_are_left_alone(text):
     assert SP.correct(text) == text
@@ -69,3 +71,12 @@ def test_search_reads_the_corrected_query(db):
     assert db.search("someone does a backflp", 1)[0].name == "flip"
     # English words the captions lack are the encoder's to read, never "corrected" into caption words
     assert spelling.correct_query(db, "a person does a handstand", db.encoder()) == "a person does a handstand"
+
+
+def test_names_of_moves_count_as_words_no_caption_used_yet(db):
+    # none of the captions says crawling or kick: the names of moves (motion_actions) supply them
+    assert spelling.correct_query(db, "crwaling on the floor", db.encoder()) == "crawling on the floor"
+    assert spelling.correct_query(db, "a spining kik", db.encoder()) == "a spining kick"   # spin+ing: a form
+    assert spelling.correct_query(db, "dancin all night", db.encoder()) == "dancin all night"     # a known form
+    # a caption word at the same distance wins over a name of a move ("backflp": backflip, in a caption)
+    assert spelling.correct_query(db, "a backflp", db.encoder()) == "a backflip"
