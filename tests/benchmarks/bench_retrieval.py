@@ -7,7 +7,7 @@ figures; asserts nothing.
         [--index auto|ivf|flat|hnsw] [--targets 0.95 0.97 0.99] [--eq-rounds 3]
     .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only \\
         [--quality-encoder NAME --encoder-root MODELS_FOLDER] [--ablation [--structure-weights W ...]
-        [--structure-bonuses B ...]] [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3] [--with-test4]
+        [--structure-bonuses B ...] [--action-bonuses B ...]] [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3] [--with-test4]
 
 Per size N (entries, one caption each):
   * vectors: captions come from templates (bench_captions.py: 1,058,400 distinct sentences);
@@ -41,7 +41,8 @@ retrieval_queries_test3.txt, and the held-out sets together): top-1, top-3 and s
 scoring variants that were tried (--quality-variants). test3 (written for issue 18, to be run once when
 every choice is made) is scored only with --with-test3; test4 (retrieval_queries_test4.txt, for the next
 retrieval change, run once at its end) only with --with-test4.
---ablation: the motion-word structure and the spelling step part by part (a table);
+--ablation: the motion-word structure (side, facing, direction, count, names of moves) and the
+spelling step part by part (a table);
 --compare-encoders: text encoders side by side on quality, load time, memory and query latency (a table).
 At the largest size, one query including encoding is also timed with and without the structure and
 spelling, side by side (structure_latency).
@@ -766,33 +767,46 @@ def compare_encoders(workdir: Path, names: list[str], encoder_root, with_test3: 
     return {"table": lines, "encoders": rows}
 
 
-# (label, structure parts, spelling): each part alone on the semantic score, then together
-ABLATION = (("semantic only", (), False), ("+side", ("side",), False), ("+facing", ("facing",), False),
-            ("+direction", ("direction",), False), ("+count", ("count",), False), ("+all four", True, False),
-            ("+spelling only", (), True), ("all (default)", True, True))
+# (label, db.search options): each part alone on the semantic score, then together
+_FOUR = ("side", "facing", "direction", "count")
+ABLATION = (("semantic only", {"structure": (), "spelling": False}),
+            ("+side", {"structure": ("side",), "spelling": False}),
+            ("+facing", {"structure": ("facing",), "spelling": False}),
+            ("+direction", {"structure": ("direction",), "spelling": False}),
+            ("+count", {"structure": ("count",), "spelling": False}),
+            ("+action", {"structure": ("action",), "spelling": False}),
+            ("+side..count", {"structure": _FOUR, "spelling": False}),
+            ("+all five", {"structure": True, "spelling": False}),
+            ("+spelling only", {"structure": (), "spelling": True}),
+            ("all, no action", {"structure": _FOUR, "spelling": True}),
+            ("all, bonus 0", {"structure": True, "spelling": True, "structure_bonus": 0.0}),
+            ("all (default)", {"structure": True, "spelling": True}))
 
 
-def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None, with_test4: bool = False) -> dict:
-    """Motion words as structure, part by part (retrieval/motion_words.py), and the spelling step
-    (retrieval/spelling.py): top-1 / top-3 / side-correct top-1 of db.search on every set with
-    neither, each part alone, the four together, spelling alone and everything (the default);
-    then, on the development set only (where they are chosen), all parts at each of `weights`
-    and of `bonuses`."""
+def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None, with_test4: bool = False,
+             action_bonuses=None) -> dict:
+    """Motion words as structure, part by part (retrieval/motion_words.py: side, facing, direction,
+    count; retrieval/motion_actions.py: names of moves), and the spelling step (retrieval/spelling.py):
+    top-1 / top-3 / side-correct top-1 of db.search on every set with none, each part alone, the
+    parts together, spelling alone and everything (the default); then, on every set but test4
+    (the sets these were chosen on), everything at each of `weights` (per contradicted fact),
+    `bonuses` (per agreeing fact) and `action_bonuses` (names of moves)."""
     build_from_library(workdir / "ablation", "builtin")
     db = open_database(workdir / "ablation", "builtin")
     qsets = quality_sets(with_test3, with_test4)
     source_of = {n: db.entry(n).source_clip for n in db.entry_names()}
 
-    def run(qset, parts, weight=None, spelling=True):
-        opts = {"structure": parts, "spelling": spelling}
-        if weight is not None:
-            opts["structure_weight"] = weight
+    def run(qset, **opts):
         return score_ranking([[h.name for h in db.search(t, 3, **opts)] for t, _, _ in qset], source_of, qset)
 
-    rows = {label: {s: run(q, parts, spelling=sp) for s, q in qsets.items()} for label, parts, sp in ABLATION}
-    sweep = {w: run(qsets["dev"], True, w) for w in (weights or [])}
-    bonus_sweep = {b: score_ranking([[h.name for h in db.search(t, 3, structure_bonus=b)] for t, _, _ in qsets["dev"]],
-                                    source_of, qsets["dev"]) for b in (bonuses or [])}
+    rows = {label: {s: run(q, **opts) for s, q in qsets.items()} for label, opts in ABLATION}
+    chosen_on = [s for s in qsets if s in SETS and s != "test4"]
+    sweeps = {}
+    for title, key, values in (("weight per contradicted fact", "structure_weight", weights),
+                               ("bonus per agreeing fact", "structure_bonus", bonuses),
+                               ("bonus for the names of moves", "action_bonus", action_bonuses)):
+        if values:
+            sweeps[title] = {v: {s: run(qsets[s], **{key: v}) for s in chosen_on} for v in values}
     db.close()
     set_names = list(qsets)
     lines = ["motion words as structure, ablation (db.search on the built-in library; top-1 / top-3 / side-correct top-1)",
@@ -800,17 +814,16 @@ def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None, with_t
     for label, per_set in rows.items():
         lines.append(f"{label:<16} " + " ".join(
             f"{'%.3f/%.3f/%.3f' % (r['top1'], r['top3'], r['top1_side_correct']):>22}" for r in per_set.values()))
-    if sweep:
-        lines.append("weight per contradicted fact, all parts, development set only:")
-        for w, r in sweep.items():
-            lines.append(f"  {w:<8g} {r['top1']:.3f}/{r['top3']:.3f}/{r['top1_side_correct']:.3f}")
-    if bonus_sweep:
-        lines.append("bonus per agreeing fact (default weight), all parts, development set only:")
-        for b, r in bonus_sweep.items():
-            lines.append(f"  {b:<8g} {r['top1']:.3f}/{r['top3']:.3f}/{r['top1_side_correct']:.3f}")
+    for title, sweep in sweeps.items():
+        lines.append(f"{title}, the rest at their defaults, on {', '.join(chosen_on)} (side-correct top-1 together):")
+        for v, per_set in sweep.items():
+            n = sum(r["queries"] for r in per_set.values())
+            together = sum(r["top1_side_correct"] * r["queries"] for r in per_set.values()) / n
+            lines.append(f"  {v:<6g} " + " ".join(f"{s} {r['top1']:.3f}/{r['top3']:.3f}/{r['top1_side_correct']:.3f}"
+                                                for s, r in per_set.items()) + f"  together {together:.3f}")
     print("\n".join(lines), flush=True)
-    return {"table": lines, "rows": rows, "dev_weight_sweep": {str(w): r for w, r in sweep.items()},
-            "dev_bonus_sweep": {str(b): r for b, r in bonus_sweep.items()}}
+    return {"table": lines, "rows": rows,
+            "sweeps": {t: {str(v): r for v, r in sw.items()} for t, sw in sweeps.items()}}
 
 
 def main(argv=None) -> int:
@@ -849,9 +862,11 @@ def main(argv=None) -> int:
     p.add_argument("--ablation", action="store_true",
                    help="quality with each part of the motion-word structure alone, none and all; prints a table")
     p.add_argument("--structure-weights", type=float, nargs="*", default=None,
-                   help="with --ablation: also all parts at each of these weights, on the development set only")
+                   help="with --ablation: also everything at each of these weights, on every set but test4")
     p.add_argument("--structure-bonuses", type=float, nargs="*", default=None,
-                   help="with --ablation: also all parts at each of these agreement bonuses, on the development set only")
+                   help="with --ablation: also everything at each of these agreement bonuses, on every set but test4")
+    p.add_argument("--action-bonuses", type=float, nargs="*", default=None,
+                   help="with --ablation: also everything at each of these bonuses for the names of moves")
     p.add_argument("--with-test3", action="store_true",
                    help="also score the third held-out set (written for issue 18; run it once, at the end)")
     p.add_argument("--with-test4", action="store_true",
@@ -874,7 +889,8 @@ def main(argv=None) -> int:
                 if args.json:
                     Path(args.json).write_text(json.dumps(out, indent=1))
         if args.ablation:
-            out["ablation"] = ablation(workdir, args.with_test3, args.structure_weights, args.structure_bonuses, with_test4=args.with_test4)
+            out["ablation"] = ablation(workdir, args.with_test3, args.structure_weights, args.structure_bonuses,
+                                       with_test4=args.with_test4, action_bonuses=args.action_bonuses)
         if args.compare_encoders:
             out["encoders"] = compare_encoders(workdir, args.compare_encoders, args.encoder_root, args.with_test3, with_test4=args.with_test4)
         elif not args.skip_quality and not args.ablation:
