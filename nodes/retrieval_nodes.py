@@ -232,7 +232,9 @@ def _exclusions(db, text: str) -> list:
 
 class TextRetrieve:
     DESCRIPTION = ("Finds the motions in a database whose captions best match a text (all-MiniLM-L6-v2 sentence "
-                   "embeddings, cosine similarity), optionally favouring clips near a target length "
+                   "embeddings, cosine similarity), raised where the captions name the move the text names and "
+                   "agree on its side, facing, direction and count, lowered where they contradict them, "
+                   "optionally favouring clips near a target length "
                    "(ReMoDiffuse-style re-ranking). One result per source clip; excluded entries take their "
                    "mirrored copies with them. Outputs the references, a side-by-side animated preview and a summary.")
     CATEGORY = comfy_env.CATEGORY

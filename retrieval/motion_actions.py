@@ -16,8 +16,9 @@ of one database), so the search can compare actions as sets:
   whose captions name exactly the asked-for actions, less for one that names other actions too
   (a spinning kick asked as a plain kick), nothing for one that names none of them.
 
-Only gains, never losses, and at most `bonus`, so the search's bound on captions outside its
-candidate pool only has to allow for `bonus`. A query that names no action is searched unchanged.
+Only gains, at most `bonus`, given to the entries of the search's candidate pool (the best
+search.RERANK_POOL captions by cosine at least), as a re-ranker does. A query that names no action is
+searched unchanged.
 """
 from __future__ import annotations
 

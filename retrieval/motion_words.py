@@ -18,8 +18,8 @@ An entry's facts are those of all its captions together (captions of a mirrored 
 read with left and right swapped). A fact contradicts when the query states exactly one value
 and the entry states values that exclude it; a query that states both values of a fact
 ("turns left to the right") says nothing about it. Each contradicted fact costs `weight` off
-the entry's score; agreement and silence cost nothing, so scores only go down and the
-search's bound on unseen captions still holds.
+the entry's score and each agreeing fact adds `bonus`; silence costs nothing. Bonuses lift
+entries among the search's candidate pool only (search.RERANK_POOL).
 """
 from __future__ import annotations
 
@@ -278,13 +278,6 @@ def agreements(query: MotionWords, entry: MotionWords, parts=PARTS) -> list[str]
     on = set(parts)
     return [fact for fact, owners in _FACTS.items() if on.intersection(owners)
             and len(getattr(query, fact)) == 1 and getattr(query, fact) <= getattr(entry, fact)]
-
-
-def max_gain(query: MotionWords, parts=PARTS, bonus: float = 0.0) -> float:
-    """The most any entry's score can rise: bonus x the facts the query states one value of."""
-    on = set(parts)
-    return bonus * sum(1 for fact, owners in _FACTS.items() if on.intersection(owners)
-                       and len(getattr(query, fact)) == 1)
 
 
 def adjustments(db, query: MotionWords, entries, parts=PARTS, weight: float = DEFAULT_WEIGHT,

@@ -117,3 +117,25 @@ def test_a_query_naming_no_move_is_searched_unchanged(db):
     assert hit.score == pytest.approx(hit.semantic_score + ma.DEFAULT_BONUS, abs=1e-6)
     hit = db.search("a person at rest, eyes closed", 1, structure=["action"])[0]
     assert hit.score == pytest.approx(hit.semantic_score, abs=1e-6)
+
+
+def test_bonuses_lift_the_candidate_pool_only(tmp_path, monkeypatch):
+    """An entry that names the asked-for move is lifted when its caption is among the search's candidate
+    pool (at least search.RERANK_POOL captions by cosine), and not when it lies beyond it."""
+    from motionrag_suite.retrieval import search
+
+    specs = [(f"move{i}", [f"someone moves quickly, take {i}"]) for i in range(100)] + [("jog", ["a jogger"])]
+    build_database(tmp_path, "pool", [EntrySpec(motion=make_motion(n, 30, i), captions=c)
+                                      for i, (n, c) in enumerate(specs)])
+    db = open_database(tmp_path, "pool")
+    try:
+        query = "someone sprints quickly"
+        cos = db.index.reconstruct_n(0, db.caption_count) @ db.encode_query(query)
+        rank = int((cos > cos[100]).sum())
+        assert 32 <= rank < search.RERANK_POOL        # beyond the smallest pool, inside the re-rank pool
+        hit = db.search(query, 1)[0]
+        assert hit.name == "jog" and hit.score == pytest.approx(cos[100] + ma.DEFAULT_BONUS, abs=1e-5)
+        monkeypatch.setattr(search, "RERANK_POOL", 0)    # the pool of a search without bonuses: 32 captions
+        assert db.search(query, 1)[0].name != "jog"
+    finally:
+        db.close()

@@ -106,16 +106,16 @@ def test_one_result_per_source_clip_and_best_caption(tmp_path):
 def test_exclusion_removes_entries_and_their_mirrored_twins(big):
     db = open_database(big, "big")
     q = db.encode_query("a person walks slowly")
-    top = db.search("a person walks slowly", 3, one_per_source=False)
+    top = db.search("a person walks slowly", 3, one_per_source=False, structure=False)
     first = top[0]
     twin = db.entry(first.entry_id).mirror_of
     mirrors = [i for i in range(db.entry_count) if db.entry(i).mirror_of == first.entry_id]
-    hits = db.search("a person walks slowly", 10, exclude=[first.name], one_per_source=False)
+    hits = db.search("a person walks slowly", 10, exclude=[first.name], one_per_source=False, structure=False)
     gone = {first.entry_id, *mirrors, *([twin] if twin is not None else [])}
     assert len(gone) >= 2, "the fixture should give the best hit a mirrored twin"
     assert not gone & {h.entry_id for h in hits}
     assert [h.entry_id for h in hits] == brute_force(db, q, 10, exclude=gone, one_per_source=False)[0]
-    by_id = db.search("a person walks slowly", 10, exclude=first.entry_id, one_per_source=False)
+    by_id = db.search("a person walks slowly", 10, exclude=first.entry_id, one_per_source=False, structure=False)
     assert [h.entry_id for h in by_id] == [h.entry_id for h in hits]
 
 
@@ -161,7 +161,7 @@ def test_auto_index_switches_to_ivf_by_size_even_when_adding(tmp_path):
     assert np.allclose(ivf_vectors.reconstruct_n(0, db.caption_count), db.index.reconstruct_n(0, db.caption_count))
     nlist = db2.manifest["index"]["params"]["nlist"]
     q = db2.encode_query("a person dances backwards")
-    assert [h.entry_id for h in db2.search("a person dances backwards", 5, nprobe=nlist)] == brute_force(db2, q, 5)[0]
+    assert [h.entry_id for h in db2.search("a person dances backwards", 5, nprobe=nlist, structure=False)] == brute_force(db2, q, 5)[0]
     build_database(tmp_path, "forced", many_specs(10, mirrored=False), index_type="flat", ivf_threshold=5)
     assert open_database(tmp_path, "forced").index_type == "flat"
 
