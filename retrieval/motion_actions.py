@@ -52,8 +52,8 @@ _LEXICON: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
               r"\b(?:hang|hangs|take|takes|make|makes|hook|hooks) a (?:left|right)\b(?! (?:hook|cross|jab|kick|punch))",
               r"\bbears? (?:to the )?(?:left|right)\b")),
     "spin": (("spin", "twirl", "pirouette", "whirl", "spinner", "revolve", "swivel"),
-             (r"\bspun\b", r"\b(?:turn|turns|turned|turning|rotates?|rotating|rotated) (?:all the way |completely |fully )?"
-              r"(?:a?round|in place|in a circle|on the spot)", r"\bfull (?:turn|rotation|circle|360)",
+             (r"\bspun\b", r"\b(?:turn|turns|turned|turning|rotates?|rotating|rotated) (?:(?:all the way |completely |fully )"
+              r"a?round|(?:a?round )?(?:in place|in a circle|on the spot))", r"\brotat(?:es?|ing|ed) a?round", r"\bfull (?:turn|rotation|circle|360)",
               r"\b(?:360|720)s?\b", r"\bround and round\b")),
     "kick": (("kick", "punt", "roundhouse", "kicker"),
              (r"\bboots? (?:the|a) ball",)),
