@@ -59,7 +59,7 @@ def test_inflections():
 
 
 def test_profile_and_agreement():
-    prof = ma.profile(["a spinning kick", "a high kick", "kicks while turning around", "a martial arts move"])
+    prof = ma.profile(["a spinning kick", "a high kick", "kicks while turning in place", "a martial arts move"])
     assert prof == {"kick": 0.75, "spin": 0.5}
     norm = np.sqrt(0.75 ** 2 + 0.5 ** 2)
     assert ma.agreement(frozenset({"kick"}), prof) == pytest.approx(0.75 / norm)
