@@ -167,7 +167,7 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
         scores, ids = scores[got].astype(np.float64), ids[got]
         entries = db.caption_entry[ids]
         final = scores * length_factor(db.entry_duration[entries], target, kinematic_coef) if target else scores
-        if asked:       # the bound on captions outside the pool below allows for the largest gain
+        if asked:       # penalties for contradicted facts, bonuses for agreeing ones
             final = final + motion_words.adjustments(db, asked, entries, parts, structure_weight, structure_bonus)
         if actions:
             final = final + motion_actions.adjustments(db, actions, entries, action_bonus)
