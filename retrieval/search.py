@@ -122,7 +122,8 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
                   nprobe: int | None = None, ef_search: int | None = None, query_text: str | None = None,
                   structure=True, structure_weight: float = motion_words.DEFAULT_WEIGHT,
                   structure_bonus: float = motion_words.DEFAULT_BONUS,
-                  action_bonus: float = motion_actions.DEFAULT_BONUS) -> list[SearchHit]:
+                  action_bonus: float = motion_actions.DEFAULT_BONUS,
+                  rerank_pool: int | None = None) -> list[SearchHit]:
     """The top_k entries for a unit query vector, best first.
 
     target_length: frames at target_fps (20 = HumanML3D); when given, scores are re-ranked
@@ -134,6 +135,7 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
     side, facing, direction or count it contradicts and gains structure_bonus per fact it
     agrees on (motion_words.py), and gains up to action_bonus when its captions name the moves
     the query names (motion_actions.py); structure names the parts used (True: all, False: none).
+    rerank_pool: the captions such bonuses may lift (None: RERANK_POOL).
     """
     n_entries = db.entry_count
     if isinstance(top_k, bool) or not isinstance(top_k, (int, np.integer)):
@@ -158,7 +160,7 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
     # Bonuses (agreeing facts, named moves) re-rank the candidate pool, as a re-ranker does: the pool
     # holds at least RERANK_POOL captions, and an entry none of whose captions is in it gets none.
     # Penalties only lower scores, so the bound below keeps the result that of a full scan with them.
-    rerank = RERANK_POOL if (actions or (asked and structure_bonus)) else 0
+    rerank = (RERANK_POOL if rerank_pool is None else int(rerank_pool)) if (actions or (asked and structure_bonus)) else 0
     pool = min(n_captions, max(4 * top_k, 32, rerank) + 4 * len(banned))
     while True:
         scores, ids = db.raw_search(q, pool, nprobe=nprobe, ef_search=ef_search)

@@ -7,7 +7,8 @@ figures; asserts nothing.
         [--index auto|ivf|flat|hnsw] [--targets 0.95 0.97 0.99] [--eq-rounds 3]
     .venv/bin/python tests/benchmarks/bench_retrieval.py --quality-only \\
         [--quality-encoder NAME --encoder-root MODELS_FOLDER] [--ablation [--structure-weights W ...]
-        [--structure-bonuses B ...] [--action-bonuses B ...]] [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3] [--with-test4]
+        [--structure-bonuses B ...] [--action-bonuses B ...] [--rerank-pools N ...]]
+        [--compare-encoders NAME ... [--encoder-root MODELS_FOLDER]] [--with-test3] [--with-test4]
 
 Per size N (entries, one caption each):
   * vectors: captions come from templates (bench_captions.py: 1,058,400 distinct sentences);
@@ -796,13 +797,14 @@ ABLATION = (("semantic only", {"structure": (), "spelling": False}),
 
 
 def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None, with_test4: bool = False,
-             action_bonuses=None) -> dict:
+             action_bonuses=None, rerank_pools=None) -> dict:
     """Motion words as structure, part by part (retrieval/motion_words.py: side, facing, direction,
     count; retrieval/motion_actions.py: names of moves), and the spelling step (retrieval/spelling.py):
     top-1 / top-3 / side-correct top-1 of db.search on every set with none, each part alone, the
     parts together, spelling alone and everything (the default); then, on every set but test4
     (the sets these were chosen on), everything at each of `weights` (per contradicted fact),
-    `bonuses` (per agreeing fact) and `action_bonuses` (names of moves)."""
+    `bonuses` (per agreeing fact), `action_bonuses` (names of moves) and `rerank_pools` (the captions
+    bonuses may lift)."""
     build_from_library(workdir / "ablation", "builtin")
     db = open_database(workdir / "ablation", "builtin")
     qsets = quality_sets(with_test3, with_test4)
@@ -816,7 +818,8 @@ def ablation(workdir: Path, with_test3: bool, weights=None, bonuses=None, with_t
     sweeps = {}
     for title, key, values in (("weight per contradicted fact", "structure_weight", weights),
                                ("bonus per agreeing fact", "structure_bonus", bonuses),
-                               ("bonus for the names of moves", "action_bonus", action_bonuses)):
+                               ("bonus for the names of moves", "action_bonus", action_bonuses),
+                               ("re-rank pool (captions)", "rerank_pool", rerank_pools)):
         if values:
             sweeps[title] = {v: {s: run(qsets[s], **{key: v}) for s in chosen_on} for v in values}
     db.close()
@@ -879,6 +882,8 @@ def main(argv=None) -> int:
                    help="with --ablation: also everything at each of these agreement bonuses, on every set but test4")
     p.add_argument("--action-bonuses", type=float, nargs="*", default=None,
                    help="with --ablation: also everything at each of these bonuses for the names of moves")
+    p.add_argument("--rerank-pools", type=int, nargs="*", default=None,
+                   help="with --ablation: also everything at each of these re-rank pools (captions)")
     p.add_argument("--with-test3", action="store_true",
                    help="also score the third held-out set (written for issue 18; run it once, at the end)")
     p.add_argument("--with-test4", action="store_true",
@@ -902,7 +907,8 @@ def main(argv=None) -> int:
                     Path(args.json).write_text(json.dumps(out, indent=1))
         if args.ablation:
             out["ablation"] = ablation(workdir, args.with_test3, args.structure_weights, args.structure_bonuses,
-                                       with_test4=args.with_test4, action_bonuses=args.action_bonuses)
+                                       with_test4=args.with_test4, action_bonuses=args.action_bonuses,
+                                       rerank_pools=args.rerank_pools)
         if args.compare_encoders:
             out["encoders"] = compare_encoders(workdir, args.compare_encoders, args.encoder_root, args.with_test3, with_test4=args.with_test4)
         elif not args.skip_quality and not args.ablation:

@@ -233,10 +233,10 @@ def test_exclude_removes_the_clip_and_its_mirrored_copy(builtin_db):
 
 
 def test_target_length_re_ranks_by_length(builtin_db):
-    plain = retrieve(builtin_db, text="a person spins", top_k=3)["result"][0]
-    assert all(abs(r.score - r.semantic_score) < 1e-6 for r in plain)
+    plain = {r.name: r.score for r in retrieve(builtin_db, text="a person spins", top_k=3)["result"][0]}
     long = retrieve(builtin_db, text="a person spins", top_k=3, target_length=400)["result"][0]
-    assert all(r.score < r.semantic_score for r in long)
+    shared = [r for r in long if r.name in plain]
+    assert shared and all(r.score < plain[r.name] for r in shared)      # every clip is far shorter than 400
     assert long.target_length == 400
 
 
