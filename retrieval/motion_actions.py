@@ -24,8 +24,8 @@ from __future__ import annotations
 
 import math
 import re
-import threading
-import weakref
+
+from .entry_facts import EntryFacts
 
 # Cosine points for an entry whose captions name exactly the asked-for actions. Chosen on the four
 # query sets already seen (dev, test, test2, test3): 0.2 and 0.25 tie at the best, 0.15 and 0.3 lose
@@ -175,34 +175,6 @@ def parse(text: str) -> frozenset[str]:
     return frozenset(found)
 
 
-class EntryActions:
-    """Per-database cache of each entry's action profile (action -> share of its captions naming it)."""
-
-    def __init__(self):
-        self._cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        """Forget every database's entries (benchmarks time the first reading)."""
-        with self._lock:
-            self._cache.clear()
-
-    def get(self, db, entry_ids) -> dict[int, dict[str, float]]:
-        with self._lock:
-            known = self._cache.setdefault(db, {})
-            missing = sorted({int(e) for e in entry_ids} - known.keys())
-        if missing:
-            got: dict[int, list[str]] = {e: [] for e in missing}
-            marks = ",".join("?" * len(missing))
-            for eid, text in db.sql.execute(f"SELECT entry_id, text FROM captions WHERE entry_id IN ({marks})",
-                                            missing):
-                got[int(eid)].append(text)
-            with self._lock:
-                known.update({e: profile(texts) for e, texts in got.items()})
-        return {int(e): known[int(e)] for e in entry_ids}
-
-
-ENTRY_ACTIONS = EntryActions()
 
 
 def profile(captions) -> dict[str, float]:
@@ -213,6 +185,10 @@ def profile(captions) -> dict[str, float]:
         for action in parse(text):
             counts[action] = counts.get(action, 0) + 1
     return {a: c / len(captions) for a, c in counts.items()} if captions else {}
+
+
+# Each entry's profile, read from its captions on first need.
+ENTRY_ACTIONS = EntryFacts(profile)
 
 
 def agreement(asked: frozenset, prof: dict[str, float]) -> float:

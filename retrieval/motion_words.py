@@ -24,12 +24,11 @@ entries among the search's candidate pool only (search.RERANK_POOL).
 from __future__ import annotations
 
 import re
-import threading
 import unicodedata
-import weakref
 from dataclasses import dataclass, fields
 
 from ..common.errors import InputError
+from .entry_facts import EntryFacts
 
 # The parts of structure a search may use; "action" (names of moves) lives in motion_actions.py.
 PARTS = ("side", "facing", "direction", "count", "action")
@@ -247,35 +246,8 @@ def normalise_parts(parts) -> tuple[str, ...]:
     return parts
 
 
-class EntryWords:
-    """Per-database cache of each entry's facts, read from its captions on first need."""
-
-    def __init__(self):
-        self._cache: "weakref.WeakKeyDictionary" = weakref.WeakKeyDictionary()
-        self._lock = threading.Lock()
-
-    def clear(self) -> None:
-        """Forget every database's entries (benchmarks time the first reading)."""
-        with self._lock:
-            self._cache.clear()
-
-    def get(self, db, entry_ids) -> dict[int, MotionWords]:
-        with self._lock:
-            known = self._cache.setdefault(db, {})
-            missing = sorted({int(e) for e in entry_ids} - known.keys())
-        if missing:
-            got: dict[int, list[str]] = {e: [] for e in missing}
-            marks = ",".join("?" * len(missing))
-            for eid, text in db.sql.execute(f"SELECT entry_id, text FROM captions WHERE entry_id IN ({marks})",
-                                            missing):
-                got[int(eid)].append(text)
-            parsed = {e: merge(parse(t) for t in texts) for e, texts in got.items()}
-            with self._lock:
-                known.update(parsed)
-        return {int(e): known[int(e)] for e in entry_ids}
-
-
-ENTRY_WORDS = EntryWords()
+# Each entry's facts: those of all its captions together.
+ENTRY_WORDS = EntryFacts(lambda captions: merge(parse(t) for t in captions))
 
 
 def agreements(query: MotionWords, entry: MotionWords, parts=PARTS) -> list[str]:
