@@ -52,28 +52,37 @@ _LEXICON: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
               r"\b(?:hang|hangs|take|takes|make|makes|hook|hooks) a (?:left|right)\b(?! (?:hook|cross|jab|kick|punch))",
               r"\bbears? (?:to the )?(?:left|right)\b")),
     "spin": (("spin", "twirl", "pirouette", "whirl", "spinner", "revolve", "swivel"),
-             (r"\bspun\b", r"\b(?:turn|turns|turned|turning|rotates?|rotating|rotated) (?:(?:all the way |completely |fully )"
-              r"a?round|(?:a?round )?(?:in place|in a circle|on the spot))", r"\brotat(?:es?|ing|ed) a?round", r"\bfull (?:turn|rotation|circle|360)",
+             (r"\bspun\b",
+              r"\b(?:turn|turns|turned|turning|rotates?|rotating|rotated) (?:(?:all the way |completely |fully )"
+              r"a?round|(?:a?round )?(?:in place|in a circle|on the spot))", r"\brotat(?:es?|ing|ed) a?round",
+              r"\bfull (?:turn|rotation|circle|360)",
               r"\b(?:360|720)s?\b", r"\bround and round\b")),
     "kick": (("kick", "punt", "roundhouse", "kicker"),
              (r"\bboots? (?:the|a) ball",)),
     "punch": (("punch", "jab", "uppercut", "sock", "slug", "box", "boxer", "puncher", "pummel", "clobber",
                "shadowbox"),
-              (r"\b(?:left|right|straight|lead|rear) (?:cross|hook)\b", r"\bthrows? (?:a |an )?(?:hook|cross|blow|haymaker)",
+              (r"\b(?:left|right|straight|lead|rear) (?:cross|hook)\b",
+               r"\bthrows? (?:a |an )?(?:hook|cross|blow|haymaker)",
                r"\bhaymaker", r"\b(?:a|one|two) (?:blows?|punches)\b", r"\bhits? (?:the|a) (?:bag|punching)",
-               r"\b(?:a|the) one two\b", r"\bone two (?:combo|combination|punch)", r"\bfists? (?:forward|out)", r"\bthrows? hands\b",
+               r"\b(?:a|the) one two\b", r"\bone two (?:combo|combination|punch)", r"\bfists? (?:forward|out)",
+               r"\bthrows? hands\b",
                r"\b(?:deck|decks|decked|clock|clocks|clocked) (?:him|her|them|someone|somebody|a guy|the guy)\b",
                r"\bknuckle sandwich", r"\bswing(?:s|ing)? (?:a fist )?at (?:him|her|them|someone|somebody)\b",
                r"\blands? a (?:right|left|punch|jab|hook)")),
     "flip": (("flip", "somersault", "salto", "backflip", "frontflip", "backtuck", "flipper"),
-             (r"\b(?:back|front|standing|layout) tucks?\b", r"\bhead over heels\b(?! on)", r"\bflips? (?:over|backwards?)",
+             (r"\b(?:back|front|standing|layout) tucks?\b", r"\bhead over heels\b(?! on)",
+              r"\bflips? (?:over|backwards?)",
               r"\bback handsprings?\b",
-              r"\b(?:rotat|turn|go|goes|going|went|tip|tips|tipping|tipped)\w* (?:all the way |right |clean )?over backwards?")),
-    "cartwheel": (("cartwheel", "roundoff"),          # not "aerial": more often "in the air" than the no-hands cartwheel
-                  (r"\bround offs?\b", r"\b(?:side|sideways|lateral) handsprings?\b", r"\bwheels? (?:sideways|over|around)",
+              r"\b(?:rotat|turn|go|goes|going|went|tip|tips|tipping|tipped)\w* "
+              r"(?:all the way |right |clean )?over backwards?")),
+    # Not "aerial": more often "in the air" than the cartwheel without hands.
+    "cartwheel": (("cartwheel", "roundoff"),
+                  (r"\bround offs?\b", r"\b(?:side|sideways|lateral) handsprings?\b",
+                   r"\bwheels? (?:sideways|over|around)",
                    r"\bhand over hand\b")),
     "crawl": (("crawl", "creep", "slither", "crawler"),
-              (r"\bon (?:all )?fours\b", r"\b(?:hands|palms) and knees\b", r"\binch(?:es|ing|ed)? (?:forward|along|ahead)",
+              (r"\bon (?:all )?fours\b", r"\b(?:hands|palms) and knees\b",
+               r"\binch(?:es|ing|ed)? (?:forward|along|ahead)",
                r"\barmy crawl", r"\bbelly crawl", r"\bbear crawl", r"\bcommando")),
     "roll": (("roll", "tumble", "tumbler", "barrelroll"),
              (r"\bforward rolls?\b", r"\bbackward rolls?\b", r"\blog rolls?\b", r"\btucks? and rolls?")),
@@ -89,20 +98,24 @@ _LEXICON: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
     "fall": (("fall", "collapse", "trip", "stumble", "topple", "faint"),
              (r"\bfell\b", r"\bfallen\b", r"\bfalls? (?:down|over|flat)",)),
     "lie": (("lie", "lying", "laying", "prone", "supine", "recline", "sprawl"),
-            (r"\blay(?:s)? (?:down|on|flat)", r"\blies (?:down|on|flat)", r"\bflat on (?:his|her|their|its|the|one's) ")),
+            (r"\blay(?:s)? (?:down|on|flat)", r"\blies (?:down|on|flat)",
+             r"\bflat on (?:his|her|their|its|the|one's) ")),
     "dance": (("dance", "dancer", "groove", "boogie", "shimmy", "jive", "twerk", "salsa", "tango", "waltz", "disco",
                "choreography", "breakdance", "rave", "bop", "jig", "ballet", "ballerina", "moonwalk"),
               (r"\bbusts? (?:a )?(?:move|moves)\b", r"\bbusting (?:a )?(?:move|moves)\b", r"\bcut(?:s|ting)? a rug\b",
-               r"\b(?:to|with) the (?:music|beat|rhythm)\b", r"\bdance ?floor\b", r"\bshow(?:s|ing)? off (?:his|her|their) moves",
+               r"\b(?:to|with) the (?:music|beat|rhythm)\b", r"\bdance ?floor\b",
+               r"\bshow(?:s|ing)? off (?:his|her|their) moves",
                r"\bhip hop\b", r"\bcha cha\b", r"\btwo step\b", r"\bline danc",
-               r"\bthrow(?:s|ing)? (?:some )?shapes\b", r"\bshak(?:e|es|ing) (?:it|a leg)\b", r"\bjam(?:s|ming)? out\b",
+               r"\bthrow(?:s|ing)? (?:some )?shapes\b", r"\bshak(?:e|es|ing) (?:it|a leg)\b",
+               r"\bjam(?:s|ming)? out\b",
                r"\bdo(?:es|ing)? the robot\b", r"\bget(?:s|ting)? jiggy\b", r"\bgets? down on the dance")),
     "squat": (("squat", "crouch", "kneel", "duck", "hunker"),
               (r"\bknelt\b", r"\bbend(?:s|ing)? (?:the |his |her |their )?knees\b")),
     "sit": (("sit", "seat"), (r"\bsat\b", r"\bseated\b")),
     "wave": (("wave",), (r"\bwav(?:es|ing)? (?:his|her|their|a|one|both) (?:hand|hands|arm|arms)",)),
     "throw": (("toss", "pitch", "hurl", "lob"),
-              (r"\bthrow(?:s|ing)? (?:a|the) (?:ball|stone|rock|frisbee|javelin|dart|object)", r"\bthrew (?:a|the) ball")),
+              (r"\bthrow(?:s|ing)? (?:a|the) (?:ball|stone|rock|frisbee|javelin|dart|object)",
+               r"\bthrew (?:a|the) ball")),
     "climb": (("climb", "clamber", "ascend", "scale"), (r"\bup (?:the )?(?:stairs|ladder|steps)",)),
     "stretch": (("stretch", "yoga", "warmup"), (r"\bwarm(?:s|ing)? up\b",)),
     "swim": (("swim", "breaststroke", "freestyle"), (r"\bswam\b",)),
@@ -147,10 +160,11 @@ _PHRASES = re.compile(r"\b(?:" + "|".join(f"(?P<{action}>{_alternatives(phrases)
                                           for action, (_, phrases) in _LEXICON.items() if phrases) + ")")
 # Phrases whose action replaces the one a word of them names: a somersault on the floor is a roll, not
 # a flip; rolling up to standing or climbing to one's feet is getting up, not a roll or a climb.
-_INSTEAD = [(re.compile(r"\bsomersaults? (?:along|on|across|over) (?:the )?(?:ground|floor|mat|grass)"), "roll", "flip"),
+_INSTEAD = [(re.compile(r"\bsomersaults? (?:along|on|across|over) (?:the )?(?:ground|floor|mat|grass)"),
+             "roll", "flip"),
             (re.compile(r"\broll(?:s|ed|ing)? (?:back )?up (?:to|onto|into) "), "getup", "roll"),
-            (re.compile(r"\bclimb(?:s|ed|ing)? (?:back )?(?:up )?(?:to|onto) (?:his |her |their |its )?feet"), "getup", "climb")]
-ACTIONS = tuple(_LEXICON)
+            (re.compile(r"\bclimb(?:s|ed|ing)? (?:back )?(?:up )?(?:to|onto) (?:his |her |their |its )?feet"),
+             "getup", "climb")]
 _WORD_RE = re.compile(r"[a-z0-9]+")
 
 
@@ -173,8 +187,6 @@ def parse(text: str) -> frozenset[str]:
             found.discard(replaced)
             found.add(action)
     return frozenset(found)
-
-
 
 
 def profile(captions) -> dict[str, float]:
