@@ -160,7 +160,8 @@ def search_vector(db, vector, top_k: int = 5, *, target_length: float | None = N
     # Bonuses (agreeing facts, named moves) re-rank the candidate pool, as a re-ranker does: the pool
     # holds at least RERANK_POOL captions, and an entry none of whose captions is in it gets none.
     # Penalties only lower scores, so the bound below keeps the result that of a full scan with them.
-    rerank = (RERANK_POOL if rerank_pool is None else int(rerank_pool)) if (actions or (asked and structure_bonus)) else 0
+    lifts = bool(actions) or bool(asked and structure_bonus)
+    rerank = 0 if not lifts else RERANK_POOL if rerank_pool is None else int(rerank_pool)
     pool = min(n_captions, max(4 * top_k, 32, rerank) + 4 * len(banned))
     while True:
         scores, ids = db.raw_search(q, pool, nprobe=nprobe, ef_search=ef_search)

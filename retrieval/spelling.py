@@ -1,15 +1,17 @@
-"""Misspelt query words, put right against the database's own caption words before the query is
-encoded and its motion words are read ("a cartweel to the rigth" -> "a cartwheel to the right").
+"""Misspelt query words, put right against the database's own caption words and the names of moves
+(motion_actions.py) before the query is encoded and its motion words are read ("a cartweel to the
+rigth" -> "a cartwheel to the right", "crwaling" -> "crawling").
 
 A sentence encoder splits an unknown word into sub-word pieces that rarely mean the same thing, and
 a misspelt side word ("rigth") hides the side. A query word is corrected only when all of these hold:
 it is alphabetic and at least 4 letters long; neither it nor a form it may be inflected from
-("sprinting": "sprint") is a word of the database's captions or a whole word of the encoder's
-vocabulary (so real English words are left alone); and a caption word lies within one edit (two,
-keeping the first letter, for words of 9 letters or more; a swap of neighbouring letters is one edit).
-Among the nearest, the most frequent caption word wins. The caption vocabulary is read once per
-database (the first MAX_CAPTIONS captions) and kept; lookups use a table of deletions (SymSpell), so
-a query costs microseconds.
+("sprinting": "sprint") is a word of the database's captions, a name of a move or a whole word of the
+encoder's vocabulary (so real English words are left alone); and such a word lies within one edit
+(two, keeping the first letter, for words of 9 letters or more; a swap of neighbouring letters is one
+edit). Among the nearest, the most frequent caption word wins (names of moves no caption uses count
+0). A three-letter word that is no known word only gets a dropped letter put back ("kik" -> "kick").
+The caption vocabulary is read once per database (the first MAX_CAPTIONS captions) and kept; lookups
+use a table of deletions (SymSpell), so a query costs microseconds.
 """
 from __future__ import annotations
 
@@ -67,7 +69,8 @@ def _stems(word: str):
 
 
 class Speller:
-    """Corrections against one vocabulary (word -> frequency) plus words known to be right."""
+    """Corrections against one vocabulary (word -> frequency) and `extra` words (frequency 0), plus words
+    known to be right."""
 
     def __init__(self, counts: Counter, known=(), extra=()):
         self.counts = counts
