@@ -111,6 +111,11 @@ def check_target(root, name: str, mode: str, *, overwrite: bool = False) -> None
 
 def require_ray():
     """The ray module, or an error that says how to install it."""
+    # Ray starts a local cluster of its own when any of its calls finds it uninitialised. A job's
+    # leftover threads (Ray Data's) calling in after the job shut its Ray down would start one that
+    # lacks the pack's worker setup, and the next job in this process would find it and use it. Only
+    # takes effect where this is the process's first import of Ray; an explicit setting is kept.
+    os.environ.setdefault("RAY_ENABLE_AUTO_CONNECT", "0")
     try:
         import ray
         import ray.data  # noqa: F401
@@ -137,7 +142,9 @@ def _package_hook(package: str, pack_root: str) -> Callable[[], None]:
     return register
 
 
-def _runtime_env() -> dict:
+def worker_runtime_env() -> dict:
+    """The runtime_env every job's Ray is initialised with; give it to ray.init to start a Ray of your
+    own that the pack's jobs can use (its workers then import the pack under this process's name)."""
     package = __name__.split(".")[0]
     pack_root = str(Path(__file__).resolve().parents[2])
     env = {"OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
@@ -163,15 +170,42 @@ def _check_reachable(address: str) -> None:
                          "run on this machine") from None
 
 
+def _host_port(address: str) -> tuple[str, str]:
+    host, _, port = address.rpartition(":")
+    host = host.strip("[]")
+    try:
+        host = socket.gethostbyname(host)
+    except OSError:
+        pass
+    return host, port
+
+
+def _check_initialised(ray, options: EngineOptions) -> None:
+    """A Ray already initialised in this process is used only if its workers can import the pack and it
+    is the cluster the options name; otherwise the job would fail in every worker, or run elsewhere."""
+    context = ray.get_runtime_context()
+    if "worker_process_setup_hook" not in context.runtime_env:
+        raise RetrievalError("engine", "Ray is already initialised in this process without the pack's worker "
+                             "setup, so its workers cannot import the pack; call ray.shutdown() first, or start "
+                             "it with ray.init(runtime_env=retrieval.distributed.engine.worker_runtime_env())")
+    wanted = options.address
+    if wanted and wanted != "auto" and not wanted.startswith("ray://"):
+        current = getattr(context, "gcs_address", None)
+        if current and _host_port(wanted) != _host_port(current):
+            raise InputError("address", f"{wanted}: this process is already connected to the Ray cluster at "
+                             f"{current}; leave the address out to use it, or call ray.shutdown() first")
+
+
 @contextlib.contextmanager
 def connected(options: EngineOptions) -> Iterator[object]:
     """Ray, initialised for the job: joins options.address, or starts a local cluster that is shut
     down afterwards. A Ray already initialised by the caller is used as it is and left running."""
     ray = require_ray()
     if ray.is_initialized():
+        _check_initialised(ray, options)
         yield ray
         return
-    kwargs = {"include_dashboard": False, "log_to_driver": False, "runtime_env": _runtime_env()}
+    kwargs = {"include_dashboard": False, "log_to_driver": False, "runtime_env": worker_runtime_env()}
     if options.address:
         _check_reachable(options.address)
         kwargs["address"] = options.address
@@ -300,7 +334,14 @@ def run_plan(plan: WorkPlan, pending: list[tuple[int, WorkItem]], work: WorkFold
 
 def _collect(ds, labels: dict, work: WorkFolder, skipped: list, on_item) -> None:
     """Stream the stage's output into shards; an item that failed (and is not skipped) raises its error."""
-    for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+    # Closed on every exit: left to the garbage collector after an early one (an item's error, a
+    # cancel), Ray Data's executor runs on, and calls into Ray after the job has shut it down.
+    with contextlib.closing(iter(ds.iter_batches(batch_size=None, batch_format="numpy"))) as batches:
+        _write_batches(batches, labels, work, skipped, on_item)
+
+
+def _write_batches(batches, labels: dict, work: WorkFolder, skipped: list, on_item) -> None:
+    for out in batches:
         good = []
         for idx, blob, meta, err in zip(out["idx"], out["blob"], out["meta"], out["error"]):
             label = labels[int(idx)]
@@ -349,5 +390,5 @@ def computed_entries(root, name: str, plan: WorkPlan, options: EngineOptions | N
     work.remove()
 
 
-__all__ = ["EngineOptions", "check_engine", "require_ray", "connected", "computed_entries", "run_plan",
-           "Computed", "PlanWorker", "check_target", "INSTALL_HINT", "RAY_REQUIREMENT", "ENGINES"]
+__all__ = ["EngineOptions", "check_engine", "require_ray", "connected", "worker_runtime_env", "computed_entries",
+           "run_plan", "Computed", "PlanWorker", "check_target", "INSTALL_HINT", "RAY_REQUIREMENT", "ENGINES"]

@@ -20,7 +20,8 @@ from motionrag_suite.retrieval import db_format as fmt
 from motionrag_suite.retrieval.builders import build_from_folder, source_work
 from motionrag_suite.retrieval.builtin_video_sources import builtin_video_sources
 from motionrag_suite.retrieval.database import open_database
-from motionrag_suite.retrieval.distributed.engine import EngineOptions, computed_entries, require_ray
+from motionrag_suite.retrieval.distributed.engine import (EngineOptions, computed_entries, require_ray,
+                                                          worker_runtime_env)
 from motionrag_suite.retrieval.distributed.shards import work_folder
 from motionrag_suite.retrieval.errors import RetrievalError
 from motionrag_suite.retrieval.offline_video_builder import VideoSource, build_offline_from_sources
@@ -61,6 +62,10 @@ def _motion_folder(path, names=("jump", "roll", "punch", "cartwheel", "walk", "s
     return path
 
 
+FP16_STEP = 2.0 ** -10     # relative spacing of float16: the payloads are stored in it, so a tiny difference
+                          # in the threaded float32 math of two processes can round to neighbouring values
+
+
 def assert_same_database(root, a: str, b: str, *, atol: float = 0.0):
     with open_database(root, a) as x, open_database(root, b) as y:
         assert x.entry_names() == y.entry_names()
@@ -75,7 +80,8 @@ def assert_same_database(root, a: str, b: str, *, atol: float = 0.0):
             for kind in ex.payload_kinds:
                 pa, pb = x.load_payload(name, kind), y.load_payload(name, kind)
                 assert pa.dtype == pb.dtype and pa.shape == pb.shape
-                np.testing.assert_allclose(pa.astype(np.float32), pb.astype(np.float32), atol=atol, rtol=0)
+                np.testing.assert_allclose(pa.astype(np.float32), pb.astype(np.float32), atol=atol,
+                                           rtol=FP16_STEP if atol else 0)
         for q in QUERIES:
             k = min(5, x.entry_count)
             hx, hy = x.search(q, k), y.search(q, k)
@@ -190,6 +196,62 @@ def test_a_worker_killed_mid_build_is_restarted_and_the_job_finishes(tmp_path, c
     assert killed[0] < len(sources)                     # killed with items still to do
     build_offline_from_sources(tmp_path, "local", sources)
     assert_same_database(tmp_path, "local", "killed", atol=2e-3)
+
+
+def _running_executors() -> list:
+    return [t for t in threading.enumerate() if type(t).__name__ == "StreamingExecutor" and t.is_alive()]
+
+
+def test_a_job_left_early_stops_its_stage_before_its_ray_is_shut_down(tmp_path, cluster, monkeypatch):
+    class Stop(Exception):
+        pass
+
+    running_at_shutdown = []
+    shutdown = ray.shutdown
+
+    def watched_shutdown(*args, **kwargs):              # the real shutdown, with a look before it
+        running_at_shutdown.append(len(_running_executors()))
+        return shutdown(*args, **kwargs)
+
+    monkeypatch.setattr(ray, "shutdown", watched_shutdown)
+
+    def stop(done, total):                              # an interrupt raised from the progress bar, as ComfyUI's
+        raise Stop(f"stopped after {done} of {total}")
+
+    sources = _video_sources(tmp_path, n=8)
+    with pytest.raises(Stop) as err:                    # err keeps the traceback, and with it the job's frames
+        build_offline_from_sources(tmp_path, "left", sources, engine="ray", progress=stop,
+                                   engine_options=_opts(cluster, batch_size=1, workers=1))
+    assert "after 1 of 8" in str(err.value)
+    # left running, Ray Data's executor calls into Ray during and after the job's shutdown of it, and Ray
+    # would then start a local cluster of its own, without the pack's worker setup, for the next job
+    assert running_at_shutdown == [0] and _running_executors() == []
+    time.sleep(2)
+    assert not ray.is_initialized()
+
+
+def test_a_ray_the_caller_started_is_used_only_where_its_workers_can_import_the_pack(tmp_path, cluster):
+    src = _motion_folder(tmp_path / "mocap", names=("jump", "walk", "spin"))
+    one = {"workers": 1, "cpus_per_worker": 0.5}
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False)
+    try:
+        with pytest.raises(RetrievalError, match="worker_runtime_env") as err:
+            build_from_folder(tmp_path, "plain", src, engine="ray", engine_options=one)
+        assert err.value.input == "engine"
+    finally:
+        ray.shutdown()
+    ray.init(address=cluster.address, include_dashboard=False, log_to_driver=False, runtime_env=worker_runtime_env())
+    try:
+        with pytest.raises(InputError, match="already connected") as err:
+            build_from_folder(tmp_path, "elsewhere", src, engine="ray", engine_options=dict(one, address="127.0.0.1:9"))
+        assert err.value.input == "address"
+        build_from_folder(tmp_path, "theirs", src, engine="ray", engine_options=dict(one, address=cluster.address))
+        assert ray.is_initialized()                     # the caller's Ray is left running
+    finally:
+        ray.shutdown()
+    build_from_folder(tmp_path, "local", src)
+    assert_same_database(tmp_path, "local", "theirs")
+    assert not fmt.database_dir(tmp_path, "plain").exists() and not fmt.database_dir(tmp_path, "elsewhere").exists()
 
 
 def test_bad_engine_options_and_an_unreachable_cluster(tmp_path):
@@ -361,7 +423,8 @@ def test_the_builtin_video_database_on_ray_is_the_local_one(tmp_path, cluster, c
             assert x.captions(name) == y.captions(name)
             for kind in x.entry(name).payload_kinds:
                 np.testing.assert_allclose(x.load_payload(name, kind).astype(np.float32),
-                                           y.load_payload(name, kind).astype(np.float32), atol=2e-3, rtol=0)
+                                           y.load_payload(name, kind).astype(np.float32), atol=2e-3,
+                                           rtol=FP16_STEP)
         assert [h.name for h in x.search(QUERIES[3], 3)] == [h.name for h in y.search(QUERIES[3], 3)]
     # the command line takes the engine options too (an unreachable head is refused before any work)
     capsys.readouterr()
