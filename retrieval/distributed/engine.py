@@ -199,7 +199,7 @@ def _check_initialised(ray, options: EngineOptions) -> None:
 @contextlib.contextmanager
 def connected(options: EngineOptions) -> Iterator[object]:
     """Ray, initialised for the job: joins options.address, or starts a local cluster that is shut
-    down afterwards. A Ray already initialised by the caller is used as it is and left running."""
+    down afterwards. A Ray already initialised by the caller is used, once checked, and left running."""
     ray = require_ray()
     if ray.is_initialized():
         _check_initialised(ray, options)
